@@ -1,0 +1,177 @@
+/*
+ * libkvfs: the client of a kvfs cluster.
+ *
+ * A kvfs_t holds one connection per configured server (opened lazily, re-opened
+ * by the next call after a failure). Keys are routed to servers by rendezvous
+ * hashing over the server names. Every call is thread-safe: many threads may
+ * have requests in flight on one kvfs_t; no lock is held across a round trip.
+ *
+ * All functions return 0 (or a non-negative count) on success and a negative
+ * errno on failure; kvfs_strerror() describes it. A dead or silent server
+ * yields -EIO or -ETIMEDOUT within client.timeout_ms.
+ */
+#ifndef KVFS_KVFS_H
+#define KVFS_KVFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVFS_VERSION_MAJOR 0
+#define KVFS_VERSION_MINOR 1
+
+/* Longest key in bytes. */
+#define KVFS_MAX_KEY 4096
+
+typedef struct kvfs kvfs_t;
+typedef struct kvfs_upload kvfs_upload_t;
+typedef struct kvfs_mr kvfs_mr_t;
+typedef struct kvfs_lease kvfs_lease_t;
+struct kvfs_config;
+
+/* Attributes stored with each key. */
+struct kvfs_attr {
+	uint64_t size;	  /* value bytes */
+	uint64_t version; /* changes on every write; never reused by a server */
+	int64_t mtime_ns; /* nanoseconds since the epoch */
+	int64_t expiry;	  /* absolute unix seconds, 0 = never */
+	uint32_t mode;	  /* S_IFREG | 0644 unless set; type bits are kept */
+	uint32_t uid;
+	uint32_t gid;
+};
+
+/* Bits of kvfs_setattr()'s and kvfs_upload_commit()'s mask. */
+#define KVFS_SET_MODE  (1u << 0)
+#define KVFS_SET_UID   (1u << 1)
+#define KVFS_SET_GID   (1u << 2)
+#define KVFS_SET_MTIME (1u << 3)
+#define KVFS_SET_TTL   (1u << 4) /* expiry = now + ttl seconds (0 = never) */
+
+struct kvfs_setattr {
+	uint32_t mask;
+	uint32_t mode, uid, gid;
+	int64_t mtime_ns;
+	int64_t ttl; /* seconds from now, 0 = never expire */
+};
+
+/*
+ * Configuration (the libconfig file of kvfs.conf(5), or built in code).
+ * kvfs_config_load: NULL path = $KVFS_CONF, else /etc/kvfs/kvfs.conf. On error
+ * err gets "FILE:LINE: setting: problem; valid: ..." and -EINVAL/-errno returns.
+ * kvfs_config_set takes dotted names ("fabric.provider", "client.buffer", ...)
+ * and string values as they would appear in the file (sizes take K/M/G).
+ */
+struct kvfs_config *kvfs_config_new(void);
+int kvfs_config_load(const char *path, struct kvfs_config **out, char *err, size_t errlen);
+int kvfs_config_add_server(struct kvfs_config *cfg, const char *name, const char *address);
+int kvfs_config_set(struct kvfs_config *cfg, const char *setting, const char *value, char *err,
+		    size_t errlen);
+void kvfs_config_free(struct kvfs_config *cfg);
+
+/* Open from a config file; NULL = $KVFS_CONF, else /etc/kvfs/kvfs.conf. */
+int kvfs_open(kvfs_t **out, const char *config_path);
+/* Open from a parsed config (copied; the caller keeps ownership). */
+int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg);
+void kvfs_close(kvfs_t *kv);
+const char *kvfs_strerror(int err);
+
+/* Limits agreed with the servers (valid after the first successful call). */
+struct kvfs_limits {
+	uint64_t max_key;
+	uint64_t max_value;
+	uint64_t inline_threshold;
+	uint64_t slot_size; /* largest single RMA transfer per request */
+};
+void kvfs_limits(kvfs_t *kv, struct kvfs_limits *out);
+
+/*
+ * GET [off, off+len) of key into buf. Returns the bytes copied (short at the
+ * end of the value). attr (may be NULL) receives the key's attributes.
+ */
+ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off,
+		 struct kvfs_attr *attr);
+
+/*
+ * GET a range into the connection's registered receive buffer and lend it:
+ * *data points at the bytes (valid until kvfs_lease_release). No copy is made.
+ * len may be at most limits.slot_size.
+ */
+ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, const void **data,
+		       kvfs_lease_t **lease, struct kvfs_attr *attr);
+void kvfs_lease_release(kvfs_lease_t *lease);
+
+/*
+ * Register caller memory so GET/PUT move bytes straight into or out of it by
+ * RMA, with no copy. The memory must stay valid until kvfs_mr_close.
+ */
+int kvfs_mr_reg(kvfs_t *kv, void *buf, size_t len, kvfs_mr_t **out);
+void kvfs_mr_close(kvfs_mr_t *mr);
+/* Like kvfs_get, but buf must lie inside mr. */
+ssize_t kvfs_get_mr(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off, kvfs_mr_t *mr,
+		    struct kvfs_attr *attr);
+/* Like kvfs_put, but buf must lie inside mr. */
+int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_mr_t *mr,
+		const struct kvfs_setattr *sa);
+
+/* PUT the whole value (atomic replace). sa may be NULL (defaults). */
+int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
+	     const struct kvfs_setattr *sa);
+int kvfs_delete(kvfs_t *kv, const char *key);
+int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr);
+int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
+		 struct kvfs_attr *attr_out);
+/* Atomic rename on one server; -EXDEV if src and dst live on different servers. */
+#define KVFS_RENAME_NOREPLACE 1u
+int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags);
+
+/*
+ * LIST keys that start with prefix, in byte order. With delim '/', keys with a
+ * further '/' after the prefix are folded into one common prefix entry
+ * (is_prefix = 1, name ends in '/'); delim 0 lists every key. The callback
+ * returns 0 to continue, non-zero to stop early. Listing visits every server
+ * once (one pass, continued by cursor). Returns the number of entries or -errno.
+ */
+struct kvfs_entry {
+	const char *name; /* the full key or common prefix, NUL-terminated */
+	size_t name_len;
+	int is_prefix;
+	struct kvfs_attr attr; /* valid when !is_prefix */
+	int server;	       /* index into the cluster's servers */
+};
+typedef int (*kvfs_list_cb)(void *arg, const struct kvfs_entry *e);
+ssize_t kvfs_list(kvfs_t *kv, const char *prefix, char delim, kvfs_list_cb cb, void *arg);
+
+/* Uploads: a pending value written at any offset, published atomically. */
+#define KVFS_UPLOAD_KEEP 1u /* start from the current value (if any) */
+int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out);
+int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off);
+int kvfs_upload_truncate(kvfs_upload_t *up, uint64_t size);
+uint64_t kvfs_upload_size(const kvfs_upload_t *up);
+/* Publish; attr_out (may be NULL) gets the new attributes. Frees up. */
+int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa,
+		       struct kvfs_attr *attr_out);
+/* Discard; frees up. */
+void kvfs_upload_abort(kvfs_upload_t *up);
+
+/* Cluster information. */
+int kvfs_server_count(kvfs_t *kv);
+const char *kvfs_server_name(kvfs_t *kv, int idx);
+int kvfs_server_of(kvfs_t *kv, const char *key); /* index of the key's server */
+
+struct kvfs_stats {
+	uint64_t gets, hits, misses, puts, deletes, evictions, expirations;
+	uint64_t bytes_in, bytes_out, keys, pool_size, pool_used, sessions, uptime_s;
+	char provider[32];
+};
+int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out);
+/* Round trip to a server over the fabric; *rtt_ns gets the time. */
+int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,29 @@
+/*
+ * sock: the TCP side of kvfs (bootstrap and liveness): listening, connecting
+ * with a deadline, and exchanging length-checked wire frames with a deadline.
+ */
+#ifndef KVFS_SOCK_H
+#define KVFS_SOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Listen on host:port (SO_REUSEADDR, close-on-exec). Returns fd or -errno. */
+int sock_listen(const char *host, const char *port);
+/* Connect within timeout_ms (TCP_NODELAY set). Returns fd or -errno (-ETIMEDOUT). */
+int sock_connect(const char *host, const char *port, int timeout_ms);
+/* Encode and send one frame (see wire.h) within timeout_ms. Returns 0 or -errno. */
+int sock_send_frame(int fd, uint16_t type, const void *body, int timeout_ms);
+/*
+ * Receive one frame of at most max body bytes within timeout_ms and decode it
+ * into out as the expected type. A WF_ERROR frame instead returns its errno
+ * (text copied to errtext). Returns 0 or -errno (-EPROTO for malformed input).
+ */
+int sock_recv_frame(int fd, uint16_t expect, void *out, uint32_t max, int timeout_ms, char *errtext,
+		    size_t errlen);
+/* Numeric local address of a connected socket (to bind the fabric to the same interface). */
+int sock_local_ip(int fd, char *buf, size_t len);
+/* True when host names this machine (loopback or an address of a local interface). */
+int sock_host_is_local(const char *host);
+
+#endif

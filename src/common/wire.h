@@ -1,0 +1,205 @@
+/*
+ * wire: the kvfs protocol's messages, encoded little-endian with explicit
+ * bounds checks. Two channels:
+ *
+ * Bootstrap over TCP, framed: [u32 magic "KVFS"][u16 proto][u16 type][u32 len][body].
+ *   c->s HELLO {proto, client nonce}
+ *   s->c CHALLENGE {auth required, server nonce}
+ *   c->s AUTH {HMAC-SHA256(secret, "kvfs-client" sn cn)}   (zeros when no auth)
+ *   s->c WELCOME {HMAC-SHA256(secret, "kvfs-server" cn sn), limits, providers}
+ *   c->s SETUP {provider, fabric address, receive region, staging region}
+ *   s->c READY {session id, token, server fabric address}
+ *   either way: ERROR {errno, text}. The socket then stays open as the
+ *   session's liveness channel.
+ *
+ * Requests and replies over the fabric (FI_MSG): one layout for every op, a
+ * fixed part then key, key2 (rename target / list cursor) and inline data.
+ * A buffer descriptor {region, off, len} names bytes in one of the client's
+ * registered regions; region 0 means "inline in the message".
+ */
+#ifndef KVFS_WIRE_H
+#define KVFS_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvfs/kvfs.h"
+
+#define WIRE_MAGIC     0x5346564bu /* "KVFS" */
+#define WIRE_PROTO     1
+#define WIRE_NONCE     32
+#define WIRE_MAC       32
+#define WIRE_FRAME_HDR 12
+#define WIRE_FRAME_MAX 4096 /* bootstrap frames after authentication */
+#define WIRE_FRAME_PRE 128  /* ... and before it: tiny until authenticated */
+#define WIRE_ADDR_MAX  256
+#define WIRE_MAX_PROVS 4
+
+enum wire_frame_type {
+	WF_HELLO = 1,
+	WF_CHALLENGE,
+	WF_AUTH,
+	WF_WELCOME,
+	WF_SETUP,
+	WF_READY,
+	WF_ERROR,
+};
+
+/* Registered region of a client, as announced to a server. */
+struct wire_region {
+	uint64_t base; /* remote address of byte 0 (virtual address or 0) */
+	uint64_t len;
+	uint64_t key;
+};
+
+#define REGION_INLINE  0u
+#define REGION_RECV    1u /* server may write (GET results, listings) */
+#define REGION_STAGING 2u /* server may read (PUT and upload data) */
+#define REGION_USER0   3u /* first caller-registered region */
+#define REGION_MAX     64u
+
+struct wire_limits {
+	uint64_t max_key, max_value, inline_threshold, msg_size;
+};
+
+struct wire_hello {
+	uint16_t proto;
+	uint8_t nonce[WIRE_NONCE];
+};
+struct wire_challenge {
+	uint8_t auth_required;
+	uint8_t nonce[WIRE_NONCE];
+};
+struct wire_welcome {
+	uint8_t mac[WIRE_MAC];
+	struct wire_limits limits;
+	int n_provs;
+	char provs[WIRE_MAX_PROVS][32];
+};
+struct wire_setup {
+	char provider[32];
+	uint16_t addr_len;
+	uint8_t addr[WIRE_ADDR_MAX];
+	struct wire_region recv, staging;
+};
+struct wire_ready {
+	uint64_t session, token;
+	uint16_t addr_len;
+	uint8_t addr[WIRE_ADDR_MAX];
+};
+struct wire_error {
+	int32_t err;
+	char text[200];
+};
+
+/* Encode a frame body into buf (cap bytes incl. header). Returns frame length or -EMSGSIZE. */
+int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body);
+/*
+ * Decode a frame body of the given type from body[0..len). Returns 0 or
+ * -EPROTO (malformed, with a reason in *why).
+ */
+int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, const char **why);
+/* Parse the 12-byte header. Returns 0, or -EPROTO for a bad magic/proto/len > max. */
+int wire_frame_header(const void *hdr, uint16_t *type, uint32_t *len, uint32_t max);
+
+/* Fabric ops. */
+enum wire_op {
+	OP_PING = 1,
+	OP_GET,
+	OP_PUT,
+	OP_DELETE,
+	OP_STAT,
+	OP_SETATTR,
+	OP_RENAME,
+	OP_LIST,
+	OP_UP_OPEN,
+	OP_UP_WRITE,
+	OP_UP_TRUNC,
+	OP_UP_COMMIT,
+	OP_UP_ABORT,
+	OP_REG,
+	OP_UNREG,
+	OP_STATS,
+	OP_MAX_
+};
+
+struct wire_desc {
+	uint32_t region;
+	uint64_t off, len;
+};
+
+struct wire_sa {
+	uint32_t mask, mode, uid, gid;
+	int64_t mtime_ns, ttl;
+};
+
+/* Request flags. */
+#define RQ_KEEP	     1u /* UP_OPEN: start from current value */
+#define RQ_NOREPLACE 2u /* RENAME */
+#define RQ_DELIM     4u /* LIST: fold at '/' */
+
+struct wire_req {
+	uint8_t op, flags;
+	uint64_t session, token, req_id;
+	uint64_t off, len; /* GET range, UP_WRITE range, PUT size, UP_TRUNC size, LIST max */
+	uint64_t handle;   /* upload id; REG: remote key; UNREG: region id */
+	struct wire_desc buf;
+	struct wire_sa sa;
+	const uint8_t *key, *key2, *data;
+	uint32_t klen, k2len, dlen;
+};
+
+/* Reply flags. */
+#define RP_MORE 1u /* LIST: more entries after the last one */
+
+struct wire_rep {
+	uint8_t op, flags;
+	int32_t status; /* 0 or -errno */
+	uint64_t req_id;
+	uint64_t n;	 /* bytes moved / entries listed */
+	uint64_t handle; /* upload id / region id */
+	struct kvfs_attr attr;
+	const uint8_t *data;
+	uint32_t dlen;
+};
+
+#define WIRE_REQ_FIXED 120
+#define WIRE_REP_FIXED 88
+
+/* Message buffer size for given limits: fixed part + two keys + inline data. */
+size_t wire_msg_size(uint64_t inline_threshold);
+
+/*
+ * Returns bytes written, or -EMSGSIZE if it does not fit cap. A reply's data
+ * may already sit in place at buf + WIRE_REP_FIXED (then it is not copied).
+ */
+int wire_req_encode(void *buf, size_t cap, const struct wire_req *r);
+int wire_rep_encode(void *buf, size_t cap, const struct wire_rep *r);
+/*
+ * Decode, pointing key/data into buf. Checks lengths against the message and
+ * the limits (max_key, max inline data). Returns 0 or -EPROTO / -ENAMETOOLONG /
+ * -EMSGSIZE with a reason in *why.
+ */
+int wire_req_decode(const void *buf, size_t len, const struct wire_limits *lim, struct wire_req *r,
+		    const char **why);
+int wire_rep_decode(const void *buf, size_t len, struct wire_rep *r, const char **why);
+
+/* Listing entries (in LIST replies): u16 nlen, u8 is_prefix, attr (if not), name. */
+int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
+		      const struct kvfs_attr *attr);
+/* Decode one entry at buf; returns bytes consumed or -EPROTO. name is not NUL-terminated. */
+int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nlen, int *is_prefix,
+		      struct kvfs_attr *attr);
+
+/* Stats payload (OP_STATS reply data). */
+int wire_stats_encode(void *buf, size_t cap, const struct kvfs_stats *st);
+int wire_stats_decode(const void *buf, size_t len, struct kvfs_stats *st);
+
+/* HMAC-SHA256(secret, label || a || b) into mac. */
+void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const char *label,
+	      const uint8_t a[WIRE_NONCE], const uint8_t b[WIRE_NONCE]);
+int wire_mac_equal(const uint8_t a[WIRE_MAC], const uint8_t b[WIRE_MAC]);
+/* Random bytes (getrandom). */
+void wire_random(void *buf, size_t len);
+
+#endif

@@ -1,0 +1,463 @@
+/*
+ * fabric: the only file that calls fi_*. See fabric.h for the contract.
+ *
+ * Choices: FI_EP_RDM so one endpoint talks to every peer; FI_CQ_FORMAT_DATA;
+ * FI_CONTEXT|FI_CONTEXT2 accepted (our fab_ctx has room); mr_mode asks for
+ * every bit verbs and efa need and we honour whatever comes back. tcp is
+ * layered as "tcp;ofi_rxm" for RDM.
+ */
+#include "fabric.h"
+
+#include <errno.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "common/log.h"
+
+_Static_assert(sizeof(struct fab_ctx) >= sizeof(struct fi_context2), "fab_ctx too small");
+
+struct fab_ep {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	struct fid_ep *ep;
+	char prov[64];
+};
+
+struct fab_mr {
+	struct fab_ep *ep;
+	struct fid_mr *mr;
+	void *buf;
+};
+
+#define MR_MODE_WANTED                                                                             \
+	(FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT)
+
+static const char *prov_query(const char *p)
+{
+	return strcmp(p, "tcp") == 0	 ? "tcp;ofi_rxm"
+	       : strcmp(p, "verbs") == 0 ? "verbs;ofi_rxm"
+					 : p;
+}
+
+static struct fi_info *make_hints(const char *provider, const char *domain, int thread_safe)
+{
+	struct fi_info *h = fi_allocinfo();
+	if (!h)
+		return NULL;
+	h->caps = FI_MSG | FI_RMA | FI_SEND | FI_RECV | FI_READ | FI_WRITE | FI_REMOTE_READ |
+		  FI_REMOTE_WRITE;
+	h->mode = FI_CONTEXT | FI_CONTEXT2;
+	h->ep_attr->type = FI_EP_RDM;
+	h->domain_attr->mr_mode = MR_MODE_WANTED;
+	h->domain_attr->threading = thread_safe ? FI_THREAD_SAFE : FI_THREAD_DOMAIN;
+	h->domain_attr->control_progress = FI_PROGRESS_MANUAL;
+	h->domain_attr->data_progress = FI_PROGRESS_MANUAL;
+	h->tx_attr->msg_order = FI_ORDER_SAS;
+	if (provider)
+		h->fabric_attr->prov_name = strdup(prov_query(provider));
+	if (domain)
+		h->domain_attr->name = strdup(domain);
+	return h;
+}
+
+static int fail(const char *call, int ret)
+{
+	log_error("%s: %s", call, fi_strerror(-ret));
+	return ret < 0 && ret > -4096 ? ret : -EIO;
+}
+
+int fab_open(struct fab_ep **out, const struct fab_open_args *a)
+{
+	struct fab_ep *e = calloc(1, sizeof(*e));
+	struct fi_info *hints = make_hints(a->provider, a->domain, a->thread_safe);
+	int ret;
+
+	if (!e || !hints) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	ret = fi_getinfo(FI_VERSION(1, 9), a->node, a->node ? "0" : NULL, a->node ? FI_SOURCE : 0,
+			 hints, &e->info);
+	if (ret) {
+		log_error("fi_getinfo(provider %s%s%s): %s", a->provider, a->node ? ", node " : "",
+			  a->node ? a->node : "", fi_strerror(-ret));
+		ret = ret == -FI_ENODATA ? -ENODEV : fail("fi_getinfo", ret);
+		goto err;
+	}
+	snprintf(e->prov, sizeof(e->prov), "%s", e->info->fabric_attr->prov_name);
+	ret = fi_fabric(e->info->fabric_attr, &e->fabric, NULL);
+	if (ret) {
+		ret = fail("fi_fabric", ret);
+		goto err;
+	}
+	ret = fi_domain(e->fabric, e->info, &e->domain, NULL);
+	if (ret) {
+		ret = fail("fi_domain", ret);
+		goto err;
+	}
+	struct fi_av_attr av_attr = {.type = FI_AV_TABLE};
+	ret = fi_av_open(e->domain, &av_attr, &e->av, NULL);
+	if (ret) {
+		ret = fail("fi_av_open", ret);
+		goto err;
+	}
+	/*
+	 * No wait object: with manual progress, blocking on one is unreliable
+	 * across providers (tcp;ofi_rxm's fd does not fire for data that needs
+	 * progress first). Idle callers nap in fab_poll instead.
+	 */
+	struct fi_cq_attr cq_attr = {
+	    .format = FI_CQ_FORMAT_DATA, .size = a->cq_size, .wait_obj = FI_WAIT_NONE};
+	ret = fi_cq_open(e->domain, &cq_attr, &e->cq, NULL);
+	if (ret) {
+		ret = fail("fi_cq_open", ret);
+		goto err;
+	}
+	ret = fi_endpoint(e->domain, e->info, &e->ep, NULL);
+	if (ret) {
+		ret = fail("fi_endpoint", ret);
+		goto err;
+	}
+	ret = fi_ep_bind(e->ep, &e->av->fid, 0);
+	if (ret) {
+		ret = fail("fi_ep_bind(av)", ret);
+		goto err;
+	}
+	ret = fi_ep_bind(e->ep, &e->cq->fid, FI_TRANSMIT | FI_RECV);
+	if (ret) {
+		ret = fail("fi_ep_bind(cq)", ret);
+		goto err;
+	}
+	ret = fi_enable(e->ep);
+	if (ret) {
+		ret = fail("fi_enable", ret);
+		goto err;
+	}
+	fi_freeinfo(hints);
+	*out = e;
+	return 0;
+err:
+	if (hints)
+		fi_freeinfo(hints);
+	if (e)
+		fab_close(e);
+	return ret;
+}
+
+void fab_close(struct fab_ep *e)
+{
+	if (!e)
+		return;
+	if (e->ep)
+		fi_close(&e->ep->fid);
+	if (e->cq)
+		fi_close(&e->cq->fid);
+	if (e->av)
+		fi_close(&e->av->fid);
+	if (e->domain)
+		fi_close(&e->domain->fid);
+	if (e->fabric)
+		fi_close(&e->fabric->fid);
+	if (e->info)
+		fi_freeinfo(e->info);
+	free(e);
+}
+
+const char *fab_provider(const struct fab_ep *e)
+{
+	return e->prov;
+}
+
+size_t fab_iov_limit(const struct fab_ep *e)
+{
+	size_t n = e->info->tx_attr->iov_limit;
+	return n ? n : 1;
+}
+
+size_t fab_max_msg_size(const struct fab_ep *e)
+{
+	size_t n = e->info->ep_attr->max_msg_size;
+	return n ? n : (1u << 20);
+}
+
+size_t fab_inject_size(const struct fab_ep *e)
+{
+	return e->info->tx_attr->inject_size;
+}
+
+uint64_t fab_mr_mode(const struct fab_ep *e)
+{
+	return (uint64_t)e->info->domain_attr->mr_mode;
+}
+
+int fab_getname(struct fab_ep *e, void *buf, size_t *len)
+{
+	int ret = fi_getname(&e->ep->fid, buf, len);
+	return ret ? fail("fi_getname", ret) : 0;
+}
+
+int fab_av_insert(struct fab_ep *e, const void *name, fab_addr_t *out)
+{
+	fi_addr_t a = FI_ADDR_UNSPEC;
+	int ret = fi_av_insert(e->av, name, 1, &a, 0, NULL);
+	if (ret != 1) {
+		log_error("fi_av_insert: %s", ret < 0 ? fi_strerror(-ret) : "address not inserted");
+		return -EINVAL;
+	}
+	*out = a;
+	return 0;
+}
+
+int fab_av_remove(struct fab_ep *e, fab_addr_t addr)
+{
+	fi_addr_t a = addr;
+	int ret = fi_av_remove(e->av, &a, 1, 0);
+	return ret ? fail("fi_av_remove", ret) : 0;
+}
+
+static uint64_t access_bits(unsigned acc)
+{
+	uint64_t r = 0;
+	if (acc & FAB_ACC_SEND)
+		r |= FI_SEND;
+	if (acc & FAB_ACC_RECV)
+		r |= FI_RECV;
+	if (acc & FAB_ACC_WRITE)
+		r |= FI_WRITE;
+	if (acc & FAB_ACC_READ)
+		r |= FI_READ;
+	if (acc & FAB_ACC_REMOTE_WRITE)
+		r |= FI_REMOTE_WRITE;
+	if (acc & FAB_ACC_REMOTE_READ)
+		r |= FI_REMOTE_READ;
+	return r;
+}
+
+int fab_mr_reg(struct fab_ep *e, void *buf, size_t len, unsigned access, struct fab_mr **out)
+{
+	static uint64_t next_key = 1;
+	struct fab_mr *m = calloc(1, sizeof(*m));
+	uint64_t mode = fab_mr_mode(e);
+	int ret;
+
+	if (!m)
+		return -ENOMEM;
+	m->ep = e;
+	m->buf = buf;
+	/* Without FI_MR_PROV_KEY we choose keys; they must be unique per domain. */
+	uint64_t key =
+	    (mode & FI_MR_PROV_KEY) ? 0 : __atomic_fetch_add(&next_key, 1, __ATOMIC_RELAXED);
+	ret = fi_mr_reg(e->domain, buf, len, access_bits(access), 0, key, 0, &m->mr, NULL);
+	if (ret) {
+		free(m);
+		return fail("fi_mr_reg", ret);
+	}
+	if (mode & FI_MR_ENDPOINT) {
+		ret = fi_mr_bind(m->mr, &e->ep->fid, 0);
+		if (!ret)
+			ret = fi_mr_enable(m->mr);
+		if (ret) {
+			fi_close(&m->mr->fid);
+			free(m);
+			return fail("fi_mr_bind/enable", ret);
+		}
+	}
+	*out = m;
+	return 0;
+}
+
+void fab_mr_close(struct fab_mr *m)
+{
+	if (!m)
+		return;
+	int ret = fi_close(&m->mr->fid);
+	if (ret)
+		log_error("fi_close(mr): %s", fi_strerror(-ret));
+	free(m);
+}
+
+void *fab_mr_desc(const struct fab_mr *m)
+{
+	return fi_mr_desc(m->mr);
+}
+
+uint64_t fab_mr_key(const struct fab_mr *m)
+{
+	return fi_mr_key(m->mr);
+}
+
+uint64_t fab_mr_remote_base(const struct fab_mr *m)
+{
+	return (fab_mr_mode(m->ep) & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)m->buf : 0;
+}
+
+static int post_ret(const char *call, ssize_t ret)
+{
+	if (ret == 0)
+		return 0;
+	if (ret == -FI_EAGAIN)
+		return -EAGAIN;
+	return fail(call, (int)ret);
+}
+
+int fab_post_recv(struct fab_ep *e, void *buf, size_t len, void *desc, struct fab_ctx *ctx)
+{
+	return post_ret("fi_recv", fi_recv(e->ep, buf, len, desc, FI_ADDR_UNSPEC, ctx));
+}
+
+int fab_post_send(struct fab_ep *e, const void *buf, size_t len, void *desc, fab_addr_t dest,
+		  struct fab_ctx *ctx)
+{
+	return post_ret("fi_send", fi_send(e->ep, buf, len, desc, dest, ctx));
+}
+
+static int post_rma(struct fab_ep *e, int write, const struct iovec *iov, void **desc, size_t n,
+		    fab_addr_t peer, uint64_t raddr, uint64_t rkey, struct fab_ctx *ctx)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	struct fi_rma_iov riov = {.addr = raddr, .len = total, .key = rkey};
+	struct fi_msg_rma msg = {.msg_iov = iov,
+				 .desc = desc,
+				 .iov_count = n,
+				 .addr = peer,
+				 .rma_iov = &riov,
+				 .rma_iov_count = 1,
+				 .context = ctx};
+	if (write)
+		return post_ret("fi_writemsg", fi_writemsg(e->ep, &msg, FI_COMPLETION));
+	return post_ret("fi_readmsg", fi_readmsg(e->ep, &msg, FI_COMPLETION));
+}
+
+int fab_post_write(struct fab_ep *e, const struct iovec *iov, void **desc, size_t n,
+		   fab_addr_t dest, uint64_t raddr, uint64_t rkey, struct fab_ctx *ctx)
+{
+	return post_rma(e, 1, iov, desc, n, dest, raddr, rkey, ctx);
+}
+
+int fab_post_read(struct fab_ep *e, const struct iovec *iov, void **desc, size_t n, fab_addr_t src,
+		  uint64_t raddr, uint64_t rkey, struct fab_ctx *ctx)
+{
+	return post_rma(e, 0, iov, desc, n, src, raddr, rkey, ctx);
+}
+
+static int read_error(struct fab_ep *e, struct fab_cqe *out)
+{
+	struct fi_cq_err_entry err = {0};
+	ssize_t r = fi_cq_readerr(e->cq, &err, 0);
+	if (r < 0)
+		return r == -FI_EAGAIN ? 0 : fail("fi_cq_readerr", (int)r);
+	char buf[256] = "";
+	const char *detail = fi_cq_strerror(e->cq, err.prov_errno, err.err_data, buf, sizeof(buf));
+	log_warn("completion error: %s (%s)", fi_strerror(err.err), detail ? detail : "");
+	out->ctx = err.op_context;
+	out->flags = err.flags;
+	out->len = 0;
+	out->err = err.err ? -err.err : -EIO;
+	if (out->err == -FI_ECANCELED)
+		out->err = -ECANCELED;
+	return 1;
+}
+
+int fab_poll(struct fab_ep *e, struct fab_cqe *out, int max, int nap_us)
+{
+	struct fi_cq_data_entry ent[16];
+	if (max > 16)
+		max = 16;
+	ssize_t r = fi_cq_read(e->cq, ent, (size_t)max);
+	if (r == -FI_EAGAIN && nap_us > 0) {
+		struct timespec ts = {nap_us / 1000000, (long)(nap_us % 1000000) * 1000};
+		nanosleep(&ts, NULL);
+		r = fi_cq_read(e->cq, ent, (size_t)max);
+	}
+	if (r == -FI_EAGAIN || r == -FI_ETIMEDOUT || r == -FI_EINTR || r == -FI_ECANCELED)
+		return 0;
+	if (r == -FI_EAVAIL)
+		return read_error(e, out);
+	if (r < 0)
+		return fail("fi_cq_read", (int)r);
+	for (ssize_t i = 0; i < r; i++) {
+		out[i].ctx = ent[i].op_context;
+		out[i].flags = ent[i].flags;
+		out[i].len = ent[i].len;
+		out[i].err = 0;
+	}
+	return (int)r;
+}
+
+int fab_provider_available(const char *prov)
+{
+	struct fi_info *hints = make_hints(prov, NULL, 0), *info = NULL;
+	if (!hints)
+		return 0;
+	int ret = fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &info);
+	fi_freeinfo(hints);
+	if (info)
+		fi_freeinfo(info);
+	return ret == 0;
+}
+
+int fab_auto_providers(const char **names, int max)
+{
+	static const char *order[] = {"verbs", "efa", "tcp"};
+	int n = 0;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && n < max; i++) {
+		if (fab_provider_available(order[i])) {
+			names[n++] = order[i];
+			break;
+		}
+	}
+	if (n < max && fab_provider_available("shm"))
+		names[n++] = "shm";
+	return n;
+}
+
+int fab_probe(FILE *out, const char *configured)
+{
+	struct fi_info *hints = make_hints(NULL, NULL, 0), *info = NULL;
+	fprintf(out, "libfabric %u.%u, providers offering FI_EP_RDM with FI_MSG|FI_RMA:\n",
+		FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
+	int ret = hints ? fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &info) : -FI_ENOMEM;
+	if (ret)
+		fprintf(out, "  (none: %s)\n", fi_strerror(-ret));
+	for (struct fi_info *i = info; i; i = i->next)
+		fprintf(out, "  %-16s domain %-12s fabric %-18s mr_mode 0x%x max_msg %zu iov %zu\n",
+			i->fabric_attr->prov_name, i->domain_attr->name, i->fabric_attr->name,
+			(unsigned)i->domain_attr->mr_mode, i->ep_attr->max_msg_size,
+			i->tx_attr->iov_limit);
+	if (info)
+		fi_freeinfo(info);
+	if (hints)
+		fi_freeinfo(hints);
+
+	const char *names[4];
+	int n = fab_auto_providers(names, 4);
+	fprintf(out, "configured provider: %s\n", configured);
+	fprintf(out, "auto would serve on:");
+	for (int i = 0; i < n; i++)
+		fprintf(out, " %s", names[i]);
+	fprintf(out, "\nreason: ");
+	if (n == 0)
+		fprintf(out, "no usable provider found\n");
+	else if (strcmp(names[0], "verbs") == 0 || strcmp(names[0], "efa") == 0)
+		fprintf(out,
+			"%s is an RDMA NIC (kernel bypass, zero-copy RMA) and is preferred for "
+			"remote clients; shm serves clients on this host\n",
+			names[0]);
+	else
+		fprintf(out, "no RDMA NIC (verbs/efa) found; tcp serves remote clients and shm "
+			     "(shared memory, cross-memory attach) serves clients on this host\n");
+	return 0;
+}

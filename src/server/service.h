@@ -1,0 +1,75 @@
+/*
+ * service: kvfs-server's state shared by the bootstrap (TCP) side in
+ * server.c and the fabric side in service.c.
+ *
+ * One endpoint (struct svc_ep) per provider the server offers, each with one
+ * service thread that owns every fi_* call on it, its sessions' fabric state
+ * and its receive buffers. The bootstrap side never calls into the fabric:
+ * it queues commands (add/drop session) that the service thread carries out.
+ *
+ * Lock order: srv.store_lock is a leaf; svc_ep.cmd_lock is a leaf.
+ */
+#ifndef KVFS_SERVICE_H
+#define KVFS_SERVICE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/wire.h"
+#include "fabric/fabric.h"
+#include "store.h"
+
+#define SVC_MAX_EPS 4
+
+struct srv;
+struct svc_ep;
+struct session;
+
+struct srv_counters {
+	atomic_uint_fast64_t gets, hits, misses, puts, deletes, bytes_in, bytes_out, sessions;
+};
+
+struct srv {
+	struct kvfs_config cfg;
+	int self; /* index of this server in cfg.servers */
+	struct wire_limits limits;
+	int64_t started;
+
+	pthread_mutex_t store_lock;
+	struct store *store; /* store_lock */
+
+	struct svc_ep *eps[SVC_MAX_EPS];
+	int n_eps;
+	struct srv_counters ctr;
+	atomic_int stopping;
+};
+
+/* A command from the bootstrap side to a service thread. */
+enum svc_cmd_kind { CMD_ADD, CMD_DROP };
+struct svc_cmd {
+	enum svc_cmd_kind kind;
+	/* CMD_ADD in: */
+	struct wire_setup setup;
+	/* CMD_ADD out: */
+	uint64_t session, token;
+	int result;
+	/* CMD_DROP in: */
+	uint64_t drop_id;
+
+	int done;
+	struct svc_cmd *next;
+};
+
+int svc_ep_open(struct srv *s, const char *provider, const char *node, struct svc_ep **out);
+void svc_ep_close(struct svc_ep *e);
+const char *svc_ep_provider(const struct svc_ep *e); /* as configured: "tcp", "shm", ... */
+int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len);
+int svc_ep_start(struct svc_ep *e);
+/* Wait for the service thread to finish in-flight work and exit (after srv.stopping). */
+void svc_ep_join(struct svc_ep *e);
+/* Queue a command and wait until the service thread has carried it out. */
+void svc_ep_command(struct svc_ep *e, struct svc_cmd *c);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * store: the server's item memory. Owns the pool, the key index, the
+ * directory index used for listing, eviction, expiry and upload sessions.
+ *
+ * Not thread-safe: the caller serialises all calls (kvfs-server holds its
+ * store lock). Nothing here blocks or does I/O.
+ *
+ * Memory model
+ *  - One pool of `memory` bytes (mmap'd once; the server registers it once).
+ *  - The pool is cut into 1 MiB pages. A page either belongs to a slab class
+ *    (cut into equal chunks) or holds part of a large value.
+ *  - An item = 40-byte header + key + value, in one slab chunk when it fits
+ *    the largest class; otherwise header + key + extent table in a chunk and
+ *    the value in whole pages plus a tail chunk ("extents": pool ranges).
+ *  - Per-key overhead beyond key and value bytes stays <= 64 B at 1M keys:
+ *    header (40) + hash slot + slab rounding + directory slot.
+ *  - Eviction "lru" is CLOCK (second chance, a reference bit per item set on
+ *    every access); when a class has nothing to evict or a page is needed,
+ *    the least recently touched page is emptied. "none" fails with -ENOSPC
+ *    and never drops a key. Pinned items (store_get until store_release) are
+ *    never evicted or freed; a deleted pinned item is freed on its release.
+ *  - Expired items are misses; store_expire() reclaims them in bounded steps.
+ */
+#ifndef KVFS_STORE_H
+#define KVFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "kvfs/kvfs.h"
+
+#define STORE_PAGE_SIZE (1u << 20)
+
+struct store;
+struct item;
+struct upload;
+
+struct store_config {
+	uint64_t memory;    /* pool bytes, rounded down to whole pages, >= 16 pages */
+	uint64_t max_value; /* largest value; -EFBIG beyond */
+	int evict_none;	    /* 1 = eviction "none" */
+};
+
+struct store_stats {
+	uint64_t keys;
+	uint64_t pool_size, pool_used; /* used = pages not free */
+	uint64_t item_bytes;	       /* sum of key + value bytes of live items */
+	uint64_t index_bytes;	       /* malloc'd index memory (hash, directories) */
+	uint64_t evictions, expirations;
+	uint64_t uploads; /* open upload sessions */
+};
+
+/* Open a store (mmaps the pool). Returns 0 or -ENOMEM/-EINVAL. */
+int store_open(struct store **out, const struct store_config *cfg);
+void store_close(struct store *s);
+void *store_pool_base(struct store *s);
+size_t store_pool_size(struct store *s);
+void store_stats(struct store *s, struct store_stats *out);
+
+/*
+ * Look key up and pin it. now = unix seconds (for expiry). Marks it
+ * recently used. Returns 0, -ENOENT (absent or expired).
+ */
+int store_get(struct store *s, const void *key, size_t klen, int64_t now, struct item **out);
+/* Unpin; frees the item if it was deleted/replaced meanwhile. */
+void store_release(struct store *s, struct item *it);
+void store_item_attr(const struct item *it, struct kvfs_attr *out);
+/*
+ * Fill iov (at most max entries) with the pool ranges holding value bytes
+ * [off, off+len) (clamped to the value size). Returns the entries used;
+ * *covered = bytes covered (less than requested when max was too small:
+ * call again from off + *covered).
+ */
+size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct iovec *iov,
+		      size_t max, uint64_t *covered);
+
+/*
+ * Attributes given with a PUT or commit. Unset fields (mask) take defaults:
+ * mode S_IFREG|0644, uid/gid 0, mtime now, no expiry.
+ */
+struct store_attr {
+	uint32_t mask; /* KVFS_SET_* */
+	uint32_t mode, uid, gid;
+	int64_t mtime_ns;
+	int64_t ttl; /* seconds from now; 0 = never */
+};
+
+/* Insert or replace key with a copy of val. *version (may be NULL) gets the new version. */
+int store_put(struct store *s, const void *key, size_t klen, const void *val, size_t vlen,
+	      const struct store_attr *a, int64_t now, uint64_t *version);
+/* -ENOENT when absent. */
+int store_delete(struct store *s, const void *key, size_t klen);
+int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct kvfs_attr *out);
+/* Apply the KVFS_SET_* fields of a; the version does not change. */
+int store_setattr(struct store *s, const void *key, size_t klen, const struct store_attr *a,
+		  int64_t now, struct kvfs_attr *out);
+/* Atomic rename. -ENOENT (no src), -EEXIST (dst exists and noreplace). */
+int store_rename(struct store *s, const void *src, size_t slen, const void *dst, size_t dlen,
+		 int noreplace);
+
+/*
+ * List keys starting with prefix in byte order, after cursor (exclusive;
+ * clen 0 = from the start). delim '/' folds keys with a further '/' after
+ * the prefix into one entry, name = prefix .. '/' (attr NULL); delim 0 lists
+ * all keys. cb returns non-zero to stop (that entry is not counted as
+ * delivered: resume with the last delivered name as cursor). Visits only
+ * the entries listed, not every key. Returns entries delivered, or -errno.
+ */
+typedef int (*store_list_cb)(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a);
+long store_list(struct store *s, const void *prefix, size_t plen, char delim, const void *cursor,
+		size_t clen, int64_t now, store_list_cb cb, void *arg);
+
+/* True when some key starts with prefix (e.g. "dir/"); for rmdir checks. */
+int store_has_prefix(struct store *s, const void *prefix, size_t plen, int64_t now);
+
+/*
+ * Uploads. open: empty, or (keep) a copy of the current value. Writing is
+ * two-step so RMA can land straight in the pool: store_upload_iov reserves
+ * [off, off+len) (allocating pages, growing the size, zero-filling holes) and
+ * returns the pool ranges to receive into. Returns entries used, or -ENOSPC /
+ * -EFBIG; *covered as for store_item_iov.
+ * commit publishes atomically (readers see the old or the new value) and frees
+ * the upload; abort frees it.
+ */
+int store_upload_open(struct store *s, const void *key, size_t klen, int keep, int64_t now,
+		      struct upload **out);
+long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
+		      struct iovec *iov, size_t max, uint64_t *covered);
+int store_upload_truncate(struct store *s, struct upload *up, uint64_t size);
+uint64_t store_upload_size(const struct upload *up);
+int store_upload_commit(struct store *s, struct upload *up, const struct store_attr *a, int64_t now,
+			struct kvfs_attr *out);
+void store_upload_abort(struct store *s, struct upload *up);
+
+/* Reclaim up to budget expired items. Returns how many. */
+int store_expire(struct store *s, int64_t now, int budget);
+
+#endif

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Integration: kvfsctl against a real kvfs-server on $KVFS_TEST_PROVIDER
+# (shm or tcp). Cleans up (server, temp files) however it ends.
+set -uo pipefail
+build=${1:?usage: kvfsctl.sh BUILD_DIR}
+prov=${KVFS_TEST_PROVIDER:-tcp}
+tmp=$(mktemp -d /tmp/kvfsctl-test.XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+	echo $((20000 + RANDOM % 20000)))
+cat >"$tmp/kvfs.conf" <<CONF
+cluster = { servers = ( { name = "only"; address = "127.0.0.1:$port"; } ); };
+fabric = { provider = "$prov"; };
+server = { memory = "512M"; max_value = "256M"; };
+client = { buffer = "32M"; timeout_ms = 2000; };
+CONF
+"$build/kvfs-server" -c "$tmp/kvfs.conf" 2>"$tmp/server.log" &
+pid=$!
+export KVFS_CONF=$tmp/kvfs.conf
+ctl="$build/kvfsctl"
+for _ in $(seq 100); do "$ctl" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+pass=0 fail=0
+check() { # name, then a command that must succeed
+	local name=$1
+	shift
+	if "$@" >"$tmp/out" 2>"$tmp/err"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL: $name"
+		sed 's/^/    /' "$tmp/out" "$tmp/err" | head -20
+	fi
+}
+
+head -c 3000001 /dev/urandom >"$tmp/small"
+head -c 100000000 /dev/urandom >"$tmp/big"
+check "ping" "$ctl" ping
+check "put file" "$ctl" put docs/small "$tmp/small"
+check "get file" "$ctl" get docs/small "$tmp/small.back"
+check "file identical" cmp "$tmp/small" "$tmp/small.back"
+check "put stdin (streamed upload)" sh -c "cat '$tmp/big' | '$ctl' put docs/big -"
+check "get stdout" sh -c "'$ctl' get docs/big - > '$tmp/big.back'"
+check "large value identical" cmp "$tmp/big" "$tmp/big.back"
+check "empty value" sh -c "printf '' | '$ctl' put docs/empty && test \"\$('$ctl' get docs/empty | wc -c)\" -eq 0"
+check "ls folds directories" sh -c "'$ctl' put docs/sub/x /dev/null && '$ctl' ls docs/ | grep -qx 'docs/sub/'"
+check "ls -l shows sizes" sh -c "'$ctl' ls -l docs/ | grep 'docs/small' | grep -q 3000001"
+check "ls -r lists all" sh -c "test \"\$('$ctl' ls -r docs/ | wc -l)\" -eq 4"
+check "stat" sh -c "'$ctl' stat docs/small | grep -q 3000001"
+check "put --ttl --mode" sh -c "echo x | '$ctl' put t/ttl --ttl 1 --mode 600 && '$ctl' stat t/ttl | grep -q 600"
+check "mv" sh -c "'$ctl' mv docs/small docs/moved && '$ctl' get docs/moved | cmp - '$tmp/small'"
+check "mv --no-replace refuses" sh -c "! '$ctl' mv docs/moved docs/big --no-replace"
+check "rm" "$ctl" rm docs/moved docs/empty
+check "get of a removed key fails with one line" sh -c \
+	"! '$ctl' get docs/moved '$tmp/nothing' 2>'$tmp/e' && test \$(wc -l <'$tmp/e') -eq 1 && test ! -e '$tmp/nothing'"
+check "rm of a missing key fails" sh -c "! '$ctl' rm docs/moved"
+check "ttl expired" sh -c "sleep 2.5; ! '$ctl' get t/ttl >/dev/null 2>&1"
+check "stats --json" sh -c "'$ctl' stats --json | grep -q '\"provider\"'"
+check "bench --json" sh -c "'$ctl' bench --op get --size 4096 --count 2000 --json | grep -q '\"p50_us\"'"
+check "bench put" sh -c "'$ctl' bench --op put --size 1M --count 50 --keys 4 --json | grep -q gbytes_per_s"
+check "bad config names file and line" sh -c \
+	"printf 'fabric = { provider = \"carrier-pigeon\"; };\n' > '$tmp/bad.conf'; ! '$ctl' -c '$tmp/bad.conf' ping 2>'$tmp/e'; grep -q 'bad.conf:1' '$tmp/e' && grep -q valid '$tmp/e'"
+check "unreachable server fails fast" sh -c \
+	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
+check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
+check "server still up" kill -0 "$pid"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,432 @@
+/*
+ * Integration: libkvfs against real kvfs-server processes, on the provider in
+ * $KVFS_TEST_PROVIDER. Round trips of every size class, ranges, zero-copy,
+ * attributes, rename, listing, uploads, clusters and concurrency.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+
+static struct h_cluster cl;
+static kvfs_t *kv;
+
+static void setup1(void)
+{
+	struct h_opts o = {.memory = "1536M", .max_value = "1G"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+static void setup3(void)
+{
+	struct h_opts o = {.servers = 3, .memory = "128M"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+static void teardown_all(void)
+{
+	kvfs_close(kv);
+	h_stop(&cl);
+}
+
+static void roundtrip(size_t size, uint64_t seed)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "rt/%zu", size);
+	uint8_t *v = malloc(size + 1), *r = malloc(size + 16);
+	cr_assert(v && r);
+	h_fill(v, size, seed, 0);
+	int ret = kvfs_put(kv, key, v, size, NULL);
+	cr_assert_eq(ret, 0, "put %zu: %s", size, kvfs_strerror(ret));
+	struct kvfs_attr a;
+	memset(r, 0x5a, size + 16);
+	ssize_t n = kvfs_get(kv, key, r, size + 16, 0, &a);
+	cr_assert_eq(n, (ssize_t)size, "get %zu returned %zd (%s)", size, n,
+		     n < 0 ? kvfs_strerror((int)n) : "");
+	cr_assert_eq(a.size, size);
+	cr_assert(h_check(r, size, seed, 0), "value of %zu bytes differs", size);
+	cr_assert_eq(r[size], 0x5a, "get wrote past the value");
+	free(v);
+	free(r);
+}
+
+Test(cache, sizes, .init = setup1, .fini = teardown_all, .timeout = 240)
+{
+	size_t sizes[] = {0, 1, 4095, 4096, 4097, (1 << 20) + 3, 64u << 20};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		roundtrip(sizes[i], i + 1);
+}
+
+Test(cache, one_gib, .init = setup1, .fini = teardown_all, .timeout = 300)
+{
+	roundtrip(1u << 30, 77);
+	struct kvfs_attr a;
+	cr_assert_eq(kvfs_stat(kv, "rt/1073741824", &a), 0);
+	cr_assert_eq(a.size, 1u << 30);
+	/* Over max_value: refused, nothing stored. */
+	size_t big = (1u << 30) + 1;
+	uint8_t *v = calloc(1, big);
+	cr_assert_eq(kvfs_put(kv, "too-big", v, big, NULL), -EFBIG);
+	cr_assert_eq(kvfs_stat(kv, "too-big", &a), -ENOENT);
+	free(v);
+}
+
+Test(cache, ranges_and_zero_copy, .init = setup1, .fini = teardown_all, .timeout = 120)
+{
+	size_t size = (3u << 20) + 11;
+	uint8_t *v = malloc(size), *r = malloc(size);
+	h_fill(v, size, 5, 0);
+	cr_assert_eq(kvfs_put(kv, "range", v, size, NULL), 0);
+	size_t offs[] = {0, 1, 4095, 4096, (1u << 20) - 1, (2u << 20) + 7, size - 1};
+	size_t lens[] = {1, 100, 4096, 4097, (1u << 20) + 5};
+	for (size_t i = 0; i < 7; i++)
+		for (size_t j = 0; j < 5; j++) {
+			size_t want = lens[j];
+			size_t expect = offs[i] + want > size ? size - offs[i] : want;
+			ssize_t n = kvfs_get(kv, "range", r, want, offs[i], NULL);
+			cr_assert_eq(n, (ssize_t)expect, "off %zu len %zu: %zd", offs[i], want, n);
+			cr_assert(h_check(r, (size_t)n, 5, offs[i]));
+		}
+	cr_assert_eq(kvfs_get(kv, "range", r, 10, size + 5, NULL), 0, "read past the end");
+
+	/* Zero copy: caller-registered memory, both directions. */
+	kvfs_mr_t *mr;
+	uint8_t *z = malloc(size);
+	cr_assert_eq(kvfs_mr_reg(kv, z, size, &mr), 0);
+	memset(z, 0, size);
+	cr_assert_eq(kvfs_get_mr(kv, "range", z, size, 0, mr, NULL), (ssize_t)size);
+	cr_assert(h_check(z, size, 5, 0));
+	h_fill(z, size, 6, 0);
+	cr_assert_eq(kvfs_put_mr(kv, "range2", z, size, mr, NULL), 0);
+	cr_assert_eq(kvfs_get(kv, "range2", r, size, 0, NULL), (ssize_t)size);
+	cr_assert(h_check(r, size, 6, 0));
+	/* A buffer outside the registered memory is refused locally. */
+	cr_assert_eq(kvfs_get_mr(kv, "range", r, size, 0, mr, NULL), -EFAULT);
+	kvfs_mr_close(mr);
+	free(z);
+
+	/* Lease: bytes lent from the receive buffer. */
+	const void *data;
+	kvfs_lease_t *l;
+	ssize_t n = kvfs_get_lease(kv, "range", 4096, 65536, &data, &l, NULL);
+	cr_assert_eq(n, 65536);
+	cr_assert(h_check(data, 65536, 5, 4096));
+	kvfs_lease_release(l);
+	free(v);
+	free(r);
+}
+
+Test(cache, attributes_rename_delete, .init = setup1, .fini = teardown_all)
+{
+	struct kvfs_attr a, b;
+	cr_assert_eq(kvfs_stat(kv, "nope", &a), -ENOENT);
+	cr_assert_eq(kvfs_get(kv, "nope", &a, 1, 0, NULL), -ENOENT);
+	struct kvfs_setattr sa = {.mask =
+				      KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID | KVFS_SET_MTIME,
+				  .mode = S_IFREG | 0600,
+				  .uid = 1000,
+				  .gid = 100,
+				  .mtime_ns = 1700000000123456789ll};
+	cr_assert_eq(kvfs_put(kv, "f", "hello", 5, &sa), 0);
+	cr_assert_eq(kvfs_stat(kv, "f", &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0600);
+	cr_assert_eq(a.uid, 1000);
+	cr_assert_eq(a.gid, 100);
+	cr_assert_eq(a.mtime_ns, 1700000000123456789ll);
+	cr_assert_eq(a.size, 5);
+	struct kvfs_setattr ch = {.mask = KVFS_SET_MODE, .mode = S_IFREG | 0644};
+	cr_assert_eq(kvfs_setattr(kv, "f", &ch, &b), 0);
+	cr_assert_eq(b.mode, S_IFREG | 0644);
+	cr_assert_eq(b.version, a.version, "setattr must not change the version");
+	cr_assert_eq(kvfs_put(kv, "f", "world!", 6, NULL), 0);
+	cr_assert_eq(kvfs_stat(kv, "f", &b), 0);
+	cr_assert_gt(b.version, a.version);
+
+	/* rename within one server (single-server cluster) */
+	cr_assert_eq(kvfs_rename(kv, "f", "g", 0), 0);
+	cr_assert_eq(kvfs_stat(kv, "f", &a), -ENOENT);
+	char buf[16];
+	cr_assert_eq(kvfs_get(kv, "g", buf, sizeof(buf), 0, NULL), 6);
+	cr_assert_eq(memcmp(buf, "world!", 6), 0);
+	cr_assert_eq(kvfs_put(kv, "h", "x", 1, NULL), 0);
+	cr_assert_eq(kvfs_rename(kv, "g", "h", KVFS_RENAME_NOREPLACE), -EEXIST);
+	cr_assert_eq(kvfs_rename(kv, "g", "h", 0), 0);
+	cr_assert_eq(kvfs_get(kv, "h", buf, sizeof(buf), 0, NULL), 6);
+	cr_assert_eq(kvfs_rename(kv, "missing", "x", 0), -ENOENT);
+
+	cr_assert_eq(kvfs_delete(kv, "h"), 0);
+	cr_assert_eq(kvfs_delete(kv, "h"), -ENOENT);
+
+	/* Invalid keys are refused before anything is sent. */
+	cr_assert_eq(kvfs_put(kv, "", "x", 1, NULL), -EINVAL);
+	char *longkey = malloc(KVFS_MAX_KEY + 2);
+	memset(longkey, 'k', KVFS_MAX_KEY + 1);
+	longkey[KVFS_MAX_KEY + 1] = 0;
+	cr_assert_eq(kvfs_put(kv, longkey, "x", 1, NULL), -ENAMETOOLONG);
+	longkey[KVFS_MAX_KEY] = 0;
+	cr_assert_eq(kvfs_put(kv, longkey, "x", 1, NULL), 0, "a key of exactly the limit");
+	cr_assert_eq(kvfs_get(kv, longkey, buf, 1, 0, NULL), 1);
+	free(longkey);
+}
+
+Test(cache, uploads, .init = setup1, .fini = teardown_all, .timeout = 120)
+{
+	kvfs_upload_t *up;
+	size_t size = (5u << 20) + 17;
+	uint8_t *v = malloc(size), *r = malloc(size);
+	h_fill(v, size, 9, 0);
+	cr_assert_eq(kvfs_put(kv, "u", "old", 3, NULL), 0);
+	cr_assert_eq(kvfs_upload_open(kv, "u", 0, &up), 0);
+	/* Written back to front in uneven pieces. */
+	size_t piece = 700001;
+	for (size_t off = size - size % piece;; off -= piece) {
+		size_t n = off + piece > size ? size - off : piece;
+		cr_assert_eq(kvfs_upload_write(up, v + off, n, off), 0);
+		if (off == 0)
+			break;
+	}
+	cr_assert_eq(kvfs_upload_size(up), size);
+	/* Readers see the old value until commit. */
+	char old[8];
+	cr_assert_eq(kvfs_get(kv, "u", old, sizeof(old), 0, NULL), 3);
+	struct kvfs_attr a;
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &a), 0);
+	cr_assert_eq(a.size, size);
+	cr_assert_eq(kvfs_get(kv, "u", r, size, 0, NULL), (ssize_t)size);
+	cr_assert(h_check(r, size, 9, 0));
+
+	/* KEEP + truncate + append + hole. */
+	cr_assert_eq(kvfs_upload_open(kv, "u", KVFS_UPLOAD_KEEP, &up), 0);
+	cr_assert_eq(kvfs_upload_size(up), size);
+	cr_assert_eq(kvfs_upload_truncate(up, 1000), 0);
+	cr_assert_eq(kvfs_upload_write(up, "tail", 4, 2000), 0);
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &a), 0);
+	cr_assert_eq(a.size, 2004);
+	cr_assert_eq(kvfs_get(kv, "u", r, size, 0, NULL), 2004);
+	cr_assert(h_check(r, 1000, 9, 0));
+	for (int i = 1000; i < 2000; i++)
+		cr_assert_eq(r[i], 0, "hole byte %d not zero", i);
+	cr_assert_eq(memcmp(r + 2000, "tail", 4), 0);
+
+	/* Abort leaves the value alone. */
+	cr_assert_eq(kvfs_upload_open(kv, "u", 0, &up), 0);
+	cr_assert_eq(kvfs_upload_write(up, "zzz", 3, 0), 0);
+	kvfs_upload_abort(up);
+	cr_assert_eq(kvfs_stat(kv, "u", &a), 0);
+	cr_assert_eq(a.size, 2004);
+	free(v);
+	free(r);
+}
+
+struct lst {
+	char names[64][32];
+	int pfx[64];
+	int n;
+};
+
+static int collect(void *arg, const struct kvfs_entry *e)
+{
+	struct lst *l = arg;
+	if (l->n < 64) {
+		snprintf(l->names[l->n], 32, "%s", e->name);
+		l->pfx[l->n] = e->is_prefix;
+	}
+	l->n++;
+	return 0;
+}
+
+static int count_cb(void *arg, const struct kvfs_entry *e)
+{
+	(void)e;
+	(*(long *)arg)++;
+	return 0;
+}
+
+Test(cache, cluster_routing_and_listing, .init = setup3, .fini = teardown_all, .timeout = 120)
+{
+	int per[3] = {0};
+	char key[64];
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof(key), "d/k%05d", i);
+		per[kvfs_server_of(kv, key)]++;
+		cr_assert_eq(kvfs_put(kv, key, key, strlen(key), NULL), 0);
+	}
+	for (int s = 0; s < 3; s++)
+		cr_assert(per[s] > 800 && per[s] < 1200, "server %d got %d of 3000 keys", s,
+			  per[s]);
+	/* Listing: one merged pass over all servers, in byte order, no duplicates. */
+	long n = 0;
+	cr_assert_eq(kvfs_list(kv, "d/", '/', count_cb, &n), 3000);
+	cr_assert_eq(n, 3000);
+	for (int i = 0; i < 3000; i += 7) {
+		snprintf(key, sizeof(key), "d/k%05d", i);
+		char buf[64];
+		cr_assert_eq(kvfs_get(kv, key, buf, sizeof(buf), 0, NULL), (ssize_t)strlen(key));
+		cr_assert_eq(memcmp(buf, key, strlen(key)), 0);
+	}
+	const char *tree[] = {"t/a", "t/b/1", "t/b/2", "t/c/", "t/d/e/f", "t/e"};
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(kvfs_put(kv, tree[i], "", 0, NULL), 0);
+	struct lst l = {0};
+	cr_assert_eq(kvfs_list(kv, "t/", '/', collect, &l), 5);
+	const char *want[] = {"t/a", "t/b/", "t/c/", "t/d/", "t/e"};
+	int wpfx[] = {0, 1, 1, 1, 0};
+	for (int i = 0; i < 5; i++) {
+		cr_assert_str_eq(l.names[i], want[i]);
+		cr_assert_eq(l.pfx[i], wpfx[i], "%s", want[i]);
+	}
+	memset(&l, 0, sizeof(l));
+	cr_assert_eq(kvfs_list(kv, "t/", 0, collect, &l), 6);
+	for (int i = 0; i < 6; i++)
+		cr_assert_str_eq(l.names[i], tree[i]);
+	/* rename across servers is refused; within one it works */
+	int moved = 0;
+	for (int i = 0; i < 100 && !moved; i++) {
+		snprintf(key, sizeof(key), "m/%d", i);
+		int ret = kvfs_rename(kv, "d/k00000", key, 0);
+		if (kvfs_server_of(kv, key) == kvfs_server_of(kv, "d/k00000")) {
+			cr_assert_eq(ret, 0);
+			moved = 1;
+		} else {
+			cr_assert_eq(ret, -EXDEV);
+		}
+	}
+	cr_assert(moved);
+	for (int s = 0; s < 3; s++) {
+		struct kvfs_stats st;
+		cr_assert_eq(kvfs_server_stats(kv, s, &st), 0);
+		cr_assert_gt(st.keys, 800);
+		cr_assert_str_eq(st.provider, h_provider());
+		uint64_t rtt;
+		cr_assert_eq(kvfs_ping(kv, s, &rtt), 0);
+	}
+}
+
+/* 8 threads x mixed ops; every acknowledged write must read back whole. */
+struct worker {
+	int id;
+	int errors;
+	int ops;
+};
+
+#define NKEYS 64
+
+static void *mixed(void *arg)
+{
+	struct worker *w = arg;
+	uint8_t *buf = malloc(300000), *rd = malloc(300000);
+	unsigned seed = (unsigned)w->id * 7919u + 1;
+	/* Each thread owns its keys, so it knows what must be there. */
+	uint64_t last_seed[NKEYS] = {0};
+	size_t last_len[NKEYS] = {0};
+	for (int i = 0; i < 3000; i++) {
+		int k = rand_r(&seed) % NKEYS;
+		char key[64];
+		snprintf(key, sizeof(key), "mt/%d/%d", w->id, k);
+		int op = rand_r(&seed) % 10;
+		if (op < 4) {
+			size_t len = (size_t)(rand_r(&seed) % 4) == 0
+					 ? (size_t)(rand_r(&seed) % 300000)
+					 : (size_t)(rand_r(&seed) % 5000);
+			uint64_t s = ((uint64_t)w->id << 32) | (uint64_t)i;
+			h_fill(buf, len, s, 0);
+			if (kvfs_put(kv, key, buf, len, NULL) == 0) {
+				last_seed[k] = s;
+				last_len[k] = len;
+			} else {
+				w->errors++;
+			}
+		} else if (op < 9) {
+			ssize_t n = kvfs_get(kv, key, rd, 300000, 0, NULL);
+			if (last_seed[k] == 0) {
+				if (n != -ENOENT)
+					w->errors++;
+			} else if (n != (ssize_t)last_len[k] ||
+				   !h_check(rd, (size_t)n, last_seed[k], 0)) {
+				w->errors++;
+			}
+		} else {
+			int ret = kvfs_delete(kv, key);
+			if (ret != (last_seed[k] ? 0 : -ENOENT))
+				w->errors++;
+			last_seed[k] = 0;
+		}
+		w->ops++;
+	}
+	free(buf);
+	free(rd);
+	return NULL;
+}
+
+Test(cache, threads_mixed_checksummed, .init = setup3, .fini = teardown_all, .timeout = 300)
+{
+	pthread_t t[8];
+	struct worker w[8];
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct worker){.id = i + 1};
+		pthread_create(&t[i], NULL, mixed, &w[i]);
+	}
+	int errors = 0, ops = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		errors += w[i].errors;
+		ops += w[i].ops;
+	}
+	cr_assert_eq(ops, 8 * 3000);
+	cr_assert_eq(errors, 0, "%d of %d operations lost or tore a value", errors, ops);
+}
+
+/* Readers of one key while a writer replaces it: every read is one whole version. */
+static volatile int stop_readers;
+static void *reader(void *arg)
+{
+	int *bad = arg;
+	uint8_t *rd = malloc(200000);
+	while (!stop_readers) {
+		struct kvfs_attr a;
+		ssize_t n = kvfs_get(kv, "hot", rd, 200000, 0, &a);
+		if (n < 0 && n != -EAGAIN) {
+			(*bad)++;
+			continue;
+		}
+		if (n < 8)
+			continue;
+		uint64_t s;
+		memcpy(&s, rd, 8);
+		if (!h_check(rd + 8, (size_t)n - 8, s, 0))
+			(*bad)++;
+	}
+	free(rd);
+	return NULL;
+}
+
+Test(cache, no_torn_values, .init = setup1, .fini = teardown_all, .timeout = 120)
+{
+	uint8_t *v = malloc(200000);
+	pthread_t t[3];
+	int bad[3] = {0};
+	stop_readers = 0;
+	memset(v, 0, 8);
+	cr_assert_eq(kvfs_put(kv, "hot", v, 8, NULL), 0);
+	for (int i = 0; i < 3; i++)
+		pthread_create(&t[i], NULL, reader, &bad[i]);
+	for (uint64_t s = 1; s <= 300; s++) {
+		size_t len = 8 + (size_t)(s * 997 % 190000);
+		memcpy(v, &s, 8);
+		h_fill(v + 8, len - 8, s, 0);
+		cr_assert_eq(kvfs_put(kv, "hot", v, len, NULL), 0);
+	}
+	stop_readers = 1;
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(bad[i], 0, "reader %d saw %d torn or failed reads", i, bad[i]);
+	}
+	free(v);
+}

@@ -1,0 +1,170 @@
+/*
+ * Integration: failures. A killed server gives errors within the timeout and
+ * works again after a restart without reopening the client; SIGTERM exits
+ * cleanly; a wrong secret gets nothing; a client's death frees its uploads.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_cluster cl;
+static kvfs_t *kv;
+
+static void stop(void)
+{
+	if (kv)
+		kvfs_close(kv);
+	kv = NULL;
+	h_stop(&cl);
+}
+
+static void start_short_timeout(void)
+{
+	struct h_opts o = {.timeout_ms = 1000, .memory = "512M"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+Test(failure, killed_server_errors_in_time_then_recovers, .init = start_short_timeout, .fini = stop,
+     .timeout = 60)
+{
+	char b[8];
+	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), 0);
+	h_kill(&cl, 0, SIGKILL);
+	int64_t t0 = h_now_ms();
+	ssize_t n = kvfs_get(kv, "k", b, sizeof(b), 0, NULL);
+	int64_t dt = h_now_ms() - t0;
+	cr_assert(n == -EIO || n == -ETIMEDOUT, "get on a dead server: %zd", n);
+	cr_assert_leq(dt, 1000 + 500, "took %lld ms", (long long)dt);
+	t0 = h_now_ms();
+	n = kvfs_put(kv, "k2", "v", 1, NULL);
+	cr_assert(n == -EIO || n == -ETIMEDOUT);
+	cr_assert_leq(h_now_ms() - t0, 1500);
+
+	h_restart(&cl, 0);
+	/* A restarted server is empty (it is a cache) but serves at once. */
+	cr_assert_eq(kvfs_get(kv, "k", b, sizeof(b), 0, NULL), -ENOENT);
+	cr_assert_eq(kvfs_put(kv, "k", "w", 1, NULL), 0);
+	cr_assert_eq(kvfs_get(kv, "k", b, sizeof(b), 0, NULL), 1);
+	cr_assert_eq(b[0], 'w');
+}
+
+Test(failure, stopped_server_mid_large_transfer, .init = start_short_timeout, .fini = stop,
+     .timeout = 60)
+{
+	size_t size = 256u << 20;
+	uint8_t *v = malloc(size);
+	h_fill(v, size, 3, 0);
+	cr_assert_eq(kvfs_put(kv, "big", v, size, NULL), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		usleep(30000);
+		kill(cl.pids[0], SIGSTOP); /* silent, not dead: only the timeout can tell */
+		_exit(0);
+	}
+	int64_t t0 = h_now_ms();
+	ssize_t n = 0;
+	for (int i = 0; i < 50 && n >= 0; i++)
+		n = kvfs_get(kv, "big", v, size, 0, NULL);
+	int64_t dt = h_now_ms() - t0;
+	waitpid(child, NULL, 0);
+	cr_assert(n == -EIO || n == -ETIMEDOUT, "got %zd", n);
+	(void)dt;
+	kill(cl.pids[0], SIGCONT);
+	/* The client reconnects by itself once the server answers again. */
+	int ret = -1;
+	for (int i = 0; i < 20 && ret; i++)
+		ret = kvfs_stat(kv, "big", NULL);
+	cr_assert_eq(ret, 0, "no recovery after SIGCONT: %s", kvfs_strerror(ret));
+	cr_assert_eq(kvfs_get(kv, "big", v, size, 0, NULL), (ssize_t)size);
+	cr_assert(h_check(v, size, 3, 0));
+	free(v);
+}
+
+Test(failure, sigterm_exits_zero, .timeout = 30)
+{
+	h_start(&cl, NULL);
+	kv = h_client(&cl);
+	cr_assert_eq(kvfs_put(kv, "a", "b", 1, NULL), 0);
+	int st = h_kill(&cl, 0, SIGTERM);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	stop();
+}
+
+Test(failure, wrong_secret_refused, .timeout = 30)
+{
+	struct h_opts o = {.secret = "right horse battery", .client_secret = "wrong horse battery"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+	char b;
+	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), -EACCES);
+	cr_assert_eq(kvfs_get(kv, "k", &b, 1, 0, NULL), -EACCES);
+	cr_assert(h_alive(&cl, 0));
+	kvfs_close(kv);
+	/* The right secret works on the same server. */
+	kvfs_t *good;
+	struct kvfs_config *cfg;
+	char err[256];
+	cr_assert_eq(kvfs_config_load(cl.server_conf, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kvfs_open_config(&good, cfg), 0);
+	kvfs_config_free(cfg);
+	cr_assert_eq(kvfs_put(good, "k", "v", 1, NULL), 0);
+	cr_assert_eq(kvfs_get(good, "k", &b, 1, 0, NULL), 1);
+	kv = good;
+}
+
+Test(failure, secret_required_but_missing, .timeout = 30)
+{
+	struct h_opts o = {.secret = "s3cret-s3cret"};
+	h_start(&cl, &o);
+	struct kvfs_config *cfg;
+	char err[256];
+	cr_assert_eq(kvfs_config_load(cl.conf, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kvfs_config_set(cfg, "cluster.secret_file", "", err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
+	kvfs_config_free(cfg);
+	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), -EACCES);
+}
+
+Test(failure, client_death_frees_uploads, .timeout = 60)
+{
+	struct h_opts o = {.memory = "64M"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+	struct kvfs_stats before, after;
+	cr_assert_eq(kvfs_server_stats(kv, 0, &before), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		kvfs_t *k2;
+		if (kvfs_open(&k2, cl.conf))
+			_exit(1);
+		kvfs_upload_t *up;
+		if (kvfs_upload_open(k2, "pending", 0, &up))
+			_exit(2);
+		static uint8_t buf[8u << 20];
+		for (int i = 0; i < 4; i++)
+			if (kvfs_upload_write(up, buf, sizeof(buf), (uint64_t)i * sizeof(buf)))
+				_exit(3);
+		_exit(0); /* dies with the upload open */
+	}
+	int st;
+	waitpid(child, &st, 0);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	int64_t deadline = h_now_ms() + 5000;
+	do {
+		usleep(50000);
+		cr_assert_eq(kvfs_server_stats(kv, 0, &after), 0);
+	} while (after.pool_used > before.pool_used && h_now_ms() < deadline);
+	cr_assert_leq(after.pool_used, before.pool_used, "upload pages not freed: %llu > %llu",
+		      (unsigned long long)after.pool_used, (unsigned long long)before.pool_used);
+	cr_assert_eq(kvfs_stat(kv, "pending", NULL), -ENOENT);
+	cr_assert_eq(after.sessions, 1);
+}

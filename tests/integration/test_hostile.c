@@ -1,0 +1,358 @@
+/*
+ * Integration: a hostile client. It speaks the protocol by hand (sock, wire
+ * and fabric modules, no libkvfs) and sends malformed messages, oversized
+ * lengths and out-of-range buffer descriptors, while a well-behaved libkvfs
+ * client keeps being served. The server must answer errors and stay up.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/sock.h"
+#include "common/wire.h"
+#include "fabric/fabric.h"
+#include "harness.h"
+
+static struct h_cluster cl;
+static kvfs_t *kv;
+
+struct raw {
+	int fd;
+	struct fab_ep *ep;
+	fab_addr_t srv;
+	struct wire_ready rd;
+	struct wire_welcome w;
+	uint8_t *region, *msgs;
+	size_t region_len, msg_size;
+	struct fab_mr *mr_w, *mr_r, *mr_msg;
+	struct fab_ctx rx_ctx, tx_ctx;
+};
+
+static void start(void)
+{
+	h_start(&cl, NULL);
+	kv = h_client(&cl);
+}
+
+static void stop(void)
+{
+	kvfs_close(kv);
+	h_stop(&cl);
+}
+
+static void raw_connect(struct raw *r)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	r->fd = sock_connect("127.0.0.1", port, 2000);
+	cr_assert_geq(r->fd, 0);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	struct wire_challenge ch;
+	uint8_t mac[WIRE_MAC] = {0};
+	cr_assert_eq(sock_send_frame(r->fd, WF_HELLO, &h, 2000), 0);
+	cr_assert_eq(sock_recv_frame(r->fd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	cr_assert_eq(sock_send_frame(r->fd, WF_AUTH, mac, 2000), 0);
+	cr_assert_eq(sock_recv_frame(r->fd, WF_WELCOME, &r->w, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	struct fab_open_args a = {.provider = h_provider(),
+				  .node = strcmp(h_provider(), "shm") ? "127.0.0.1" : NULL};
+	cr_assert_eq(fab_open(&r->ep, &a), 0);
+	r->region_len = 1 << 20;
+	r->region = aligned_alloc(4096, 2 * r->region_len);
+	r->msg_size = r->w.limits.msg_size;
+	r->msgs = aligned_alloc(4096, 2 * r->msg_size);
+	cr_assert_eq(fab_mr_reg(r->ep, r->region, r->region_len, FAB_ACC_REMOTE_WRITE, &r->mr_w),
+		     0);
+	cr_assert_eq(fab_mr_reg(r->ep, r->region + r->region_len, r->region_len,
+				FAB_ACC_REMOTE_READ, &r->mr_r),
+		     0);
+	cr_assert_eq(
+	    fab_mr_reg(r->ep, r->msgs, 2 * r->msg_size, FAB_ACC_SEND | FAB_ACC_RECV, &r->mr_msg),
+	    0);
+	struct wire_setup s = {0};
+	snprintf(s.provider, sizeof(s.provider), "%s", h_provider());
+	size_t alen = sizeof(s.addr);
+	cr_assert_eq(fab_getname(r->ep, s.addr, &alen), 0);
+	s.addr_len = (uint16_t)alen;
+	s.recv =
+	    (struct wire_region){fab_mr_remote_base(r->mr_w), r->region_len, fab_mr_key(r->mr_w)};
+	s.staging =
+	    (struct wire_region){fab_mr_remote_base(r->mr_r), r->region_len, fab_mr_key(r->mr_r)};
+	cr_assert_eq(sock_send_frame(r->fd, WF_SETUP, &s, 2000), 0);
+	cr_assert_eq(sock_recv_frame(r->fd, WF_READY, &r->rd, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	cr_assert_eq(fab_av_insert(r->ep, r->rd.addr, &r->srv), 0);
+	cr_assert_eq(fab_post_recv(r->ep, r->msgs, r->msg_size, fab_mr_desc(r->mr_msg), &r->rx_ctx),
+		     0);
+}
+
+static void raw_close(struct raw *r)
+{
+	fab_mr_close(r->mr_w);
+	fab_mr_close(r->mr_r);
+	fab_mr_close(r->mr_msg);
+	fab_close(r->ep);
+	close(r->fd);
+	free(r->region);
+	free(r->msgs);
+}
+
+/*
+ * Send len bytes of msg; wait up to 2 s for a reply. Returns the reply status,
+ * or 1 when no reply came (the server dropped the message).
+ */
+static int raw_send(struct raw *r, const void *msg, size_t len)
+{
+	uint8_t *tx = r->msgs + r->msg_size;
+	cr_assert_leq(len, r->msg_size);
+	memcpy(tx, msg, len);
+	int ret;
+	while ((ret = fab_post_send(r->ep, tx, len, fab_mr_desc(r->mr_msg), r->srv, &r->tx_ctx)) ==
+	       -EAGAIN) {
+		struct fab_cqe e[4];
+		fab_poll(r->ep, e, 4, 0);
+	}
+	cr_assert_eq(ret, 0);
+	int64_t deadline = h_now_ms() + 2000;
+	int sent = 0, got = 0, status = 1;
+	while (h_now_ms() < deadline && !(sent && got)) {
+		struct fab_cqe e[4];
+		int n = fab_poll(r->ep, e, 4, 0);
+		for (int i = 0; i < n; i++) {
+			if (e[i].ctx == &r->tx_ctx) {
+				sent = 1;
+			} else if (e[i].ctx == &r->rx_ctx) {
+				struct wire_rep rep;
+				const char *why;
+				cr_assert_eq(wire_rep_decode(r->msgs, e[i].len, &rep, &why), 0,
+					     "server sent a malformed reply: %s", why);
+				status = rep.status;
+				got = 1;
+				cr_assert_eq(fab_post_recv(r->ep, r->msgs, r->msg_size,
+							   fab_mr_desc(r->mr_msg), &r->rx_ctx),
+					     0);
+			}
+		}
+		if (sent && !got && h_now_ms() > deadline - 1000)
+			break; /* dropped messages get no reply: one second is enough */
+	}
+	return status;
+}
+
+static int raw_req(struct raw *r, struct wire_req *q)
+{
+	uint8_t *buf = malloc(r->msg_size * 2);
+	q->session = r->rd.session;
+	q->token = r->rd.token;
+	q->req_id = 1;
+	int n = wire_req_encode(buf, r->msg_size * 2, q);
+	cr_assert_gt(n, 0);
+	int st = raw_send(r, buf, (size_t)(n > (int)r->msg_size ? (int)r->msg_size : n));
+	free(buf);
+	return st;
+}
+
+/* Wait for the server's answer on a refused bootstrap: an error frame, EOF or a reset. */
+static void expect_refusal(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 5000), 1, "the server neither answered nor closed");
+	char b[64];
+	ssize_t n = recv(fd, b, sizeof(b), 0);
+	cr_assert(n >= 0 || errno == ECONNRESET, "recv: %s", strerror(errno));
+}
+
+static void good_client_still_served(int round)
+{
+	char key[32], val[32], back[32];
+	snprintf(key, sizeof(key), "good/%d", round);
+	snprintf(val, sizeof(val), "value-%d", round);
+	cr_assert_eq(kvfs_put(kv, key, val, strlen(val), NULL), 0, "round %d", round);
+	cr_assert_eq(kvfs_get(kv, key, back, sizeof(back), 0, NULL), (ssize_t)strlen(val));
+	cr_assert_eq(memcmp(back, val, strlen(val)), 0);
+	cr_assert(h_alive(&cl, 0), "server died at round %d", round);
+}
+
+Test(hostile, bootstrap_garbage, .init = start, .fini = stop, .timeout = 60)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	/* Random bytes instead of a hello. */
+	int fd = sock_connect("127.0.0.1", port, 2000);
+	uint8_t junk[256];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	cr_assert_eq(send(fd, junk, sizeof(junk), MSG_NOSIGNAL), (ssize_t)sizeof(junk));
+	expect_refusal(fd);
+	close(fd);
+	good_client_still_served(0);
+	/* A frame header announcing 1 GiB before authentication. */
+	fd = sock_connect("127.0.0.1", port, 2000);
+	uint8_t hdr[WIRE_FRAME_HDR];
+	uint32_t magic = WIRE_MAGIC, len = 1u << 30;
+	uint16_t proto = WIRE_PROTO, type = WF_HELLO;
+	memcpy(hdr, &magic, 4);
+	memcpy(hdr + 4, &proto, 2);
+	memcpy(hdr + 6, &type, 2);
+	memcpy(hdr + 8, &len, 4);
+	cr_assert_eq(send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL), (ssize_t)sizeof(hdr));
+	expect_refusal(fd);
+	close(fd);
+	/* Wrong protocol version. */
+	fd = sock_connect("127.0.0.1", port, 2000);
+	struct wire_hello h = {.proto = 99};
+	cr_assert_eq(sock_send_frame(fd, WF_HELLO, &h, 2000), 0);
+	struct wire_challenge ch;
+	char text[200] = "";
+	cr_assert_eq(
+	    sock_recv_frame(fd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, text, sizeof(text)),
+	    -EPROTONOSUPPORT);
+	cr_assert(strstr(text, "version"), "error text: %s", text);
+	close(fd);
+	/* Connect and say nothing: the handshake times out, others are served meanwhile. */
+	fd = sock_connect("127.0.0.1", port, 2000);
+	good_client_still_served(1);
+	close(fd);
+	good_client_still_served(2);
+}
+
+Test(hostile, malformed_requests, .init = start, .fini = stop, .timeout = 120)
+{
+	struct raw r;
+	raw_connect(&r);
+	struct wire_req q;
+	int round = 10;
+
+	/* A proper request works: the raw client is right. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PING;
+	cr_assert_eq(raw_req(&r, &q), 0);
+
+	/* Garbage and truncated messages: dropped (no session to answer) or refused. */
+	uint8_t junk[512];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 91 + 3);
+	cr_assert_eq(raw_send(&r, junk, sizeof(junk)), 1);
+	cr_assert_eq(raw_send(&r, junk, 3), 1);
+	good_client_still_served(round++);
+
+	/* Lengths that lie: klen beyond the message. */
+	uint8_t msg[1024];
+	memset(&q, 0, sizeof(q));
+	q.op = OP_GET;
+	q.key = (const uint8_t *)"abc";
+	q.klen = 3;
+	q.session = r.rd.session;
+	q.token = r.rd.token;
+	int n = wire_req_encode(msg, sizeof(msg), &q);
+	msg[2] = 0xff; /* klen = 65535 */
+	msg[3] = 0xff;
+	cr_assert_eq(raw_send(&r, msg, (size_t)n), -ENAMETOOLONG);
+	msg[2] = 200; /* klen 200 in a message that has 3 */
+	msg[3] = 0;
+	cr_assert_eq(raw_send(&r, msg, (size_t)n), -EPROTO);
+	good_client_still_served(round++);
+
+	/* Wrong token: the message is not from that session; dropped. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PING;
+	q.session = r.rd.session;
+	q.token = r.rd.token ^ 1;
+	q.req_id = 2;
+	n = wire_req_encode(msg, sizeof(msg), &q);
+	cr_assert_eq(raw_send(&r, msg, (size_t)n), 1);
+
+	/* Put something to read. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PUT;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	uint8_t data[3000];
+	memset(data, 'v', sizeof(data));
+	q.data = data;
+	q.dlen = sizeof(data);
+	q.len = sizeof(data);
+	cr_assert_eq(raw_req(&r, &q), 0);
+
+	/* Out-of-range descriptors: past the end, huge offsets, wrapping, unknown region. */
+	struct wire_desc bad[] = {
+	    {REGION_RECV, r.region_len - 100, 3000},
+	    {REGION_RECV, ~0ull - 10, 3000},
+	    {REGION_RECV, 0, ~0ull},
+	    {REGION_RECV, r.region_len + 1, 1},
+	    {7, 0, 3000},
+	    {REGION_MAX + 5, 0, 3000},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&q, 0, sizeof(q));
+		q.op = OP_GET;
+		q.key = (const uint8_t *)"victim";
+		q.klen = 6;
+		q.len = 3000;
+		q.buf = bad[i];
+		int st = raw_req(&r, &q);
+		cr_assert(st == -EFAULT || st == -EINVAL, "descriptor %zu: status %d", i, st);
+		good_client_still_served(round++);
+	}
+	/* A GET may not target the read-only staging region, a PUT may not read the receive one. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_GET;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	q.len = 3000;
+	q.buf = (struct wire_desc){REGION_STAGING, 0, 3000};
+	cr_assert_eq(raw_req(&r, &q), -EACCES);
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PUT;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	q.len = 100000;
+	q.buf = (struct wire_desc){REGION_RECV, 0, 100000};
+	cr_assert_eq(raw_req(&r, &q), -EACCES);
+	/* PUT whose descriptor is shorter than the value. */
+	q.buf = (struct wire_desc){REGION_STAGING, 0, 100};
+	cr_assert_eq(raw_req(&r, &q), -EFAULT);
+	/* PUT larger than max_value. */
+	q.len = r.w.limits.max_value + 1;
+	q.buf = (struct wire_desc){REGION_STAGING, 0, 100};
+	cr_assert_eq(raw_req(&r, &q), -EFBIG);
+	/* Inline data that disagrees with the size. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PUT;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	q.len = 10;
+	q.data = data;
+	q.dlen = 5;
+	cr_assert_eq(raw_req(&r, &q), -EINVAL);
+	/* Upload ops on handles never opened. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UP_WRITE;
+	q.handle = 12345;
+	q.len = 1;
+	q.data = data;
+	q.dlen = 1;
+	cr_assert_eq(raw_req(&r, &q), -EBADF);
+	q.op = OP_UP_COMMIT;
+	cr_assert_eq(raw_req(&r, &q), -EBADF);
+	/* Empty keys. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_DELETE;
+	cr_assert_eq(raw_req(&r, &q), -EINVAL);
+	/* Registering a region without access. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_REG;
+	q.buf = (struct wire_desc){0, 4096, 0};
+	cr_assert_eq(raw_req(&r, &q), -EINVAL);
+
+	/* The victim value is untouched, and the server is still up. */
+	char back[3000];
+	cr_assert_eq(kvfs_get(kv, "victim", back, sizeof(back), 0, NULL), 3000);
+	cr_assert_eq(memcmp(back, data, 3000), 0);
+	good_client_still_served(round++);
+	raw_close(&r);
+	good_client_still_served(round++);
+}

@@ -1,0 +1,267 @@
+/* Unit tests of the wire format: round trips, and hostile input of every shape. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wire.h"
+
+static const struct wire_limits lim = {
+    .max_key = KVFS_MAX_KEY, .max_value = 1 << 30, .inline_threshold = 4096, .msg_size = 16384};
+
+static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *data, uint32_t dlen)
+{
+	struct wire_req q = {.op = OP_PUT,
+			     .flags = RQ_NOREPLACE,
+			     .session = 0x1122334455667788ull,
+			     .token = 42,
+			     .req_id = 7,
+			     .off = 1,
+			     .len = dlen,
+			     .handle = 9,
+			     .buf = {REGION_STAGING, 4096, 8192},
+			     .sa = {KVFS_SET_MODE | KVFS_SET_TTL, 0100600, 1, 2, -5, 60},
+			     .key = (const uint8_t *)key,
+			     .klen = (uint32_t)strlen(key),
+			     .key2 = (const uint8_t *)"dst",
+			     .k2len = 3,
+			     .data = data,
+			     .dlen = dlen};
+	return wire_req_encode(buf, cap, &q);
+}
+
+Test(wire, request_round_trip)
+{
+	uint8_t buf[16384], data[100];
+	memset(data, 0xab, sizeof(data));
+	int n = encode_sample(buf, sizeof(buf), "a/b/c", data, sizeof(data));
+	cr_assert_eq(n, WIRE_REQ_FIXED + 5 + 3 + 100);
+	struct wire_req q;
+	const char *why = NULL;
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
+	cr_assert_eq(q.op, OP_PUT);
+	cr_assert_eq(q.flags, RQ_NOREPLACE);
+	cr_assert_eq(q.session, 0x1122334455667788ull);
+	cr_assert_eq(q.token, 42);
+	cr_assert_eq(q.req_id, 7);
+	cr_assert_eq(q.buf.region, REGION_STAGING);
+	cr_assert_eq(q.buf.off, 4096);
+	cr_assert_eq(q.buf.len, 8192);
+	cr_assert_eq(q.sa.mode, 0100600);
+	cr_assert_eq(q.sa.mtime_ns, -5);
+	cr_assert_eq(q.sa.ttl, 60);
+	cr_assert_eq(q.klen, 5);
+	cr_assert_eq(memcmp(q.key, "a/b/c", 5), 0);
+	cr_assert_eq(memcmp(q.key2, "dst", 3), 0);
+	cr_assert_eq(q.dlen, 100);
+	cr_assert_eq(memcmp(q.data, data, 100), 0);
+}
+
+Test(wire, request_truncated_at_every_length)
+{
+	uint8_t buf[16384];
+	int n = encode_sample(buf, sizeof(buf), "key", "xyz", 3);
+	for (int len = 0; len < n; len++) {
+		struct wire_req q;
+		const char *why = NULL;
+		int ret = wire_req_decode(buf, (size_t)len, &lim, &q, &why);
+		cr_assert_neq(ret, 0, "truncated to %d bytes accepted", len);
+		cr_assert_not_null(why);
+	}
+}
+
+Test(wire, request_trailing_bytes_refused)
+{
+	uint8_t buf[16384];
+	int n = encode_sample(buf, sizeof(buf), "key", "xyz", 3);
+	struct wire_req q;
+	const char *why;
+	cr_assert_eq(wire_req_decode(buf, (size_t)n + 1, &lim, &q, &why), -EPROTO);
+}
+
+Test(wire, oversized_key_and_inline_data_refused)
+{
+	uint8_t *buf = malloc(3 * 65536);
+	char *key = malloc(KVFS_MAX_KEY + 2);
+	memset(key, 'k', KVFS_MAX_KEY + 1);
+	key[KVFS_MAX_KEY + 1] = 0;
+	struct wire_req q;
+	const char *why;
+	int n = encode_sample(buf, 3 * 65536, key, "", 0);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -ENAMETOOLONG);
+	key[KVFS_MAX_KEY] = 0; /* exactly the limit: fine */
+	n = encode_sample(buf, 3 * 65536, key, "", 0);
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
+
+	uint8_t *data = calloc(1, 4097);
+	n = encode_sample(buf, 3 * 65536, "k", data, 4097);
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -EMSGSIZE);
+	free(data);
+	free(key);
+	free(buf);
+}
+
+Test(wire, lengths_that_lie_refused)
+{
+	uint8_t buf[16384];
+	int n = encode_sample(buf, sizeof(buf), "key", "xyz", 3);
+	struct wire_req q;
+	const char *why;
+	/* klen field (offset 2) claims more key than the message has. */
+	buf[2] = 0xff;
+	buf[3] = 0x0f;
+	cr_assert_neq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
+	/* dlen (offset 8) says 2^32-1. */
+	n = encode_sample(buf, sizeof(buf), "key", "xyz", 3);
+	memset(buf + 8, 0xff, 4);
+	cr_assert_neq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
+}
+
+Test(wire, bad_magic_and_op_refused)
+{
+	uint8_t buf[16384];
+	int n = encode_sample(buf, sizeof(buf), "key", "", 0);
+	struct wire_req q;
+	const char *why;
+	buf[12] ^= 1;
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -EPROTO);
+	n = encode_sample(buf, sizeof(buf), "key", "", 0);
+	buf[0] = OP_MAX_;
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -EPROTO);
+	buf[0] = 0;
+	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -EPROTO);
+}
+
+Test(wire, random_garbage_never_crashes)
+{
+	uint8_t buf[2048];
+	srand(1);
+	for (int i = 0; i < 20000; i++) {
+		size_t len = (size_t)rand() % sizeof(buf);
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (uint8_t)rand();
+		struct wire_req q;
+		struct wire_rep p;
+		const char *why;
+		if (wire_req_decode(buf, len, &lim, &q, &why) == 0)
+			cr_assert_eq((size_t)WIRE_REQ_FIXED + q.klen + q.k2len + q.dlen, len);
+		if (wire_rep_decode(buf, len, &p, &why) == 0)
+			cr_assert_eq((size_t)WIRE_REP_FIXED + p.dlen, len);
+		const char *name;
+		size_t nlen;
+		int pfx;
+		struct kvfs_attr a;
+		int k = wire_entry_decode(buf, len, &name, &nlen, &pfx, &a);
+		if (k >= 0)
+			cr_assert_leq((size_t)k, len);
+	}
+}
+
+Test(wire, reply_round_trip_and_in_place_data)
+{
+	uint8_t buf[8192];
+	struct wire_rep p = {.op = OP_GET,
+			     .status = -ENOENT,
+			     .req_id = 99,
+			     .n = 5,
+			     .handle = 3,
+			     .attr = {.size = 5, .version = 8, .mtime_ns = 123, .mode = 0100644}};
+	memcpy(buf + WIRE_REP_FIXED, "hello", 5);
+	p.data = buf + WIRE_REP_FIXED; /* gathered in place */
+	p.dlen = 5;
+	int n = wire_rep_encode(buf, sizeof(buf), &p);
+	cr_assert_eq(n, WIRE_REP_FIXED + 5);
+	struct wire_rep d;
+	const char *why;
+	cr_assert_eq(wire_rep_decode(buf, (size_t)n, &d, &why), 0);
+	cr_assert_eq(d.status, -ENOENT);
+	cr_assert_eq(d.req_id, 99);
+	cr_assert_eq(d.attr.version, 8);
+	cr_assert_eq(d.attr.mode, 0100644);
+	cr_assert_eq(memcmp(d.data, "hello", 5), 0);
+	/* A positive or absurd status is refused. */
+	p.status = 5;
+	n = wire_rep_encode(buf, sizeof(buf), &p);
+	cr_assert_eq(wire_rep_decode(buf, (size_t)n, &d, &why), -EPROTO);
+	/* Does not fit: -EMSGSIZE, never an overrun. */
+	p.status = 0;
+	cr_assert_eq(wire_rep_encode(buf, WIRE_REP_FIXED + 4, &p), -EMSGSIZE);
+}
+
+Test(wire, frames_round_trip_and_reject)
+{
+	uint8_t buf[WIRE_FRAME_MAX + WIRE_FRAME_HDR];
+	struct wire_setup s = {.provider = "tcp",
+			       .addr_len = 3,
+			       .addr = {1, 2, 3},
+			       .recv = {1, 2, 3},
+			       .staging = {4, 5, 6}};
+	int n = wire_frame_encode(buf, sizeof(buf), WF_SETUP, &s);
+	cr_assert_gt(n, WIRE_FRAME_HDR);
+	uint16_t type;
+	uint32_t len;
+	cr_assert_eq(wire_frame_header(buf, &type, &len, WIRE_FRAME_MAX), 0);
+	cr_assert_eq(type, WF_SETUP);
+	cr_assert_eq(len, (uint32_t)n - WIRE_FRAME_HDR);
+	/* Before authentication frames are tiny: a setup is too big. */
+	cr_assert_eq(wire_frame_header(buf, &type, &len, 16), -EPROTO);
+	struct wire_setup d;
+	const char *why;
+	cr_assert_eq(wire_frame_decode(WF_SETUP, buf + WIRE_FRAME_HDR, len, &d, &why), 0);
+	cr_assert_str_eq(d.provider, "tcp");
+	cr_assert_eq(d.staging.key, 6);
+	for (uint32_t l = 0; l < len; l++)
+		cr_assert_eq(wire_frame_decode(WF_SETUP, buf + WIRE_FRAME_HDR, l, &d, &why),
+			     -EPROTO);
+	/* An address length over the maximum is refused, not copied. */
+	buf[WIRE_FRAME_HDR + 4] = 0xff;
+	buf[WIRE_FRAME_HDR + 5] = 0xff;
+	cr_assert_eq(wire_frame_decode(WF_SETUP, buf + WIRE_FRAME_HDR, len, &d, &why), -EPROTO);
+	/* Bad magic. */
+	n = wire_frame_encode(buf, sizeof(buf), WF_SETUP, &s);
+	buf[0] ^= 0xff;
+	cr_assert_eq(wire_frame_header(buf, &type, &len, WIRE_FRAME_MAX), -EPROTO);
+}
+
+Test(wire, entries_and_stats)
+{
+	uint8_t buf[512];
+	struct kvfs_attr a = {.size = 10, .version = 2, .mode = 0100644};
+	int n1 = wire_entry_encode(buf, sizeof(buf), "dir/f", 5, &a);
+	int n2 = wire_entry_encode(buf + n1, sizeof(buf) - (size_t)n1, "dir/sub/", 8, NULL);
+	cr_assert_gt(n1, 0);
+	cr_assert_gt(n2, 0);
+	const char *name;
+	size_t nlen;
+	int pfx;
+	struct kvfs_attr d;
+	cr_assert_eq(wire_entry_decode(buf, (size_t)(n1 + n2), &name, &nlen, &pfx, &d), n1);
+	cr_assert_eq(pfx, 0);
+	cr_assert_eq(d.size, 10);
+	cr_assert_eq(wire_entry_decode(buf + n1, (size_t)n2, &name, &nlen, &pfx, &d), n2);
+	cr_assert_eq(pfx, 1);
+	cr_assert_eq(memcmp(name, "dir/sub/", 8), 0);
+	cr_assert_eq(wire_entry_decode(buf + n1, (size_t)n2 - 1, &name, &nlen, &pfx, &d), -EPROTO);
+
+	struct kvfs_stats st = {.gets = 1, .uptime_s = 77, .provider = "shm"}, o;
+	int n = wire_stats_encode(buf, sizeof(buf), &st);
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n, &o), 0);
+	cr_assert_eq(o.uptime_s, 77);
+	cr_assert_str_eq(o.provider, "shm");
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n - 1, &o), -EPROTO);
+}
+
+Test(wire, mac_depends_on_secret_and_nonces)
+{
+	uint8_t a[WIRE_NONCE] = {1}, b[WIRE_NONCE] = {2}, m1[WIRE_MAC], m2[WIRE_MAC];
+	wire_mac(m1, (const uint8_t *)"secret", 6, "kvfs-client", a, b);
+	wire_mac(m2, (const uint8_t *)"secret", 6, "kvfs-client", a, b);
+	cr_assert(wire_mac_equal(m1, m2));
+	wire_mac(m2, (const uint8_t *)"secreT", 6, "kvfs-client", a, b);
+	cr_assert_not(wire_mac_equal(m1, m2));
+	wire_mac(m2, (const uint8_t *)"secret", 6, "kvfs-server", a, b);
+	cr_assert_not(wire_mac_equal(m1, m2));
+	wire_mac(m2, (const uint8_t *)"secret", 6, "kvfs-client", b, a);
+	cr_assert_not(wire_mac_equal(m1, m2));
+}
