@@ -106,6 +106,7 @@ struct svc_ep {
 	pthread_mutex_t cmd_lock;
 	pthread_cond_t cmd_cond;
 	struct svc_cmd *cmds; /* cmd_lock */
+	atomic_int n_cmds;    /* queued commands, read without cmd_lock */
 };
 
 static int64_t now_s(void)
@@ -221,6 +222,8 @@ static void cmd_drop(struct svc_ep *e, uint64_t id)
 
 static void run_commands(struct svc_ep *e)
 {
+	if (!atomic_load_explicit(&e->n_cmds, memory_order_acquire))
+		return; /* the hot loop's common case: no lock taken */
 	pthread_mutex_lock(&e->cmd_lock);
 	while (e->cmds) {
 		struct svc_cmd *c = e->cmds;
@@ -230,6 +233,7 @@ static void run_commands(struct svc_ep *e)
 		else
 			cmd_drop(e, c->drop_id);
 		c->done = 1;
+		atomic_fetch_sub(&e->n_cmds, 1);
 	}
 	pthread_cond_broadcast(&e->cmd_cond);
 	pthread_mutex_unlock(&e->cmd_lock);
@@ -241,6 +245,7 @@ void svc_ep_command(struct svc_ep *e, struct svc_cmd *c)
 	c->done = 0;
 	c->next = e->cmds;
 	e->cmds = c;
+	atomic_fetch_add(&e->n_cmds, 1);
 	while (!c->done)
 		pthread_cond_wait(&e->cmd_cond, &e->cmd_lock);
 	pthread_mutex_unlock(&e->cmd_lock);
