@@ -107,6 +107,7 @@ struct svc_ep {
 	pthread_cond_t cmd_cond;
 	struct svc_cmd *cmds; /* cmd_lock */
 	atomic_int n_cmds;    /* queued commands, read without cmd_lock */
+	int exited;	      /* cmd_lock: the service thread is gone */
 };
 
 static int64_t now_s(void)
@@ -246,6 +247,12 @@ void svc_ep_command(struct svc_ep *e, struct svc_cmd *c)
 	c->next = e->cmds;
 	e->cmds = c;
 	atomic_fetch_add(&e->n_cmds, 1);
+	if (e->exited) {
+		/* No service thread any more (shutdown): carry it out here. */
+		pthread_mutex_unlock(&e->cmd_lock);
+		run_commands(e);
+		return;
+	}
 	while (!c->done)
 		pthread_cond_wait(&e->cmd_cond, &e->cmd_lock);
 	pthread_mutex_unlock(&e->cmd_lock);
@@ -1120,6 +1127,9 @@ void svc_ep_join(struct svc_ep *e)
 		return;
 	pthread_join(e->thread, NULL);
 	e->started = 0;
+	pthread_mutex_lock(&e->cmd_lock);
+	e->exited = 1;
+	pthread_mutex_unlock(&e->cmd_lock);
 	/* Commands queued after the thread left still need an answer. */
 	run_commands(e);
 }

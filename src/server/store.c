@@ -279,7 +279,7 @@ static inline size_t align4(size_t x)
 
 static inline bool expired(const struct item *it, int64_t now)
 {
-	return it->expiry && (int64_t)it->expiry <= now;
+	return it->expiry && (int64_t)it->expiry < now;
 }
 
 static inline void note_now(struct store *s, int64_t now)

@@ -69,6 +69,7 @@ check "bad config names file and line" sh -c \
 check "unreachable server fails fast" sh -c \
 	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
+check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
 check "server still up" kill -0 "$pid"
 
 echo "$pass passed, $fail failed"

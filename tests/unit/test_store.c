@@ -599,20 +599,20 @@ Test(store, ttl)
 
 	cr_assert_eq(store_list(s, "t/", 2, '/', NULL, 0, NOW + 9, count_cb, &cnt), 2000);
 	cr_assert_eq(store_expire(s, NOW + 9, 100000), 0);
-	/* expired: misses, skipped by listing */
-	cr_assert_eq(store_get(s, "t/1", 3, NOW + 10, &it), -ENOENT);
-	cr_assert_eq(store_stat(s, "t/3", 3, NOW + 10, &at), -ENOENT);
-	cr_assert_eq(store_get(s, "t/2", 3, NOW + 10, &it), 0);
+	/* expired (a TTL of 10 s lives at least 10 s): misses, skipped by listing */
+	cr_assert_eq(store_get(s, "t/1", 3, NOW + 11, &it), -ENOENT);
+	cr_assert_eq(store_stat(s, "t/3", 3, NOW + 11, &at), -ENOENT);
+	cr_assert_eq(store_get(s, "t/2", 3, NOW + 11, &it), 0);
 	store_release(s, it);
 	cr_assert_eq(stats(s).expirations, 2);
 	cnt = 0;
-	cr_assert_eq(store_list(s, "t/", 2, 0, NULL, 0, NOW + 10, count_cb, &cnt), 1000);
-	cr_assert(store_has_prefix(s, "t/", 2, NOW + 10));
+	cr_assert_eq(store_list(s, "t/", 2, 0, NULL, 0, NOW + 11, count_cb, &cnt), 1000);
+	cr_assert(store_has_prefix(s, "t/", 2, NOW + 11));
 	/* bounded reclaim */
 	int total = 0, calls = 0;
 
 	for (;;) {
-		int r = store_expire(s, NOW + 10, 64);
+		int r = store_expire(s, NOW + 11, 64);
 
 		cr_assert_leq(r, 64);
 		total += r;
@@ -626,19 +626,19 @@ Test(store, ttl)
 
 	cr_assert_eq(st.expirations, 1000);
 	cr_assert_eq(st.keys, 1000);
-	cr_assert_eq(store_expire(s, NOW + 10, 100000), 0);
+	cr_assert_eq(store_expire(s, NOW + 11, 100000), 0);
 	/* setattr: ttl 0 = never; a new ttl */
 	cr_assert_eq(store_setattr(s, "t/0", 3,
-				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 5}, NOW + 10,
+				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 5}, NOW + 11,
 				   &at),
 		     0);
-	cr_assert_eq(at.expiry, NOW + 15);
+	cr_assert_eq(at.expiry, NOW + 16);
 	cr_assert_eq(store_setattr(s, "t/0", 3,
-				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 0}, NOW + 10,
+				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 0}, NOW + 11,
 				   &at),
 		     0);
 	cr_assert_eq(at.expiry, 0);
-	cr_assert_eq(store_stat(s, "t/0", 3, NOW + 1000000, &at), 0);
+	cr_assert_eq(store_stat(s, "t/0", 3, NOW + 1100000, &at), 0);
 	/* only-expired directory: has_prefix false */
 	cr_assert_eq(store_put(s, "e/x", 3, v, 1, &ta, NOW, NULL), 0);
 	cr_assert(store_has_prefix(s, "e/", 2, NOW));
