@@ -19,10 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <kvfs/kvfs.h>
+
+#include "tools/latency.h"
 
 #define MAX_THR 64
 
@@ -34,13 +35,6 @@ static int no_load;
 static long get_count;
 static int deadline_s = 600;
 static kvfs_t *kv;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void make_value(unsigned char *v, size_t n, uint64_t key)
 {
@@ -77,20 +71,6 @@ static void *load_thread(void *arg)
 	}
 	free(v);
 	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct_us(const uint64_t *v, size_t n, double p)
-{
-	size_t i = (size_t)(p * (double)n);
-	if (i >= n)
-		i = n - 1;
-	return (double)v[i] / 1000.0;
 }
 
 static void usage(void)
@@ -148,7 +128,7 @@ int main(int argc, char **argv)
 	double load_s = 0;
 	if (!no_load) {
 		struct loader l[MAX_THR];
-		uint64_t t0 = now_ns();
+		uint64_t t0 = lat_now_ns();
 		for (int i = 0; i < nthreads; i++) {
 			l[i] = (struct loader){.tid = i};
 			if (pthread_create(&l[i].th, NULL, load_thread, &l[i])) {
@@ -169,7 +149,7 @@ int main(int argc, char **argv)
 			kvfs_close(kv);
 			return 1;
 		}
-		load_s = (double)(now_ns() - t0) / 1e9;
+		load_s = (double)(lat_now_ns() - t0) / 1e9;
 	}
 	printf("{\"system\":\"kvfs\",\"load\":%ld,\"key_bytes\":16,\"size\":%zu,\"threads\":%d,"
 	       "\"seconds\":%.2f",
@@ -190,9 +170,9 @@ int main(int argc, char **argv)
 			rnd ^= rnd << 17;
 			long k = (long)(rnd % (uint64_t)nkeys);
 			snprintf(key, sizeof(key), "m/%014ld", k);
-			uint64_t t0 = now_ns();
+			uint64_t t0 = lat_now_ns();
 			ssize_t got = kvfs_get(kv, key, buf, vsize, 0, NULL);
-			lat[i] = now_ns() - t0;
+			lat[i] = lat_now_ns() - t0;
 			make_value(want, vsize, (uint64_t)k);
 			if (got != (ssize_t)vsize || memcmp(buf, want, vsize)) {
 				fprintf(stderr, "\nload_keys: get %s: %s\n", key,
@@ -200,10 +180,10 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
-		qsort(lat, (size_t)get_count, sizeof(*lat), cmp_u64);
+		struct lat_summary ls;
+		lat_summarize(lat, (size_t)get_count, &ls);
 		printf(",\"keys\":%ld,\"get_count\":%ld,\"get_p50_us\":%.2f,\"get_p99_us\":%.2f",
-		       nkeys, get_count, pct_us(lat, (size_t)get_count, 0.5),
-		       pct_us(lat, (size_t)get_count, 0.99));
+		       nkeys, get_count, ls.p50_us, ls.p99_us);
 		free(lat);
 		free(buf);
 		free(want);

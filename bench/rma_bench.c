@@ -40,11 +40,12 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "fabric/fabric.h"
+#include "tools/latency.h"
 
 #define MAGIC	   0x6b76524dU /* "kvRM" */
 #define MAX_THR	   64
@@ -95,13 +96,6 @@ static struct opts o = {.prov = "shm",
 			.deadline_s = 300,
 			.spin_us = 50};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
@@ -140,7 +134,7 @@ static int check(const unsigned char *p, size_t n, uint32_t tid)
  */
 static int idle(struct fab_ep *ep, uint64_t since, struct fab_cqe *cq, int max)
 {
-	if (now_ns() - since <= (uint64_t)o.spin_us * 1000)
+	if (lat_now_ns() - since <= (uint64_t)o.spin_us * 1000)
 		return 0;
 	if (o.nap_us > 0)
 		return fab_poll(ep, cq, max, o.nap_us);
@@ -152,10 +146,10 @@ static int idle(struct fab_ep *ep, uint64_t since, struct fab_cqe *cq, int max)
 
 static int io_full(int fd, void *buf, size_t len, int writing, int timeout_ms)
 {
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t end = lat_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	char *p = buf;
 	while (len) {
-		uint64_t t = now_ns();
+		uint64_t t = lat_now_ns();
 		if (t >= end)
 			return -ETIMEDOUT;
 		struct pollfd pfd = {.fd = fd, .events = writing ? POLLOUT : POLLIN};
@@ -199,7 +193,7 @@ static int tcp_listen(int port, int *bound_port)
 
 static int tcp_connect(int port, int timeout_ms)
 {
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t end = lat_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	for (;;) {
@@ -212,7 +206,7 @@ static int tcp_connect(int port, int timeout_ms)
 			return fd;
 		int e = errno;
 		close(fd);
-		if (now_ns() >= end)
+		if (lat_now_ns() >= end)
 			return -e;
 		usleep(20000); /* server may still be starting */
 	}
@@ -253,12 +247,12 @@ struct sclient {
 static void server_post_recv(struct fab_ep *ep, struct msg *slots, void *desc, struct opctx *rctx,
 			     int i)
 {
-	uint64_t t = now_ns();
+	uint64_t t = lat_now_ns();
 	int r;
 	while ((r = fab_post_recv(ep, &slots[i], sizeof(slots[i]), desc, &rctx[i].fc)) == -EAGAIN) {
 		struct fab_cqe c[1];
 		(void)c;
-		if (now_ns() - t > (uint64_t)o.timeout_ms * 1000000ull)
+		if (lat_now_ns() - t > (uint64_t)o.timeout_ms * 1000000ull)
 			die("server: fi_recv stays busy");
 		sched_yield();
 	}
@@ -280,7 +274,8 @@ static int run_server(int lfd)
 	struct sclient *cl = calloc((size_t)nthr, sizeof(*cl));
 	int nrecv = 2 * nthr;
 	/* msg region: nrecv receive slots + one reply per client */
-	struct msg *slots = aligned_alloc(4096, 4096 + sizeof(struct msg) * (size_t)(nrecv + nthr));
+	struct msg *slots = aligned_alloc(
+	    4096, (4096 + sizeof(struct msg) * (size_t)(nrecv + nthr) + 4095) & ~(size_t)4095);
 	struct opctx *rctx = calloc((size_t)nrecv, sizeof(*rctx));
 	struct fab_mr *msg_mr;
 	if (!cl || !slots || !rctx)
@@ -357,11 +352,11 @@ static int run_server(int lfd)
 	int remaining = 0;
 	for (int i = 0; i < nthr; i++)
 		remaining += !cl[i].done;
-	uint64_t last_progress = now_ns(), last_sock_check = last_progress;
+	uint64_t last_progress = lat_now_ns(), last_sock_check = last_progress;
 	while (remaining > 0) {
 		struct fab_cqe cq[16];
 		int n = fab_poll(ep, cq, 16, 0);
-		uint64_t t = now_ns();
+		uint64_t t = lat_now_ns();
 		if (n == 0) {
 			if (t - last_progress > (uint64_t)o.timeout_ms * 1000000ull)
 				die("server: no progress for %d ms (%d clients unfinished)",
@@ -495,13 +490,13 @@ struct cctx {
 static const char *client_wait(struct fab_ep *ep, struct cctx *sctx, struct cctx *rctx, int *sent,
 			       int *got)
 {
-	uint64_t start = now_ns();
+	uint64_t start = lat_now_ns();
 	uint64_t deadline = start + (uint64_t)o.timeout_ms * 1000000ull;
 	while (!*sent || !*got) {
 		struct fab_cqe cq[4];
 		int n = fab_poll(ep, cq, 4, 0);
 		if (n == 0) {
-			if (now_ns() > deadline)
+			if (lat_now_ns() > deadline)
 				return "timed out waiting for the server's reply";
 			n = idle(ep, start, cq, 4);
 		}
@@ -594,16 +589,16 @@ static void *client_thread(void *arg)
 		if (i == ct->nwarm) {
 			pthread_barrier_wait(&barrier);
 			joined = 1;
-			ct->t_start = now_ns();
+			ct->t_start = lat_now_ns();
 		}
 		memset(rep, 0, sizeof(*rep));
-		uint64_t t0 = now_ns();
+		uint64_t t0 = lat_now_ns();
 		while ((r = fab_post_recv(ep, rep, sizeof(*rep), mdesc, &rctx.fc)) == -EAGAIN)
 			fab_poll(ep, (struct fab_cqe[1]){{0}}, 1, 0);
 		*req = (struct msg){.magic = MAGIC, .tid = ct->tid, .seq = i};
 		while (!r) {
 			r = fab_post_send(ep, req, sizeof(*req), mdesc, srv, &sctx.fc);
-			if (r != -EAGAIN || now_ns() - t0 > (uint64_t)o.timeout_ms * 1000000ull)
+			if (r != -EAGAIN || lat_now_ns() - t0 > (uint64_t)o.timeout_ms * 1000000ull)
 				break;
 			r = 0;
 			struct fab_cqe c[4];
@@ -617,7 +612,7 @@ static void *client_thread(void *arg)
 			goto out;
 		}
 		ct->err = client_wait(ep, &sctx, &rctx, &sent, &got);
-		uint64_t t1 = now_ns();
+		uint64_t t1 = lat_now_ns();
 		if (ct->err)
 			goto out;
 		if (i >= ct->nwarm)
@@ -632,7 +627,7 @@ static void *client_thread(void *arg)
 			goto out;
 		}
 	}
-	ct->t_end = now_ns();
+	ct->t_end = lat_now_ns();
 out:
 	if (!joined)
 		pthread_barrier_wait(&barrier);
@@ -644,22 +639,6 @@ out:
 	free(buf);
 	free(m);
 	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct_us(const uint64_t *v, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	size_t i = (size_t)(p * (double)n);
-	if (i >= n)
-		i = n - 1;
-	return (double)v[i] / 1000.0;
 }
 
 static int run_clients(void)
@@ -694,52 +673,30 @@ static int run_clients(void)
 	}
 	if (fail)
 		return 1;
-	size_t n = (size_t)o.count;
-	qsort(lat, n, sizeof(*lat), cmp_u64);
-	double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 1e-9;
-	double ops = (double)n / secs;
-	double gbs = (double)n * (double)o.size / secs / 1e9;
+	struct lat_summary ls;
+	lat_summarize(lat, (size_t)o.count, &ls);
+	lat_rates(&ls, o.size, t0, t1);
 	const char *op = o.write ? "write" : "read";
 	if (o.json)
-		printf(
-		    "{\"provider\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"count\":%ld,\"threads\":%d,"
-		    "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"ops_per_s\":%.0f,"
-		    "\"gbytes_per_s\":%.4f}\n",
-		    o.prov, op, o.size, o.count, o.threads, pct_us(lat, n, 0.50),
-		    pct_us(lat, n, 0.99), pct_us(lat, n, 0.999), ops, gbs);
+		printf("{\"provider\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"count\":%ld,"
+		       "\"threads\":%d,",
+		       o.prov, op, o.size, o.count, o.threads);
 	else
-		printf("rma %s (%s) size %zu count %ld threads %d: p50 %.2f us  p99 %.2f us  "
-		       "p999 %.2f us  %.0f ops/s  %.3f GB/s\n",
-		       op, o.prov, o.size, o.count, o.threads, pct_us(lat, n, 0.50),
-		       pct_us(lat, n, 0.99), pct_us(lat, n, 0.999), ops, gbs);
+		printf("rma %s (%s) size %zu count %ld threads %d", op, o.prov, o.size, o.count,
+		       o.threads);
+	lat_print_stats(stdout, &ls, o.json);
 	fflush(stdout);
 	free(lat);
 	free(ct);
 	return 0;
 }
 
-static size_t parse_size(const char *s)
+/* BYTES with an optional K/M/G/T suffix (config_parse_size), or die. */
+static size_t size_arg(const char *s)
 {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	switch (*end) {
-	case 'k':
-	case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		v <<= 30;
-		end++;
-		break;
-	}
-	if (*end || end == s)
+	uint64_t v;
+
+	if (config_parse_size(s, &v) < 0 || v > SIZE_MAX)
 		die("bad size '%s'", s);
 	return (size_t)v;
 }
@@ -780,7 +737,7 @@ int main(int argc, char **argv)
 				usage();
 			break;
 		case 's':
-			o.size = parse_size(optarg);
+			o.size = size_arg(optarg);
 			break;
 		case 'n':
 			o.count = atol(optarg);
@@ -798,7 +755,7 @@ int main(int argc, char **argv)
 			o.serve = 1;
 			break;
 		case 'c':
-			o.chunk = parse_size(optarg);
+			o.chunk = size_arg(optarg);
 			break;
 		case 'T':
 			o.timeout_ms = atoi(optarg);

@@ -27,8 +27,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <arpa/inet.h>
-#include <time.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include "common/config.h"
+#include "tools/latency.h"
 
 #define MAX_THR	 64
 #define RBUF	 65536
@@ -66,13 +69,6 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- connection with a small read buffer ---- */
@@ -355,14 +351,14 @@ static void *bench_thread(void *arg)
 			pthread_barrier_wait(&barrier_ready);
 			ready = 1;
 			pthread_barrier_wait(&barrier_go);
-			t->t_start = now_ns();
+			t->t_start = lat_now_ns();
 		}
 		key_name(key, sizeof(key), "tb/%08ld", k);
-		uint64_t t0 = now_ns();
+		uint64_t t0 = lat_now_ns();
 		if (o.get) {
 			size_t got = 0;
 			t->err = do_get(c, key, rbuf, o.size + 8, &got);
-			t->lat[i] = now_ns() - t0;
+			t->lat[i] = lat_now_ns() - t0;
 			if (t->err)
 				goto out;
 			if (j == -nwarm &&
@@ -372,14 +368,14 @@ static void *bench_thread(void *arg)
 			}
 		} else {
 			stamp(val, o.size, (uint64_t)k);
-			t0 = now_ns();
+			t0 = lat_now_ns();
 			t->err = do_set(c, key, val, o.size);
-			t->lat[i] = now_ns() - t0;
+			t->lat[i] = lat_now_ns() - t0;
 			if (t->err)
 				goto out;
 		}
 	}
-	t->t_end = now_ns();
+	t->t_end = lat_now_ns();
 out:
 	if (!ready) {
 		pthread_barrier_wait(&barrier_ready);
@@ -391,22 +387,6 @@ out:
 	free(val);
 	free(rbuf);
 	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct_us(const uint64_t *v, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	size_t i = (size_t)(p * (double)n);
-	if (i >= n)
-		i = n - 1;
-	return (double)v[i] / 1000.0;
 }
 
 static int run_bench(void)
@@ -443,23 +423,19 @@ static int run_bench(void)
 	}
 	if (fail)
 		return 1;
-	size_t n = (size_t)o.count;
-	qsort(lat, n, sizeof(*lat), cmp_u64);
-	double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 1e-9;
-	double ops = (double)n / secs, gbs = (double)n * (double)o.size / secs / 1e9;
+	struct lat_summary ls;
+	lat_summarize(lat, (size_t)o.count, &ls);
+	lat_rates(&ls, o.size, t0, t1);
 	const char *proto = o.proto == P_MEMCACHED ? "memcached" : "redis";
 	const char *op = o.get ? "get" : "put";
 	if (o.json)
-		printf("{\"proto\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"count\":%ld,\"threads\":%d,"
-		       "\"keys\":%ld,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
-		       "\"ops_per_s\":%.0f,\"gbytes_per_s\":%.4f}\n",
-		       proto, op, o.size, o.count, o.threads, o.keys, pct_us(lat, n, 0.5),
-		       pct_us(lat, n, 0.99), pct_us(lat, n, 0.999), ops, gbs);
+		printf("{\"proto\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"count\":%ld,"
+		       "\"threads\":%d,\"keys\":%ld,",
+		       proto, op, o.size, o.count, o.threads, o.keys);
 	else
-		printf("%s %s size %zu count %ld threads %d keys %ld: p50 %.2f us  p99 %.2f us  "
-		       "p999 %.2f us  %.0f ops/s  %.3f GB/s\n",
-		       proto, op, o.size, o.count, o.threads, o.keys, pct_us(lat, n, 0.5),
-		       pct_us(lat, n, 0.99), pct_us(lat, n, 0.999), ops, gbs);
+		printf("%s %s size %zu count %ld threads %d keys %ld", proto, op, o.size, o.count,
+		       o.threads, o.keys);
+	lat_print_stats(stdout, &ls, o.json);
 	fflush(stdout);
 	free(lat);
 	free(t);
@@ -525,7 +501,7 @@ out:
 static int run_load(void)
 {
 	struct loader l[MAX_THR];
-	uint64_t t0 = now_ns();
+	uint64_t t0 = lat_now_ns();
 	int fail = 0;
 	for (int i = 0; i < o.threads; i++) {
 		l[i] = (struct loader){.tid = i};
@@ -541,37 +517,11 @@ static int run_load(void)
 	}
 	if (fail)
 		return 1;
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(lat_now_ns() - t0) / 1e9;
 	printf("{\"proto\":\"%s\",\"load\":%ld,\"key_bytes\":16,\"size\":%zu,\"threads\":%d,"
 	       "\"seconds\":%.2f}\n",
 	       o.proto == P_MEMCACHED ? "memcached" : "redis", o.load, o.size, o.threads, secs);
 	return 0;
-}
-
-static size_t parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	switch (*end) {
-	case 'k':
-	case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		v <<= 30;
-		end++;
-		break;
-	}
-	if (*end || end == s)
-		die("bad size '%s'", s);
-	return (size_t)v;
 }
 
 static void usage(void)
@@ -625,9 +575,13 @@ int main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 's':
-			o.size = parse_size(optarg);
+		case 's': {
+			uint64_t v;
+			if (config_parse_size(optarg, &v) < 0 || v > SIZE_MAX)
+				die("bad size '%s'", optarg);
+			o.size = (size_t)v;
 			break;
+		}
 		case 'n':
 			o.count = atol(optarg);
 			break;

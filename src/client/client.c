@@ -1092,23 +1092,9 @@ int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 	return ret;
 }
 
-int kvfs_delete(kvfs_t *kv, const char *key)
-{
-	struct conn *c;
-	size_t klen;
-	struct wire_req q;
-	int ret = route(kv, key, &klen, &c);
-	if (ret)
-		return ret;
-	req_init(c, &q, OP_DELETE);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
-	ret = call_simple(c, &q, NULL);
-	conn_leave(c);
-	return ret;
-}
-
-int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr)
+/* A request about one key that moves no value bytes: route, call, leave. */
+static int key_call(struct kvfs *kv, const char *key, uint8_t op, const struct kvfs_setattr *sa,
+		    struct kvfs_attr *attr)
 {
 	struct conn *c;
 	size_t klen;
@@ -1117,9 +1103,10 @@ int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr)
 	int ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
-	req_init(c, &q, OP_STAT);
+	req_init(c, &q, op);
 	q.key = (const uint8_t *)key;
 	q.klen = (uint32_t)klen;
+	sa_to_wire(&q.sa, sa);
 	ret = call_simple(c, &q, &rep);
 	if (!ret && attr)
 		*attr = rep.attr;
@@ -1127,25 +1114,20 @@ int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr)
 	return ret;
 }
 
+int kvfs_delete(kvfs_t *kv, const char *key)
+{
+	return key_call(kv, key, OP_DELETE, NULL, NULL);
+}
+
+int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr)
+{
+	return key_call(kv, key, OP_STAT, NULL, attr);
+}
+
 int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 		 struct kvfs_attr *attr_out)
 {
-	struct conn *c;
-	size_t klen;
-	struct wire_req q;
-	struct wire_rep rep;
-	int ret = route(kv, key, &klen, &c);
-	if (ret)
-		return ret;
-	req_init(c, &q, OP_SETATTR);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
-	sa_to_wire(&q.sa, sa);
-	ret = call_simple(c, &q, &rep);
-	if (!ret && attr_out)
-		*attr_out = rep.attr;
-	conn_leave(c);
-	return ret;
+	return key_call(kv, key, OP_SETATTR, sa, attr_out);
 }
 
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)

@@ -299,7 +299,7 @@ int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, co
 size_t wire_msg_size(uint64_t inline_threshold)
 {
 	size_t n = WIRE_REQ_FIXED + 2 * KVFS_MAX_KEY + inline_threshold;
-	return (n + 63) & ~(size_t)63;
+	return (n + 4095) & ~(size_t)4095; /* whole pages: buffers are page-aligned arrays */
 }
 
 int wire_req_encode(void *buf, size_t cap, const struct wire_req *q)

@@ -29,6 +29,7 @@
 #include "kvfs/kvfs.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "tools/latency.h"
 
 #define MIB		  (1024ull * 1024ull)
 #define WHOLE_PUT_MAX	  (64 * MIB) /* regular files up to this are put in one call */
@@ -226,14 +227,6 @@ static const char *srv_addr(struct ctl *c, int idx, char *buf, size_t len)
 	return buf;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Read until len bytes or EOF; returns bytes read or -1 (errno set). */
 static ssize_t read_full(int fd, void *buf, size_t len)
 {
@@ -412,7 +405,7 @@ static void progress_start(struct progress *p, uint64_t total)
 {
 	p->tty = isatty(STDERR_FILENO) == 1;
 	p->total = total;
-	p->t0 = now_ns();
+	p->t0 = lat_now_ns();
 	p->last = 0;
 }
 
@@ -423,7 +416,7 @@ static void progress_update(struct progress *p, uint64_t done)
 
 	if (!p->tty || (p->total ? p->total : done) <= PROGRESS_MIN)
 		return;
-	t = now_ns();
+	t = lat_now_ns();
 	if (progress_shown && t - p->last < 100000000ull) /* at most 10 updates/s */
 		return;
 	p->last = t;
@@ -1236,10 +1229,10 @@ static int bench_op(struct bthread *t, unsigned char *buf, kvfs_mr_t *mr, bool *
 		int rc;
 
 		set_header(buf, b->size, k);
-		t0 = now_ns();
+		t0 = lat_now_ns();
 		rc = b->copy ? kvfs_put(b->kv, key, buf, b->size, NULL)
 			     : kvfs_put_mr(b->kv, key, buf, b->size, mr, NULL);
-		t1 = now_ns();
+		t1 = lat_now_ns();
 		if (rc < 0) {
 			bench_fail(b, "bench: put %s: %s", key, kvfs_strerror(rc));
 			return -1;
@@ -1247,10 +1240,10 @@ static int bench_op(struct bthread *t, unsigned char *buf, kvfs_mr_t *mr, bool *
 	} else {
 		ssize_t n;
 
-		t0 = now_ns();
+		t0 = lat_now_ns();
 		n = b->copy ? kvfs_get(b->kv, key, buf, b->size, 0, NULL)
 			    : kvfs_get_mr(b->kv, key, buf, b->size, 0, mr, NULL);
-		t1 = now_ns();
+		t1 = lat_now_ns();
 		if (n < 0) {
 			bench_fail(b, "bench: get %s: %s", key, kvfs_strerror((int)n));
 			return -1;
@@ -1323,39 +1316,20 @@ ready:
 	if (buf && !atomic_load(&b->stop)) {
 		uint64_t i;
 
-		t->t_start = now_ns();
+		t->t_start = lat_now_ns();
 		for (i = 0; i < t->nops; i++) {
 			if (atomic_load_explicit(&b->stop, memory_order_relaxed))
 				break;
 			if (bench_op(t, buf, mr, &verified, &t->lat[i]) < 0)
 				break;
 		}
-		t->t_end = now_ns();
+		t->t_end = lat_now_ns();
 		t->ran = i == t->nops;
 	}
 	if (mr)
 		kvfs_mr_close(mr);
 	free(buf);
 	return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile num/den of sorted v[0..n), in microseconds. */
-static double pct_us(const uint64_t *v, uint64_t n, uint64_t num, uint64_t den)
-{
-	uint64_t rank = (n * num + den - 1) / den;
-
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return (double)v[rank - 1] / 1e3;
 }
 
 static int cmd_bench(struct ctl *c, int argc, char **argv)
@@ -1546,7 +1520,7 @@ static int cmd_bench(struct ctl *c, int argc, char **argv)
 	/* Merge, sort, report. */
 	{
 		uint64_t t_first = UINT64_MAX, t_last = 0, pos = 0;
-		double wall, p50, p99, p999, ops_s, gb_s;
+		struct lat_summary ls;
 
 		for (uint64_t i = 0; i < threads; i++) {
 			if (!th[i].ran) {
@@ -1568,30 +1542,26 @@ static int cmd_bench(struct ctl *c, int argc, char **argv)
 			memcpy(all + pos, th[i].lat, th[i].nops * sizeof(*all));
 			pos += th[i].nops;
 		}
-		qsort(all, total, sizeof(*all), cmp_u64);
-		wall = (double)(t_last > t_first ? t_last - t_first : 1) / 1e9;
-		p50 = pct_us(all, total, 50, 100);
-		p99 = pct_us(all, total, 99, 100);
-		p999 = pct_us(all, total, 999, 1000);
-		ops_s = (double)total / wall;
-		gb_s = (double)total * (double)b.size / wall / 1e9;
+		lat_summarize(all, (size_t)total, &ls);
+		lat_rates(&ls, b.size, t_first, t_last);
 		if (json) {
 			printf(
 			    "{\"op\": \"%s\", \"size\": %zu, \"count\": %" PRIu64
 			    ", \"threads\": %" PRIu64 ", \"p50_us\": %.3f, \"p99_us\": %.3f"
 			    ", \"p999_us\": %.3f, \"ops_per_s\": %.1f, \"gbytes_per_s\": %.6f}\n",
-			    op, b.size, total, threads, p50, p99, p999, ops_s, gb_s);
+			    op, b.size, total, threads, ls.p50_us, ls.p99_us, ls.p999_us,
+			    ls.ops_per_s, ls.gbytes_per_s);
 		} else {
 			printf("op:          %s%s\n", op, b.copy ? " (copy)" : " (zero-copy)");
 			printf("size:        %zu bytes\n", b.size);
 			printf("count:       %" PRIu64 "\n", total);
 			printf("threads:     %" PRIu64 "\n", threads);
 			printf("keys:        %" PRIu64 "\n", nkeys);
-			printf("p50:         %.3f us\n", p50);
-			printf("p99:         %.3f us\n", p99);
-			printf("p99.9:       %.3f us\n", p999);
-			printf("ops/s:       %.1f\n", ops_s);
-			printf("throughput:  %.6f GB/s\n", gb_s);
+			printf("p50:         %.3f us\n", ls.p50_us);
+			printf("p99:         %.3f us\n", ls.p99_us);
+			printf("p99.9:       %.3f us\n", ls.p999_us);
+			printf("ops/s:       %.1f\n", ls.ops_per_s);
+			printf("throughput:  %.6f GB/s\n", ls.gbytes_per_s);
 		}
 	}
 	ret = 0;

@@ -22,7 +22,7 @@ struct h_opts {
 	const char *eviction;	   /* default "lru" */
 	const char *secret;	   /* server secret; NULL = none */
 	const char *client_secret; /* client secret when different (e.g. wrong) */
-	int timeout_ms;		   /* default 2000 */
+	int timeout_ms;		   /* default 10000; timeout tests set their own */
 	const char *buffer;	   /* client.buffer, default "64M" */
 };
 
@@ -33,7 +33,7 @@ struct h_cluster {
 	int n;
 	int ports[H_MAX_SERVERS];
 	pid_t pids[H_MAX_SERVERS];
-	char names[H_MAX_SERVERS][8];
+	char names[H_MAX_SERVERS][16];
 };
 
 const char *h_provider(void);

@@ -18,7 +18,7 @@ cat >"$tmp/kvfs.conf" <<CONF
 cluster = { servers = ( { name = "only"; address = "127.0.0.1:$port"; } ); };
 fabric = { provider = "$prov"; };
 server = { memory = "512M"; max_value = "256M"; };
-client = { buffer = "32M"; timeout_ms = 2000; };
+client = { buffer = "32M"; timeout_ms = 10000; };
 CONF
 "$build/kvfs-server" -c "$tmp/kvfs.conf" 2>"$tmp/server.log" &
 pid=$!

@@ -126,7 +126,8 @@ Test(cache, ranges_and_zero_copy, .init = setup1, .fini = teardown_all, .timeout
 Test(cache, attributes_rename_delete, .init = setup1, .fini = teardown_all)
 {
 	struct kvfs_attr a, b;
-	cr_assert_eq(kvfs_stat(kv, "nope", &a), -ENOENT);
+	ssize_t st0 = kvfs_stat(kv, "nope", &a);
+	cr_assert_eq(st0, -ENOENT, "stat of a missing key: %zd", st0);
 	cr_assert_eq(kvfs_get(kv, "nope", &a, 1, 0, NULL), -ENOENT);
 	struct kvfs_setattr sa = {.mask =
 				      KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID | KVFS_SET_MTIME,
