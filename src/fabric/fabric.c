@@ -9,6 +9,7 @@
 #include "fabric.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,24 @@ static int fail(const char *call, int ret)
 	return ret < 0 && ret > -4096 ? ret : -EIO;
 }
 
+/*
+ * Endpoint creation is serialised per process: with libfabric 1.17's shm
+ * provider, two threads opening endpoints at the same moment sometimes get
+ * fi_enable() = EBUSY (seen when a client connects to several servers from
+ * several threads at once). Opening is rare, so a process-wide lock is cheap.
+ */
+static int do_open(struct fab_ep **out, const struct fab_open_args *a);
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int fab_open(struct fab_ep **out, const struct fab_open_args *a)
+{
+	pthread_mutex_lock(&open_lock);
+	int ret = do_open(out, a);
+	pthread_mutex_unlock(&open_lock);
+	return ret;
+}
+
+static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 {
 	struct fab_ep *e = calloc(1, sizeof(*e));
 	struct fi_info *hints = make_hints(a->provider, a->domain, a->thread_safe);
