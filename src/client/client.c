@@ -46,8 +46,7 @@
 #define NRECV	    (NREQ + 16)
 #define MAX_SLOTS   64
 #define SLOT_MAX    (8u << 20)
-#define SPIN_POLLS  20000
-#define NAP_US	    20
+#define SPIN_POLLS  2000
 #define LIVENESS_MS 1
 
 struct conn;
@@ -597,7 +596,15 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 		c->poller = 1;
 		pthread_mutex_unlock(&c->lock);
 		struct fab_cqe e[16];
-		int k = fab_poll(c->ep, e, 16, spins > SPIN_POLLS ? NAP_US : 0);
+		/*
+		 * Keep polling for the whole wait: with manual progress the bytes
+		 * of an RMA into our memory only move while we poll, and no
+		 * completion marks them. After a while, yield the core between
+		 * polls so a 2-core machine's other threads still run.
+		 */
+		int k = fab_poll(c->ep, e, 16, 0);
+		if (k == 0 && spins > SPIN_POLLS)
+			sched_yield();
 		int live = 1;
 		if (t > next_live) {
 			live = liveness_ok(c);

@@ -28,7 +28,7 @@
 
 #define NRX	      256
 #define WINDOW	      8
-#define PIECE_MAX     (4u << 20)
+#define PIECE_MAX     (64u << 20)
 #define MAX_SESS      4096
 #define MAX_UPS	      1024
 #define SPIN_POLLS    20000
@@ -1007,10 +1007,15 @@ static void *svc_thread(void *arg)
 			if (e->busy_ops == 0 || mono_ms() > stop_at)
 				break;
 		}
-		/* Busy-poll briefly, then nap with a growing interval (10 us .. 1 ms). */
-		if (idle > SPIN_POLLS)
+		/*
+		 * With requests in flight, keep polling (their RMA only moves while
+		 * we do). Idle: busy-poll briefly, then nap with a growing interval
+		 * (10 us .. 1 ms) so an idle server costs almost no CPU.
+		 */
+		int napping = idle > SPIN_POLLS && e->busy_ops == 0;
+		if (napping)
 			nap = nap ? (nap < NAP_MAX_US ? nap * 2 : NAP_MAX_US) : 10;
-		int n = fab_poll(e->ep, cqe, 16, idle > SPIN_POLLS ? nap : 0);
+		int n = fab_poll(e->ep, cqe, 16, napping ? nap : 0);
 		if (n > 0) {
 			idle = 0;
 			nap = 0;
