@@ -8,7 +8,11 @@
  */
 #include "fabric.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <time.h>
 #include <stdlib.h>
@@ -33,6 +37,7 @@ struct fab_ep {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	char prov[64];
+	uint64_t write_flags; /* FI_DELIVERY_COMPLETE when sends may overtake writes */
 };
 
 struct fab_mr {
@@ -51,7 +56,8 @@ static const char *prov_query(const char *p)
 					 : p;
 }
 
-static struct fi_info *make_hints(const char *provider, const char *domain, int thread_safe)
+static struct fi_info *make_hints(const char *provider, const char *domain, int thread_safe,
+				  int ordered_writes)
 {
 	struct fi_info *h = fi_allocinfo();
 	if (!h)
@@ -64,7 +70,7 @@ static struct fi_info *make_hints(const char *provider, const char *domain, int 
 	h->domain_attr->threading = thread_safe ? FI_THREAD_SAFE : FI_THREAD_DOMAIN;
 	h->domain_attr->control_progress = FI_PROGRESS_MANUAL;
 	h->domain_attr->data_progress = FI_PROGRESS_MANUAL;
-	h->tx_attr->msg_order = FI_ORDER_SAS;
+	h->tx_attr->msg_order = FI_ORDER_SAS | (ordered_writes ? FI_ORDER_SAW : 0);
 	if (provider)
 		h->fabric_attr->prov_name = strdup(prov_query(provider));
 	if (domain)
@@ -84,6 +90,35 @@ static int fail(const char *call, int ret)
  * fi_enable() = EBUSY (seen when a client connects to several servers from
  * several threads at once). Opening is rare, so a process-wide lock is cheap.
  */
+/*
+ * The shm provider backs each endpoint with a file in /dev/shm that only a
+ * clean close removes, and names it after the pid by default: a killed
+ * process leaves it behind, and a later process with the same pid cannot
+ * open an endpoint (EBUSY). kvfs names its regions kvfs_<pid>_<random>, and
+ * before opening one removes those whose process is gone.
+ */
+#define SHM_PREFIX "kvfs_"
+
+static void shm_sweep(void)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int pid;
+		if (sscanf(de->d_name, SHM_PREFIX "%d_", &pid) != 1 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[300];
+		snprintf(path, sizeof(path), "/dev/shm/%s", de->d_name);
+		if (unlink(path) == 0)
+			log_info("removed %s left by dead process %d", path, pid);
+	}
+	closedir(d);
+}
+
 static int do_open(struct fab_ep **out, const struct fab_open_args *a);
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -97,16 +132,42 @@ int fab_open(struct fab_ep **out, const struct fab_open_args *a)
 
 static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 {
+	/*
+	 * A reply must not overtake the RMA data it announces. Ask for
+	 * send-after-write ordering; without it, writes complete only once
+	 * the data is visible (FI_DELIVERY_COMPLETE). shm is exempt: each
+	 * peer's commands go through one queue in order, and asking it for
+	 * FI_ORDER_SAW selects a path that stalls after a peer goes away.
+	 */
+	int want_saw = strcmp(a->provider, "shm") != 0;
 	struct fab_ep *e = calloc(1, sizeof(*e));
-	struct fi_info *hints = make_hints(a->provider, a->domain, a->thread_safe);
+	struct fi_info *hints = make_hints(a->provider, a->domain, a->thread_safe, want_saw);
 	int ret;
 
 	if (!e || !hints) {
 		ret = -ENOMEM;
 		goto err;
 	}
-	ret = fi_getinfo(FI_VERSION(1, 9), a->node, a->node ? "0" : NULL, a->node ? FI_SOURCE : 0,
-			 hints, &e->info);
+	char shm_name[64];
+	const char *node = a->node, *service = a->node ? "0" : NULL;
+	if (strcmp(a->provider, "shm") == 0) {
+		/* Our own region name: see shm_sweep(). */
+		shm_sweep();
+		uint32_t r;
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = (uint32_t)time(NULL);
+		snprintf(shm_name, sizeof(shm_name), "%s%d_%08x", SHM_PREFIX, (int)getpid(), r);
+		node = shm_name;
+		service = NULL;
+	}
+	ret = fi_getinfo(FI_VERSION(1, 9), node, service, node ? FI_SOURCE : 0, hints, &e->info);
+	if (ret == -FI_ENODATA && want_saw) {
+		/* No send-after-write ordering here (efa's SRD, for one). */
+		hints->tx_attr->msg_order = FI_ORDER_SAS;
+		e->write_flags = FI_DELIVERY_COMPLETE;
+		ret = fi_getinfo(FI_VERSION(1, 9), node, service, node ? FI_SOURCE : 0, hints,
+				 &e->info);
+	}
 	if (ret) {
 		log_error("fi_getinfo(provider %s%s%s): %s", a->provider, a->node ? ", node " : "",
 			  a->node ? a->node : "", fi_strerror(-ret));
@@ -114,6 +175,11 @@ static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 		goto err;
 	}
 	snprintf(e->prov, sizeof(e->prov), "%s", e->info->fabric_attr->prov_name);
+	log_info("%s: mr_mode 0x%x, replies follow RMA data by %s", e->prov,
+		 (unsigned)e->info->domain_attr->mr_mode,
+		 e->write_flags ? "FI_DELIVERY_COMPLETE"
+		 : want_saw	? "FI_ORDER_SAW"
+				: "its in-order command queue");
 	ret = fi_fabric(e->info->fabric_attr, &e->fabric, NULL);
 	if (ret) {
 		ret = fail("fi_fabric", ret);
@@ -355,7 +421,8 @@ static int post_rma(struct fab_ep *e, int write, const struct iovec *iov, void *
 				 .rma_iov_count = 1,
 				 .context = ctx};
 	if (write)
-		return post_ret("fi_writemsg", fi_writemsg(e->ep, &msg, FI_COMPLETION));
+		return post_ret("fi_writemsg",
+				fi_writemsg(e->ep, &msg, FI_COMPLETION | e->write_flags));
 	return post_ret("fi_readmsg", fi_readmsg(e->ep, &msg, FI_COMPLETION));
 }
 
@@ -417,7 +484,7 @@ int fab_poll(struct fab_ep *e, struct fab_cqe *out, int max, int nap_us)
 
 int fab_provider_available(const char *prov)
 {
-	struct fi_info *hints = make_hints(prov, NULL, 0), *info = NULL;
+	struct fi_info *hints = make_hints(prov, NULL, 0, 0), *info = NULL;
 	if (!hints)
 		return 0;
 	int ret = fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &info);
@@ -444,7 +511,7 @@ int fab_auto_providers(const char **names, int max)
 
 int fab_probe(FILE *out, const char *configured)
 {
-	struct fi_info *hints = make_hints(NULL, NULL, 0), *info = NULL;
+	struct fi_info *hints = make_hints(NULL, NULL, 0, 0), *info = NULL;
 	fprintf(out, "libfabric %u.%u, providers offering FI_EP_RDM with FI_MSG|FI_RMA:\n",
 		FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
 	int ret = hints ? fi_getinfo(FI_VERSION(1, 9), NULL, NULL, 0, hints, &info) : -FI_ENOMEM;

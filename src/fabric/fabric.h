@@ -88,7 +88,9 @@ int fab_post_send(struct fab_ep *ep, const void *buf, size_t len, void *desc, fa
 		  struct fab_ctx *ctx);
 /*
  * RMA write local iov -> peer [raddr, raddr + total), or read peer -> local iov.
- * n <= fab_iov_limit(), total <= fab_max_msg_size().
+ * n <= fab_iov_limit(), total <= fab_max_msg_size(). A message sent after a
+ * write's completion reaches the peer after the written data: the endpoint
+ * has send-after-write ordering, or else writes use FI_DELIVERY_COMPLETE.
  */
 int fab_post_write(struct fab_ep *ep, const struct iovec *iov, void **desc, size_t n,
 		   fab_addr_t dest, uint64_t raddr, uint64_t rkey, struct fab_ctx *ctx);

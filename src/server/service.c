@@ -1077,8 +1077,7 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 		for (int w = 0; w < WINDOW; w++)
 			o->rma[w] = (struct opctx){.kind = CTX_RMA, .op = o};
 	}
-	log_info("serving on %s (mr_mode 0x%llx, iov_limit %zu)", fab_provider(e->ep),
-		 (unsigned long long)fab_mr_mode(e->ep), fab_iov_limit(e->ep));
+	log_info("serving on %s (iov_limit %zu)", fab_provider(e->ep), fab_iov_limit(e->ep));
 	*out = e;
 	return 0;
 err:
