@@ -64,6 +64,12 @@ struct creq {
 	uint8_t *tx;
 };
 
+/* A receive slot lent to the caller; one per slot, so lending allocates nothing. */
+struct kvfs_lease {
+	struct conn *c;
+	int slot;
+};
+
 struct rxbuf {
 	struct fab_ctx ctx; /* first */
 	struct conn *c;
@@ -94,7 +100,8 @@ struct conn {
 	int n_slots;
 	uint8_t *recv_region, *staging_region;
 	struct fab_mr *recv_mr, *staging_mr, *msg_mr;
-	uint64_t recv_free, staging_free; /* (L) bitmaps of free slots */
+	uint64_t recv_free, staging_free;    /* (L) bitmaps of free slots */
+	struct kvfs_lease leases[MAX_SLOTS]; /* leases[i] lends receive slot i */
 
 	size_t msg_size;
 	uint8_t *msgs;
@@ -114,11 +121,6 @@ struct kvfs_mr {
 		uint64_t gen;	 /* conn generation it belongs to; 0 = none */
 		uint32_t region; /* server's id for it */
 	} per[KVFS_MAX_SERVERS]; /* conn->lock of that conn */
-};
-
-struct kvfs_lease {
-	struct conn *c;
-	int slot;
 };
 
 struct kvfs_upload {
@@ -1016,7 +1018,6 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, co
 	int ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
-	struct kvfs_lease *l = NULL;
 	ssize_t n;
 	if (len > c->slot_size) {
 		n = -EINVAL;
@@ -1029,15 +1030,12 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, co
 	}
 	struct wire_desc d = {REGION_RECV, (uint64_t)slot * c->slot_size, len};
 	n = get_piece(c, key, klen, off, len, &d, NULL, attr);
-	if (n >= 0)
-		l = malloc(sizeof(*l));
-	if (!l) {
+	if (n < 0) {
 		slot_put(c, &c->recv_free, slot);
-		n = n < 0 ? n : -ENOMEM;
 		goto out;
 	}
-	l->c = c;
-	l->slot = slot;
+	struct kvfs_lease *l = &c->leases[slot];
+	*l = (struct kvfs_lease){.c = c, .slot = slot};
 	*data = c->recv_region + d.off;
 	*lease = l;
 	return n; /* the lease keeps the conn entered */
@@ -1050,9 +1048,9 @@ void kvfs_lease_release(kvfs_lease_t *l)
 {
 	if (!l)
 		return;
-	slot_put(l->c, &l->c->recv_free, l->slot);
-	conn_leave(l->c);
-	free(l);
+	struct conn *c = l->c;
+	slot_put(c, &c->recv_free, l->slot);
+	conn_leave(c);
 }
 
 /* PUT inline, or from a staging slot / registered region. */
