@@ -27,6 +27,7 @@
  *   node; a node keeps its direct items sorted in blocks of <= 256 refs, its
  *   child nodes sorted, and a count of all items below it.
  */
+#include "common/hash.h"
 #include "store.h"
 
 #include <errno.h>
@@ -152,63 +153,6 @@ struct store {
 	uint32_t exp_pg, exp_idx;
 	char namebuf[KVFS_MAX_KEY + 1];
 };
-
-/* ---------------------------------------------------------------- hashing */
-
-__extension__ typedef unsigned __int128 u128;
-
-#define P0 0xa0761d6478bd642fULL
-#define P1 0xe7037ed1a0b428dbULL
-#define P2 0x8ebc6af09c88c6e3ULL
-#define P3 0x589965cc75374cc3ULL
-
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-	u128 r = (u128)a * b;
-	return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static inline uint64_t rd64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static inline uint64_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-/* wyhash-style 64-bit hash. */
-static uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
-{
-	const uint8_t *p = data;
-	uint64_t h = seed ^ mum(seed ^ P0, (uint64_t)n ^ P1);
-	uint64_t a, b;
-
-	while (n > 16) {
-		h = mum(rd64(p) ^ P1, rd64(p + 8) ^ h);
-		p += 16;
-		n -= 16;
-	}
-	if (n >= 8) {
-		a = rd64(p);
-		b = rd64(p + n - 8);
-	} else if (n >= 4) {
-		a = rd32(p);
-		b = rd32(p + n - 4);
-	} else if (n > 0) {
-		a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
-		b = 0;
-	} else {
-		a = b = 0;
-	}
-	h = mum(a ^ P1, b ^ h ^ P2);
-	return mum(h ^ P3, (uint64_t)n ^ P0 ^ seed);
-}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -657,7 +601,7 @@ static inline uint32_t ht_home(uint64_t h, uint32_t n)
 
 static inline uint64_t item_hash(const struct store *s, const struct item *it)
 {
-	return hash_bytes(ikey(it), ikl(it), s->seed);
+	return hash64(ikey(it), ikl(it), s->seed);
 }
 
 /*
@@ -783,7 +727,7 @@ static inline size_t dir_len(const uint8_t *key, size_t klen)
 
 static inline uint64_t dir_hash(const struct store *s, const void *p, size_t n)
 {
-	return hash_bytes(p, n, s->seed ^ 0x5bd1e995u);
+	return hash64(p, n, s->seed ^ 0x5bd1e995u);
 }
 
 static struct dnode *dir_lookup(const struct store *s, const void *path, size_t plen)
@@ -1249,7 +1193,7 @@ static void touch(struct store *s, struct item *it)
 /* Live (linked, unexpired) item for key; an expired one is reclaimed. */
 static struct item *find_live(struct store *s, const void *key, size_t klen, int64_t now)
 {
-	uint32_t slot = ht_find(s, key, klen, hash_bytes(key, klen, s->seed));
+	uint32_t slot = ht_find(s, key, klen, hash64(key, klen, s->seed));
 
 	if (slot == NONE)
 		return NULL;
@@ -1601,7 +1545,7 @@ int store_open(struct store **out, const struct store_config *cfg)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	s->seed = hash_bytes(&ts, sizeof(ts), (uintptr_t)s ^ P2);
+	s->seed = hash64(&ts, sizeof(ts), (uintptr_t)s ^ 0x8ebc6af09c88c6e3ULL);
 	s->next_version = 1;
 	s->exp_pg = 0;
 	*out = s;
