@@ -33,15 +33,28 @@ typedef struct kvfs_mr kvfs_mr_t;
 typedef struct kvfs_lease kvfs_lease_t;
 struct kvfs_config;
 
+/*
+ * Owner and mode of a key whose writer stored none. A key put or committed
+ * without KVFS_SET_UID / KVFS_SET_GID has uid / gid KVFS_ID_UNSET; one without
+ * KVFS_SET_MODE has mode S_IFREG | 0644 | KVFS_MODE_UNSET, so a reader (the
+ * mount) can apply its own defaults. Setting the mode (kvfs_setattr, or a
+ * commit or put with KVFS_SET_MODE) clears the flag; a client cannot set it.
+ * Rename keeps the source's attributes, flag included.
+ */
+/* uid/gid of a key whose writer stored none */
+#define KVFS_ID_UNSET 0xffffffffu
+/* set in mode when no mode was stored; the permission bits are then 0644 */
+#define KVFS_MODE_UNSET 0x80000000u
+
 /* Attributes stored with each key. */
 struct kvfs_attr {
 	uint64_t size;	  /* value bytes */
 	uint64_t version; /* changes on every write; never reused by a server */
 	int64_t mtime_ns; /* nanoseconds since the epoch */
 	int64_t expiry;	  /* absolute unix seconds, 0 = never */
-	uint32_t mode;	  /* S_IFREG | 0644 unless set; type bits are kept */
-	uint32_t uid;
-	uint32_t gid;
+	uint32_t mode;	  /* type and permission bits; | KVFS_MODE_UNSET if none stored */
+	uint32_t uid;	  /* KVFS_ID_UNSET if none stored */
+	uint32_t gid;	  /* KVFS_ID_UNSET if none stored */
 };
 
 /* Bits of kvfs_setattr()'s and kvfs_upload_commit()'s mask. */
@@ -149,6 +162,19 @@ ssize_t kvfs_list(kvfs_t *kv, const char *prefix, char delim, kvfs_list_cb cb, v
 #define KVFS_UPLOAD_KEEP 1u /* start from the current value (if any) */
 int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out);
 int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off);
+/*
+ * Like kvfs_upload_write, but zero-copy: the server RMA-reads straight from
+ * buf, which must lie inside mr (-EINVAL otherwise). Large writes go in pieces
+ * of at most limits.slot_size.
+ */
+int kvfs_upload_write_mr(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off,
+			 kvfs_mr_t *mr);
+/*
+ * Read back [off, off+len) of the pending (uncommitted) value into buf
+ * (read-your-writes). Returns the bytes copied, short at the pending value's
+ * end, 0 at or after it. -EBUSY if another request on up is moving bytes.
+ */
+ssize_t kvfs_upload_read(kvfs_upload_t *up, void *buf, size_t len, uint64_t off);
 int kvfs_upload_truncate(kvfs_upload_t *up, uint64_t size);
 uint64_t kvfs_upload_size(const kvfs_upload_t *up);
 /* Publish; attr_out (may be NULL) gets the new attributes. Frees up. */

@@ -921,26 +921,27 @@ static void sa_to_wire(struct wire_sa *w, const struct kvfs_setattr *sa)
 	w->ttl = sa->ttl;
 }
 
-/* GET one piece: inline (region 0) or into desc. Copies inline data to dst. */
-static ssize_t get_piece(struct conn *c, const char *key, size_t klen, uint64_t off, size_t len,
-			 const struct wire_desc *desc, void *dst, struct kvfs_attr *attr)
+/*
+ * Read one piece [q->off, q->off + q->len) by request q (OP_GET or
+ * OP_UP_READ, key or handle filled in): inline (region 0) or into desc.
+ * Copies inline data to dst. Returns the bytes moved or -errno; attr (may be
+ * NULL) gets the reply's attributes.
+ */
+static ssize_t read_piece(struct conn *c, struct wire_req *q, const struct wire_desc *desc,
+			  void *dst, struct kvfs_attr *attr)
 {
-	struct wire_req q;
 	struct wire_rep rep;
 	struct creq *r;
-	req_init(c, &q, OP_GET);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
-	q.off = off;
-	q.len = len;
 	if (desc)
-		q.buf = *desc;
-	int ret = call(c, &q, &rep, &r);
+		q->buf = *desc;
+	else
+		q->buf = (struct wire_desc){0};
+	int ret = call(c, q, &rep, &r);
 	if (ret)
 		return ret;
 	ssize_t n = rep.status;
 	if (!rep.status) {
-		if (rep.n > len || (!desc && rep.n != rep.dlen)) {
+		if (rep.n > q->len || (!desc && rep.n != rep.dlen)) {
 			n = -EPROTO;
 		} else {
 			n = (ssize_t)rep.n;
@@ -954,25 +955,43 @@ static ssize_t get_piece(struct conn *c, const char *key, size_t klen, uint64_t 
 	return n;
 }
 
-ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off,
-		 struct kvfs_attr *attr)
+/* GET one piece: inline (region 0) or into desc. Copies inline data to dst. */
+static ssize_t get_piece(struct conn *c, const char *key, size_t klen, uint64_t off, size_t len,
+			 const struct wire_desc *desc, void *dst, struct kvfs_attr *attr)
 {
-	struct conn *c;
-	size_t klen;
-	struct kvfs_attr a;
-	int ret = route(kv, key, &klen, &c);
-	if (ret)
-		return ret;
+	struct wire_req q;
+	req_init(c, &q, OP_GET);
+	q.key = (const uint8_t *)key;
+	q.klen = (uint32_t)klen;
+	q.off = off;
+	q.len = len;
+	return read_piece(c, &q, desc, dst, attr);
+}
+
+/*
+ * Read [off, off+len) into buf by requests like *tmpl (OP_GET or OP_UP_READ
+ * with its key or handle): inline while what is left fits a message, else in
+ * pieces of at most slot_size through one receive slot, copied out. Stops at
+ * the end of the value (reply attr.size). Returns the bytes read, or -errno;
+ * -EAGAIN when the value's version changed between pieces. *attr gets the last
+ * reply's attributes. Caller has entered c.
+ */
+static ssize_t read_range(struct conn *c, const struct wire_req *tmpl, void *buf, size_t len,
+			  uint64_t off, struct kvfs_attr *attr)
+{
 	ssize_t total = 0;
 	uint64_t version = 0;
 	int slot = -1;
 	uint8_t *dst = buf;
+	struct kvfs_attr a = {0};
 	for (;;) {
+		struct wire_req q = *tmpl;
 		size_t want = len - (size_t)total;
 		ssize_t n;
+		q.off = off + (uint64_t)total;
 		if (want <= c->limits.inline_threshold) {
-			n = get_piece(c, key, klen, off + (uint64_t)total, want, NULL, dst + total,
-				      &a);
+			q.len = want;
+			n = read_piece(c, &q, NULL, dst + total, &a);
 		} else {
 			if (slot < 0)
 				slot = slot_get(c, &c->recv_free);
@@ -981,10 +1000,10 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
 			} else {
 				if (want > c->slot_size)
 					want = c->slot_size;
+				q.len = want;
 				struct wire_desc d = {REGION_RECV, (uint64_t)slot * c->slot_size,
 						      want};
-				n = get_piece(c, key, klen, off + (uint64_t)total, want, &d, NULL,
-					      &a);
+				n = read_piece(c, &q, &d, NULL, &a);
 				if (n > 0)
 					memcpy(dst + total, c->recv_region + d.off, (size_t)n);
 			}
@@ -1004,6 +1023,25 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
 	}
 	if (slot >= 0)
 		slot_put(c, &c->recv_free, slot);
+	if (attr)
+		*attr = a;
+	return total;
+}
+
+ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off,
+		 struct kvfs_attr *attr)
+{
+	struct conn *c;
+	size_t klen;
+	struct kvfs_attr a;
+	struct wire_req q;
+	int ret = route(kv, key, &klen, &c);
+	if (ret)
+		return ret;
+	req_init(c, &q, OP_GET);
+	q.key = (const uint8_t *)key;
+	q.klen = (uint32_t)klen;
+	ssize_t total = read_range(c, &q, buf, len, off, &a);
 	if (total >= 0 && attr)
 		*attr = a;
 	conn_leave(c);
@@ -1402,7 +1440,16 @@ static int up_enter(struct kvfs_upload *up)
 	return 0;
 }
 
-int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off)
+static int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d);
+
+/*
+ * Write buf[0, len) at off into the upload: inline while what is left fits a
+ * message, else pieces of at most slot_size that the server RMA-reads from mr
+ * (zero-copy; buf lies inside it) or, with mr NULL, from a staging slot the
+ * bytes are copied into. Returns 0 or -errno.
+ */
+static int upload_write(struct kvfs_upload *up, const void *buf, size_t len, uint64_t off,
+			kvfs_mr_t *mr)
 {
 	int ret = up_enter(up);
 	if (ret)
@@ -1421,6 +1468,12 @@ int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t o
 		if (n <= c->limits.inline_threshold) {
 			q.data = src + done;
 			q.dlen = (uint32_t)n;
+		} else if (mr) {
+			if (n > c->slot_size)
+				n = c->slot_size;
+			ret = mr_desc(c, mr, src + done, n, &q.buf);
+			if (ret)
+				break;
 		} else {
 			if (slot < 0)
 				slot = slot_get(c, &c->staging_free);
@@ -1446,6 +1499,34 @@ int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t o
 		slot_put(c, &c->staging_free, slot);
 	conn_leave(c);
 	return ret;
+}
+
+int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off)
+{
+	return upload_write(up, buf, len, off, NULL);
+}
+
+int kvfs_upload_write_mr(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off,
+			 kvfs_mr_t *mr)
+{
+	const uint8_t *p = buf;
+	if (!mr || !p || mr->kv != up->c->kv || p < mr->buf || len > mr->len ||
+	    (size_t)(p - mr->buf) > mr->len - len)
+		return -EINVAL;
+	return upload_write(up, buf, len, off, mr);
+}
+
+ssize_t kvfs_upload_read(kvfs_upload_t *up, void *buf, size_t len, uint64_t off)
+{
+	int ret = up_enter(up);
+	if (ret)
+		return ret;
+	struct wire_req q;
+	req_init(up->c, &q, OP_UP_READ);
+	q.handle = up->handle;
+	ssize_t n = read_range(up->c, &q, buf, len, off, NULL);
+	conn_leave(up->c);
+	return n;
 }
 
 static int up_simple(struct kvfs_upload *up, uint8_t op, uint64_t len,

@@ -120,6 +120,7 @@ enum wire_op {
 	OP_REG,
 	OP_UNREG,
 	OP_STATS,
+	OP_UP_READ, /* read back [off, off+len) of a pending upload, like GET */
 	OP_MAX_
 };
 
@@ -141,8 +142,9 @@ struct wire_sa {
 struct wire_req {
 	uint8_t op, flags;
 	uint64_t session, token, req_id;
-	uint64_t off, len; /* GET range, UP_WRITE range, PUT size, UP_TRUNC size, LIST max */
-	uint64_t handle;   /* upload id; REG: remote key; UNREG: region id */
+	/* off, len: GET / UP_READ / UP_WRITE range, PUT size, UP_TRUNC size, LIST max */
+	uint64_t off, len;
+	uint64_t handle; /* upload id; REG: remote key; UNREG: region id */
 	struct wire_desc buf;
 	struct wire_sa sa;
 	const uint8_t *key, *key2, *data;

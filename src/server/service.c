@@ -10,7 +10,8 @@
  * requests are in flight per endpoint, with no allocation on the hot path.
  * An op moving bytes keeps up to WINDOW RMA pieces in flight; each piece has
  * its own libfabric context. An item being read is pinned (store_get) until
- * its last piece completes; an upload being written is marked busy.
+ * its last piece completes; an upload being written or read back (UP_READ)
+ * is marked busy until then.
  *
  * A session is dropped when its TCP channel closes: no new RMA is started for
  * it, and it is freed (uploads aborted, address removed) once nothing of it
@@ -75,10 +76,10 @@ struct op {
 	enum { STAGE_RX, STAGE_RMA, STAGE_REPLY } stage; /* what a retry after -EAGAIN resumes */
 
 	/* RMA transfer in progress */
-	int writing; /* 1: pool -> client (fi_write), 0: client -> pool (fi_read) */
-	struct item *item;
-	struct upload *up;
-	uint64_t up_id; /* UP_WRITE target, 0 for a whole PUT */
+	int writing;	   /* 1: pool -> client (fi_write), 0: client -> pool (fi_read) */
+	struct item *item; /* writing: the pinned GET source, or NULL for UP_READ */
+	struct upload *up; /* UP_READ source, UP_WRITE / PUT target */
+	uint64_t up_id;	   /* UP_WRITE / UP_READ slot (busy until done), 0 for a whole PUT */
 	uint64_t src_off, total, next;
 	uint64_t raddr, rkey;
 	int outstanding, err;
@@ -360,9 +361,14 @@ static void rma_pump(struct svc_ep *e, struct op *o)
 		long n;
 		if (want > piece_max)
 			want = piece_max;
-		if (o->writing) {
+		if (o->writing && o->item) {
 			n = (long)store_item_iov(o->item, o->src_off + o->next, want, iov, iov_max,
 						 &covered);
+		} else if (o->writing) {
+			pthread_mutex_lock(&srv->store_lock);
+			n = (long)store_upload_read_iov(srv->store, o->up, o->src_off + o->next,
+							want, iov, iov_max, &covered);
+			pthread_mutex_unlock(&srv->store_lock);
 		} else {
 			pthread_mutex_lock(&srv->store_lock);
 			n = store_upload_iov(srv->store, o->up, o->src_off + o->next, want, iov,
@@ -410,16 +416,31 @@ static void rma_start(struct svc_ep *e, struct op *o, int writing, uint64_t radd
 	rma_pump(e, o);
 }
 
+/* An UP_WRITE or UP_READ is over: the upload's slot is free again. */
+static void up_done(struct op *o)
+{
+	struct upslot *u = up_find(o->sess, o->up_id);
+	if (u)
+		u->busy = 0;
+	o->rep.attr.size = store_upload_size(o->up);
+	o->up_id = 0;
+	o->up = NULL;
+}
+
 static void rma_finish(struct svc_ep *e, struct op *o)
 {
 	struct srv *srv = e->srv;
 	int err = o->err;
 	o->rep.n = err ? 0 : o->total;
 	if (o->writing) {
-		pthread_mutex_lock(&srv->store_lock);
-		store_release(srv->store, o->item);
-		pthread_mutex_unlock(&srv->store_lock);
-		o->item = NULL;
+		if (o->item) {
+			pthread_mutex_lock(&srv->store_lock);
+			store_release(srv->store, o->item);
+			pthread_mutex_unlock(&srv->store_lock);
+			o->item = NULL;
+		} else {
+			up_done(o);
+		}
 		if (!err)
 			atomic_fetch_add(&srv->ctr.bytes_out, o->total);
 	} else if (!o->up_id) {
@@ -436,11 +457,7 @@ static void rma_finish(struct svc_ep *e, struct op *o)
 		if (!err)
 			atomic_fetch_add(&srv->ctr.bytes_in, o->total);
 	} else {
-		struct upslot *u = up_find(o->sess, o->up_id);
-		u->busy = 0;
-		o->rep.attr.size = store_upload_size(o->up);
-		o->up_id = 0;
-		o->up = NULL;
+		up_done(o);
 		if (!err)
 			atomic_fetch_add(&srv->ctr.bytes_in, o->total);
 	}
@@ -561,6 +578,61 @@ static int do_upload_copy(struct store *st, struct upload *up, uint64_t off, con
 			done += iov[i].iov_len;
 		}
 	}
+	return 0;
+}
+
+/*
+ * UP_READ: read back [off, off+len) of a pending upload, like a GET: inline
+ * in the reply (region 0, at most the inline threshold), else RMA-written
+ * into the client's region with the slot busy until it completes. The reply's
+ * attr.size is the upload's size. Returns 0 (replied) or -errno.
+ */
+static int do_up_read(struct svc_ep *e, struct op *o, struct upslot *u, const char **why)
+{
+	struct srv *srv = e->srv;
+	struct wire_req *q = &o->req;
+	pthread_mutex_lock(&srv->store_lock);
+	uint64_t size = store_upload_size(u->up);
+	pthread_mutex_unlock(&srv->store_lock);
+	uint64_t n = q->off >= size ? 0 : size - q->off;
+	if (n > q->len)
+		n = q->len;
+	o->rep.attr.size = size;
+	if (q->buf.region == REGION_INLINE || n == 0) {
+		if (n > srv->limits.inline_threshold)
+			n = srv->limits.inline_threshold;
+		uint64_t done = 0;
+		pthread_mutex_lock(&srv->store_lock);
+		while (done < n) {
+			struct iovec iov[8];
+			uint64_t cov;
+			size_t k = store_upload_read_iov(srv->store, u->up, q->off + done, n - done,
+							 iov, 8, &cov);
+			uint8_t *dst = rep_data(o) + done;
+			for (size_t i = 0; i < k; i++) {
+				memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+				dst += iov[i].iov_len;
+			}
+			done += cov;
+		}
+		pthread_mutex_unlock(&srv->store_lock);
+		atomic_fetch_add(&srv->ctr.bytes_out, n);
+		o->rep.data = rep_data(o);
+		o->rep.dlen = (uint32_t)n;
+		o->rep.n = n;
+		reply(e, o);
+		return 0;
+	}
+	uint64_t raddr, rkey;
+	int ret = check_desc(o->sess, &q->buf, n, FAB_ACC_REMOTE_WRITE, &raddr, &rkey, why);
+	if (ret)
+		return ret;
+	u->busy = 1;
+	o->up_id = u->id;
+	o->up = u->up;
+	o->src_off = q->off;
+	o->total = n;
+	rma_start(e, o, 1, raddr, rkey);
 	return 0;
 }
 
@@ -732,6 +804,8 @@ static int do_upload(struct svc_ep *e, struct op *o, const char **why)
 	if (u->busy)
 		return -EBUSY;
 	switch (q->op) {
+	case OP_UP_READ:
+		return do_up_read(e, o, u, why);
 	case OP_UP_WRITE:
 		if (q->len > srv->limits.max_value || q->off > srv->limits.max_value - q->len)
 			return -EFBIG;
@@ -759,6 +833,8 @@ static int do_upload(struct svc_ep *e, struct op *o, const char **why)
 		o->src_off = q->off;
 		o->total = q->len;
 		if (q->len == 0) {
+			o->err = 0;
+			o->writing = 0; /* not left over from this op's previous request */
 			rma_finish(e, o);
 			return 0;
 		}

@@ -1444,8 +1444,10 @@ static uint32_t clamp_expiry(int64_t now, int64_t ttl)
 	return (uint32_t)e;
 }
 
+/* A client-supplied mode: S_IFREG unless typed; never the "unset" flag. */
 static uint32_t mode_for_new(uint32_t m)
 {
+	m &= ~KVFS_MODE_UNSET;
 	return (m & S_IFMT) ? m : (S_IFREG | (m & 07777));
 }
 
@@ -1453,9 +1455,10 @@ static void set_new_attrs(struct item *it, const struct store_attr *a, int64_t n
 {
 	uint32_t mask = a ? a->mask : 0;
 
-	it->mode = (mask & KVFS_SET_MODE) ? mode_for_new(a->mode) : (S_IFREG | 0644);
-	it->uid = (mask & KVFS_SET_UID) ? a->uid : 0;
-	it->gid = (mask & KVFS_SET_GID) ? a->gid : 0;
+	it->mode =
+	    (mask & KVFS_SET_MODE) ? mode_for_new(a->mode) : (S_IFREG | 0644 | KVFS_MODE_UNSET);
+	it->uid = (mask & KVFS_SET_UID) ? a->uid : KVFS_ID_UNSET;
+	it->gid = (mask & KVFS_SET_GID) ? a->gid : KVFS_ID_UNSET;
 	it->mtime_ns = (mask & KVFS_SET_MTIME) ? a->mtime_ns : now * 1000000000LL;
 	it->expiry = (mask & KVFS_SET_TTL) ? clamp_expiry(now, a->ttl) : 0;
 }
@@ -2168,6 +2171,37 @@ long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t
 	if (pos > up->size)
 		up->size = pos;
 	return (long)n;
+}
+
+size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
+			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered)
+{
+	uint64_t end, pos;
+	size_t n = 0;
+
+	*covered = 0;
+	if (off >= up->size || !len || !max)
+		return 0;
+	end = len > up->size - off ? up->size : off + len;
+	for (pos = off; pos < end;) {
+		uint64_t in = pos & (PAGE - 1), l = PAGE - in;
+		uint8_t *addr = pgaddr(s, up->pages[pos >> PAGE_SHIFT]) + in;
+
+		if (l > end - pos)
+			l = end - pos;
+		if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == addr) {
+			iov[n - 1].iov_len += l;
+		} else {
+			if (n == max)
+				break;
+			iov[n].iov_base = addr;
+			iov[n].iov_len = l;
+			n++;
+		}
+		pos += l;
+	}
+	*covered = pos - off;
+	return n;
 }
 
 int store_upload_truncate(struct store *s, struct upload *up, uint64_t size)

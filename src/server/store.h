@@ -77,7 +77,8 @@ size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct 
 
 /*
  * Attributes given with a PUT or commit. Unset fields (mask) take defaults:
- * mode S_IFREG|0644, uid/gid 0, mtime now, no expiry.
+ * mode S_IFREG|0644|KVFS_MODE_UNSET, uid/gid KVFS_ID_UNSET, mtime now, no
+ * expiry. A given mode never carries KVFS_MODE_UNSET (it is stripped).
  */
 struct store_attr {
 	uint32_t mask; /* KVFS_SET_* */
@@ -127,6 +128,15 @@ int store_upload_open(struct store *s, const void *key, size_t klen, int keep, i
 		      struct upload **out);
 long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
 		      struct iovec *iov, size_t max, uint64_t *covered);
+/*
+ * Like store_item_iov over the upload's pending bytes: the pool ranges holding
+ * [off, off+len) clamped to the upload's size (holes read as the zeroes they
+ * were filled with). Returns the entries used (0 at or after the end);
+ * *covered as for store_item_iov. Never allocates or changes anything; the
+ * ranges stay valid until the upload is next written, truncated or freed.
+ */
+size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
+			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered);
 int store_upload_truncate(struct store *s, struct upload *up, uint64_t size);
 uint64_t store_upload_size(const struct upload *up);
 int store_upload_commit(struct store *s, struct upload *up, const struct store_attr *a, int64_t now,

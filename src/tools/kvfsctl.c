@@ -309,6 +309,15 @@ static void fmt_iso(time_t t, long ns, char *buf, size_t len)
 		snprintf(buf, len, "%s%s%s", base, frac, zone);
 }
 
+/* A stored uid or gid, or "-" when the writer stored none (KVFS_ID_UNSET). */
+static const char *fmt_id(uint32_t id, char buf[12])
+{
+	if (id == KVFS_ID_UNSET)
+		return "-";
+	snprintf(buf, 12, "%" PRIu32, id);
+	return buf;
+}
+
 /* Mode as ls prints it: -rw-r--r-- */
 static void fmt_mode(uint32_t m, char s[11])
 {
@@ -814,9 +823,10 @@ static int cmd_stat(struct ctl *c, int argc, char **argv)
 	printf("key:     %s\n", c->pos[0]);
 	printf("size:    %" PRIu64 "\n", a.size);
 	printf("version: %" PRIu64 "\n", a.version);
-	printf("mode:    0%o\n", (unsigned)a.mode);
-	printf("uid:     %" PRIu32 "\n", a.uid);
-	printf("gid:     %" PRIu32 "\n", a.gid);
+	char ub[12], gb[12];
+	printf("mode:    0%o\n", (unsigned)(a.mode & ~KVFS_MODE_UNSET));
+	printf("uid:     %s\n", fmt_id(a.uid, ub));
+	printf("gid:     %s\n", fmt_id(a.gid, gb));
 	printf("mtime:   %s\n", mt);
 	printf("expiry:  %s\n", ex);
 	printf("server:  %s\n", srv >= 0 ? srv_name(c, srv) : "?");
@@ -874,21 +884,20 @@ static int ls_cb(void *arg, const struct kvfs_entry *e)
 			printf("%-10s %5s %5s %12s %-16s %10s %-16s %-8s ", "d---------", "-", "-",
 			       "-", "-", "-", "-", "-");
 		} else {
-			char mode[11], mt[64], ex[64];
+			char mode[11], mt[64], ex[64], ub[12], gb[12];
 			time_t sec;
 			long ns;
 
-			fmt_mode(e->attr.mode, mode);
+			fmt_mode(e->attr.mode & ~KVFS_MODE_UNSET, mode);
 			split_ns(e->attr.mtime_ns, &sec, &ns);
 			fmt_minutes(sec, ' ', mt, sizeof(mt));
 			if (e->attr.expiry)
 				fmt_minutes((time_t)e->attr.expiry, 'T', ex, sizeof(ex));
 			else
 				snprintf(ex, sizeof(ex), "-");
-			printf("%-10s %5" PRIu32 " %5" PRIu32 " %12" PRIu64 " %-16s %10" PRIu64
-			       " %-16s %-8s ",
-			       mode, e->attr.uid, e->attr.gid, e->attr.size, mt, e->attr.version,
-			       ex, srv_name(s->c, e->server));
+			printf("%-10s %5s %5s %12" PRIu64 " %-16s %10" PRIu64 " %-16s %-8s ", mode,
+			       fmt_id(e->attr.uid, ub), fmt_id(e->attr.gid, gb), e->attr.size, mt,
+			       e->attr.version, ex, srv_name(s->c, e->server));
 		}
 	}
 	fwrite(e->name, 1, e->name_len, stdout);

@@ -53,6 +53,10 @@ check "ls folds directories" sh -c "'$ctl' put docs/sub/x /dev/null && '$ctl' ls
 check "ls -l shows sizes" sh -c "'$ctl' ls -l docs/ | grep 'docs/small' | grep -q 3000001"
 check "ls -r lists all" sh -c "test \"\$('$ctl' ls -r docs/ | wc -l)\" -eq 4"
 check "stat" sh -c "'$ctl' stat docs/small | grep -q 3000001"
+check "stat shows an owner never stored as -" sh -c \
+	"'$ctl' stat docs/small > '$tmp/st' && grep -qx 'uid:     -' '$tmp/st' && grep -qx 'gid:     -' '$tmp/st' && grep -qx 'mode:    0100644' '$tmp/st'"
+check "ls -l shows an owner never stored as -" sh -c \
+	"'$ctl' ls -l docs/ | grep 'docs/small' | grep -q '^-rw-r--r--  *-  *- '"
 check "put --ttl --mode" sh -c "echo x | '$ctl' put t/ttl --ttl 1 --mode 600 && '$ctl' stat t/ttl | grep -q 600"
 check "mv" sh -c "'$ctl' mv docs/small docs/moved && '$ctl' get docs/moved | cmp - '$tmp/small'"
 check "mv --no-replace refuses" sh -c "! '$ctl' mv docs/moved docs/big --no-replace"

@@ -149,6 +149,30 @@ Test(cache, attributes_rename_delete, .init = setup1, .fini = teardown_all)
 	cr_assert_eq(kvfs_put(kv, "f", "world!", 6, NULL), 0);
 	cr_assert_eq(kvfs_stat(kv, "f", &b), 0);
 	cr_assert_gt(b.version, a.version);
+	/* A put without attributes stores no owner and no mode. */
+	cr_assert_eq(b.uid, KVFS_ID_UNSET);
+	cr_assert_eq(b.gid, KVFS_ID_UNSET);
+	cr_assert_eq(b.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	struct kvfs_setattr own = {.mask = KVFS_SET_UID, .uid = 0};
+	cr_assert_eq(kvfs_setattr(kv, "f", &own, &b), 0);
+	cr_assert_eq(b.uid, 0);
+	cr_assert_eq(b.gid, KVFS_ID_UNSET);
+	cr_assert_eq(b.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	/* Setting the mode clears the flag; a client cannot set it. */
+	ch.mode = KVFS_MODE_UNSET | 0640;
+	cr_assert_eq(kvfs_setattr(kv, "f", &ch, &b), 0);
+	cr_assert_eq(b.mode, S_IFREG | 0640);
+	cr_assert_eq(kvfs_put(kv, "f2", "x", 1, &ch), 0);
+	cr_assert_eq(kvfs_stat(kv, "f2", &b), 0);
+	cr_assert_eq(b.mode, S_IFREG | 0640);
+	cr_assert_eq(kvfs_delete(kv, "f2"), 0);
+	kvfs_upload_t *up;
+	cr_assert_eq(kvfs_upload_open(kv, "f3", 0, &up), 0);
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &b), 0);
+	cr_assert_eq(b.uid, KVFS_ID_UNSET);
+	cr_assert_eq(b.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(kvfs_delete(kv, "f3"), 0);
+	cr_assert_eq(kvfs_put(kv, "f", "world!", 6, NULL), 0);
 
 	/* rename within one server (single-server cluster) */
 	cr_assert_eq(kvfs_rename(kv, "f", "g", 0), 0);
@@ -223,6 +247,160 @@ Test(cache, uploads, .init = setup1, .fini = teardown_all, .timeout = 120)
 	cr_assert_eq(kvfs_stat(kv, "u", &a), 0);
 	cr_assert_eq(a.size, 2004);
 	free(v);
+	free(r);
+}
+
+/* Read back [off, off+len) of a pending upload and compare with the model ref of size bytes. */
+static void up_check(kvfs_upload_t *up, uint64_t off, size_t len, const uint8_t *ref, uint64_t size)
+{
+	size_t want = off >= size ? 0 : (len < size - off ? len : (size_t)(size - off));
+	uint8_t *b = malloc(len + 16);
+	memset(b, 0x5a, len + 16);
+	ssize_t n = kvfs_upload_read(up, b, len, off);
+	cr_assert_eq(n, (ssize_t)want, "read-back off %llu len %zu: %zd (%s)",
+		     (unsigned long long)off, len, n, n < 0 ? kvfs_strerror((int)n) : "");
+	cr_assert(want == 0 || memcmp(b, ref + off, want) == 0,
+		  "read-back off %llu len %zu differs", (unsigned long long)off, len);
+	cr_assert_eq(b[want], 0x5a, "read-back wrote past what it returned");
+	free(b);
+}
+
+/* Write v[off, off+n) at off and mirror it into the model. */
+static void up_put(kvfs_upload_t *up, const uint8_t *v, uint8_t *ref, uint64_t *size, uint64_t off,
+		   size_t n)
+{
+	int ret = kvfs_upload_write(up, v + off, n, off);
+	cr_assert_eq(ret, 0, "write off %llu len %zu: %s", (unsigned long long)off, n,
+		     kvfs_strerror(ret));
+	memcpy(ref + off, v + off, n);
+	if (off + n > *size)
+		*size = off + n;
+}
+
+Test(cache, upload_read_your_writes, .init = setup1, .fini = teardown_all, .timeout = 240)
+{
+	const uint64_t cap = 30u << 20, M = 1u << 20;
+	uint8_t *v = malloc(cap), *ref = calloc(1, cap), *r = malloc(cap);
+	uint64_t size = 0;
+	struct kvfs_limits lim;
+	kvfs_upload_t *up;
+	cr_assert(v && ref && r);
+	h_fill(v, cap, 31, 0);
+	cr_assert_eq(kvfs_put(kv, "ryw", "old", 3, NULL), 0);
+	kvfs_limits(kv, &lim);
+	uint64_t slot = lim.slot_size;
+	cr_assert_geq(slot, M);
+
+	cr_assert_eq(kvfs_upload_open(kv, "ryw", 0, &up), 0);
+	cr_assert_eq(kvfs_upload_read(up, r, 100, 0), 0, "an empty upload reads nothing");
+	/* Small (inline), across the inline threshold, across slot-sized pieces, > 8 MiB. */
+	up_put(up, v, ref, &size, 10, 100);
+	up_put(up, v, ref, &size, 4000, 4097);
+	up_put(up, v, ref, &size, slot - 7, 2 * slot + 15);
+	up_put(up, v, ref, &size, 9 * M + 3, 5 * M);
+	up_put(up, v, ref, &size, 27 * M + 1, 1);
+	cr_assert_eq(kvfs_upload_size(up), size);
+	/* Whole value (several slot pieces, holes zero), then ranges around every edge. */
+	up_check(up, 0, (size_t)size, ref, size);
+	up_check(up, 0, (size_t)size + 4096, ref, size);
+	uint64_t offs[] = {0,	     9,	   109,		 3999,	    4096,	8097,
+			   slot - 8, slot, 2 * slot - 1, 9 * M + 3, 14 * M + 2, 3 * slot + 7,
+			   size - 1};
+	size_t lens[] = {1, 100, 4096, 4097, M + 5, slot + 3};
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
+		for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++)
+			up_check(up, offs[i], lens[j], ref, size);
+	/* At and past the end: 0. */
+	cr_assert_eq(kvfs_upload_read(up, r, 10, size), 0);
+	cr_assert_eq(kvfs_upload_read(up, r, 10 * M, size + 5), 0);
+	cr_assert_eq(kvfs_upload_read(up, r, 0, 5), 0);
+	/* Readers of the key still see the committed value. */
+	char old[8];
+	struct kvfs_attr a;
+	cr_assert_eq(kvfs_get(kv, "ryw", old, sizeof(old), 0, &a), 3);
+	cr_assert_eq(memcmp(old, "old", 3), 0);
+	/* Overwrite in the middle and truncate: the read-back follows. */
+	h_fill(r, 3 * M, 32, 0);
+	cr_assert_eq(kvfs_upload_write(up, r, 3 * M, 8 * M - 1), 0);
+	memcpy(ref + 8 * M - 1, r, 3 * M);
+	up_check(up, 7 * M, 5 * M, ref, size);
+	cr_assert_eq(kvfs_upload_truncate(up, 12 * M + 5), 0);
+	size = 12 * M + 5;
+	up_check(up, 0, (size_t)cap, ref, size);
+	cr_assert_eq(kvfs_upload_read(up, r, 1, size), 0);
+	cr_assert_eq(kvfs_stat(kv, "ryw", &a), 0);
+	cr_assert_eq(a.size, 3, "the committed value changed before commit");
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &a), 0);
+	cr_assert_eq(a.size, size);
+	cr_assert_eq(kvfs_get(kv, "ryw", r, (size_t)cap, 0, NULL), (ssize_t)size);
+	cr_assert_eq(memcmp(r, ref, (size_t)size), 0);
+
+	/* KEEP: the old value reads back before any write. */
+	cr_assert_eq(kvfs_upload_open(kv, "ryw", KVFS_UPLOAD_KEEP, &up), 0);
+	up_check(up, 0, (size_t)size, ref, size);
+	up_check(up, slot - 3, 6, ref, size);
+	kvfs_upload_abort(up);
+	free(v);
+	free(ref);
+	free(r);
+}
+
+Test(cache, upload_write_zero_copy, .init = setup1, .fini = teardown_all, .timeout = 240)
+{
+	const size_t len = 24u << 20, M = 1u << 20;
+	uint8_t *z = malloc(len + 8192), *r = malloc(len);
+	kvfs_mr_t *mr;
+	kvfs_upload_t *up;
+	struct kvfs_attr a;
+	cr_assert(z && r);
+	/* The value's byte j sits at z + 4097 + j: unaligned within the region. */
+	uint8_t *src = z + 4097;
+	h_fill(src, len, 41, 0);
+	cr_assert_eq(kvfs_mr_reg(kv, z, len + 8192, &mr), 0);
+	cr_assert_eq(kvfs_put(kv, "zc", "old", 3, NULL), 0);
+	cr_assert_eq(kvfs_upload_open(kv, "zc", 0, &up), 0);
+	/* Out of order: 8 MiB+ across slot pieces, 1 MiB pieces, a small inline one. */
+	struct {
+		size_t off, n;
+	} w[] = {
+	    {9 * M + 5, 8 * M + 3}, {0, M},	{M, M},
+	    {2 * M, 7 * M},	    {9 * M, 5}, {17 * M + 8, len - 17 * M - 8 - 100},
+	    {len - 100, 100},
+	};
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		int ret = kvfs_upload_write_mr(up, src + w[i].off, w[i].n, w[i].off, mr);
+		cr_assert_eq(ret, 0, "write %zu: %s", i, kvfs_strerror(ret));
+	}
+	cr_assert_eq(kvfs_upload_size(up), len);
+	/* Not inside mr: refused locally. */
+	cr_assert_eq(kvfs_upload_write_mr(up, r, M, 0, mr), -EINVAL);
+	cr_assert_eq(kvfs_upload_write_mr(up, z + 8192, len + 1, 0, mr), -EINVAL);
+	cr_assert_eq(kvfs_upload_write_mr(up, z - 1, 2, 0, mr), -EINVAL);
+	cr_assert_eq(kvfs_upload_write_mr(up, z, M, 0, NULL), -EINVAL);
+	cr_assert_eq(kvfs_upload_size(up), len);
+	/* Readers see the old value until commit; then every byte. */
+	cr_assert_eq(kvfs_get(kv, "zc", r, 8, 0, NULL), 3);
+	cr_assert_eq(kvfs_upload_read(up, r, len, 0), (ssize_t)len);
+	cr_assert(h_check(r, len, 41, 0), "read-back before commit differs");
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &a), 0);
+	cr_assert_eq(a.size, len);
+	memset(r, 0, len);
+	cr_assert_eq(kvfs_get(kv, "zc", r, len, 0, NULL), (ssize_t)len);
+	cr_assert(h_check(r, len, 41, 0), "committed value differs");
+
+	/* KEEP and patch from the region at offsets past 8 MiB; mixed with copying writes. */
+	cr_assert_eq(kvfs_upload_open(kv, "zc", KVFS_UPLOAD_KEEP, &up), 0);
+	h_fill(z, M, 42, 0);
+	cr_assert_eq(kvfs_upload_write_mr(up, z, M, 11 * M + 1, mr), 0);
+	cr_assert_eq(kvfs_upload_write(up, z, 10, len), 0);
+	cr_assert_eq(kvfs_upload_commit(up, NULL, &a), 0);
+	cr_assert_eq(a.size, len + 10);
+	cr_assert_eq(kvfs_get(kv, "zc", r, len, 0, NULL), (ssize_t)len);
+	cr_assert(h_check(r, 11 * M + 1, 41, 0));
+	cr_assert(h_check(r + 11 * M + 1, M, 42, 0));
+	cr_assert(h_check(r + 12 * M + 1, len - 12 * M - 1, 41, 12 * M + 1));
+	kvfs_mr_close(mr);
+	free(z);
 	free(r);
 }
 

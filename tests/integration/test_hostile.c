@@ -338,6 +338,53 @@ Test(hostile, malformed_requests, .init = start, .fini = stop, .timeout = 120)
 	cr_assert_eq(raw_req(&r, &q), -EBADF);
 	q.op = OP_UP_COMMIT;
 	cr_assert_eq(raw_req(&r, &q), -EBADF);
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UP_READ;
+	q.handle = 12345;
+	q.len = 10;
+	cr_assert_eq(raw_req(&r, &q), -EBADF);
+
+	/* Reading back a real upload (the session's first handle is 1) through bad descriptors. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UP_OPEN;
+	q.flags = RQ_KEEP;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	cr_assert_eq(raw_req(&r, &q), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&q, 0, sizeof(q));
+		q.op = OP_UP_READ;
+		q.handle = 1;
+		q.len = 3000;
+		q.buf = bad[i];
+		int st = raw_req(&r, &q);
+		cr_assert(st == -EFAULT || st == -EINVAL, "up_read descriptor %zu: status %d", i,
+			  st);
+		good_client_still_served(round++);
+	}
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UP_READ;
+	q.handle = 1;
+	q.len = 3000;
+	q.buf = (struct wire_desc){REGION_STAGING, 0, 3000};
+	cr_assert_eq(raw_req(&r, &q), -EACCES, "up_read into the read-only staging region");
+	/* Descriptor shorter than what the read moves. */
+	q.buf = (struct wire_desc){REGION_RECV, 0, 100};
+	cr_assert_eq(raw_req(&r, &q), -EFAULT);
+	/* A good read still works (the upload is not left busy), then the upload goes. */
+	q.buf = (struct wire_desc){REGION_RECV, 0, 3000};
+	cr_assert_eq(raw_req(&r, &q), 0);
+	cr_assert_eq(memcmp(r.region, data, 3000), 0, "read-back landed wrong");
+	q.buf = (struct wire_desc){REGION_INLINE, 0, 0};
+	q.off = 1u << 30; /* far past the end: nothing */
+	cr_assert_eq(raw_req(&r, &q), 0);
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UP_ABORT;
+	q.handle = 1;
+	cr_assert_eq(raw_req(&r, &q), 0);
+	q.op = OP_UP_READ;
+	q.len = 10;
+	cr_assert_eq(raw_req(&r, &q), -EBADF, "read of an aborted upload");
 	/* Empty keys. */
 	memset(&q, 0, sizeof(q));
 	q.op = OP_DELETE;

@@ -163,7 +163,9 @@ Test(store, roundtrip)
 	store_item_attr(it, &a);
 	cr_assert_eq(a.size, 0);
 	cr_assert_eq(a.version, v1);
-	cr_assert_eq(a.mode, S_IFREG | 0644);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	cr_assert_eq(a.gid, KVFS_ID_UNSET);
 	cr_assert_eq(a.mtime_ns, NOW * 1000000000LL);
 	cr_assert_eq(a.expiry, 0);
 	uint64_t cov = 7;
@@ -674,6 +676,53 @@ static long up_write(struct store *s, struct upload *up, uint64_t off, const uin
 	return 0;
 }
 
+/*
+ * Read [off, off+len) of the pending upload through iovs of at most max
+ * entries into out; returns the bytes read. Checks that each call covers what
+ * its iovs hold and that a read allocates nothing.
+ */
+static uint64_t up_read(struct store *s, const struct upload *up, uint64_t off, uint64_t len,
+			uint8_t *out, size_t max)
+{
+	struct iovec iov[8];
+	uint64_t done = 0, used = stats(s).pool_used;
+
+	cr_assert(max <= 8);
+	while (done < len) {
+		uint64_t cov = 77;
+		size_t n = store_upload_read_iov(s, up, off + done, len - done, iov, max, &cov);
+		uint64_t sum = 0;
+
+		cr_assert_leq(n, max);
+		for (size_t i = 0; i < n; i++) {
+			memcpy(out + done + sum, iov[i].iov_base, iov[i].iov_len);
+			sum += iov[i].iov_len;
+		}
+		cr_assert_eq(sum, cov);
+		if (!n)
+			break;
+		done += cov;
+	}
+	cr_assert_eq(stats(s).pool_used, used, "a read-back allocated pages");
+	return done;
+}
+
+/* up_read of [off, off+len) equals ref (the model of a pending value of size bytes). */
+static void up_check(struct store *s, const struct upload *up, uint64_t off, uint64_t len,
+		     const uint8_t *ref, uint64_t size, size_t max)
+{
+	uint64_t want = off >= size ? 0 : (len < size - off ? len : size - off);
+	uint8_t *b = malloc(len + 1);
+	uint64_t got = up_read(s, up, off, len, b, max);
+
+	cr_assert_eq(got, want, "read-back [%lu, +%lu) of %lu: %lu bytes", (unsigned long)off,
+		     (unsigned long)len, (unsigned long)size, (unsigned long)got);
+	if (want && memcmp(b, ref + off, want) != 0)
+		cr_assert_fail("read-back [%lu, +%lu) differs", (unsigned long)off,
+			       (unsigned long)want);
+	free(b);
+}
+
 static void check_val(struct store *s, const char *key, const uint8_t *ref, uint64_t len)
 {
 	struct item *it;
@@ -724,6 +773,10 @@ Test(store, upload_random_writes)
 			size = ns;
 		}
 		cr_assert_eq(store_upload_size(up), size);
+		/* read-your-writes at a random range */
+		uint64_t roff = rnd() % (size + 2), rlen = rnd() % (2 * MiB);
+
+		up_check(s, up, roff, rlen, ref, size, 1 + rnd() % 3);
 	}
 	/* a final hole, a grow and shrink */
 	cr_assert_eq(store_upload_truncate(s, up, 100), 0);
@@ -841,6 +894,144 @@ Test(store, upload_keep_and_atomic_commit)
 	check_val(s, "L", src, 8 * MiB);
 	free(ref);
 	free(src);
+	store_close(s);
+}
+
+Test(store, upload_read_back)
+{
+	struct store *s = open_store(64 * MiB, 32 * MiB, 0);
+	const uint64_t cap = 12 * MiB;
+	uint8_t *ref = calloc(1, cap), *src = malloc(cap);
+	struct upload *up;
+	struct iovec iov[4];
+	uint64_t cov, size;
+
+	fill(src, cap, 21);
+	cr_assert_eq(store_upload_open(s, "rb", 2, 0, NOW, &up), 0);
+	/* empty: nothing to read, nothing touched */
+	cov = 5;
+	cr_assert_eq(store_upload_read_iov(s, up, 0, 100, iov, 4, &cov), 0);
+	cr_assert_eq(cov, 0);
+	/* writes straddling 1 MiB page boundaries, with a hole between them */
+	cr_assert_eq(up_write(s, up, MiB - 10, src, 20, 2), 0);
+	memcpy(ref + MiB - 10, src, 20);
+	cr_assert_eq(up_write(s, up, 3 * MiB - 5, src + 100, 2 * MiB + 10, 3), 0);
+	memcpy(ref + 3 * MiB - 5, src + 100, 2 * MiB + 10);
+	size = 5 * MiB + 5;
+	cr_assert_eq(store_upload_size(up), size);
+	/* holes read as zeroes; every max, every boundary */
+	for (size_t max = 1; max <= 4; max++) {
+		up_check(s, up, 0, size, ref, size, max);
+		up_check(s, up, MiB - 11, 22, ref, size, max);
+		up_check(s, up, 2 * MiB - 1, 2 * MiB + 2, ref, size, max);
+		up_check(s, up, 4 * MiB, 10 * MiB, ref, size, max); /* short at the end */
+		up_check(s, up, size - 1, 1, ref, size, max);
+	}
+	/* one iov covers at most what max allows: with max 1 a page-crossing range may stop short
+	 */
+	cr_assert_eq(store_upload_read_iov(s, up, MiB - 10, 20, iov, 1, &cov), 1);
+	cr_assert_gt(cov, 0);
+	cr_assert_leq(cov, 20);
+	cr_assert_eq(iov[0].iov_len, cov);
+	/* at and after the end; zero length; no room */
+	cr_assert_eq(store_upload_read_iov(s, up, size, 10, iov, 4, &cov), 0);
+	cr_assert_eq(cov, 0);
+	cr_assert_eq(store_upload_read_iov(s, up, size + MiB, 10, iov, 4, &cov), 0);
+	cr_assert_eq(store_upload_read_iov(s, up, 0, 0, iov, 4, &cov), 0);
+	cr_assert_eq(store_upload_read_iov(s, up, 0, 10, iov, 0, &cov), 0);
+	cr_assert_eq(cov, 0);
+	cr_assert_eq(store_upload_size(up), size, "a read changed the size");
+	/* after a shrinking truncate: clamped to the new size */
+	cr_assert_eq(store_upload_truncate(s, up, 3 * MiB + 7), 0);
+	size = 3 * MiB + 7;
+	up_check(s, up, 0, 12 * MiB, ref, size, 2);
+	up_check(s, up, 3 * MiB, 100, ref, size, 1);
+	cr_assert_eq(store_upload_read_iov(s, up, 3 * MiB + 7, 1, iov, 4, &cov), 0);
+	/* growing again (truncate, then a write past the end): the gap reads as zeroes */
+	cr_assert_eq(store_upload_truncate(s, up, 4 * MiB), 0);
+	memset(ref + size, 0, 4 * MiB - size);
+	cr_assert_eq(up_write(s, up, 9 * MiB - 3, src + 7, 3 * MiB, 4), 0);
+	memset(ref + 4 * MiB, 0, 5 * MiB - 3);
+	memcpy(ref + 9 * MiB - 3, src + 7, 3 * MiB);
+	size = 12 * MiB - 3;
+	cr_assert_eq(store_upload_size(up), size);
+	up_check(s, up, 0, size, ref, size, 4);
+	up_check(s, up, 3 * MiB, 2 * MiB, ref, size, 1);
+	/* the committed value is what was read back */
+	cr_assert_eq(store_upload_commit(s, up, NULL, NOW, NULL), 0);
+	check_val(s, "rb", ref, size);
+	/* KEEP: reads back the old value, then the patched one */
+	cr_assert_eq(store_upload_open(s, "rb", 2, 1, NOW, &up), 0);
+	up_check(s, up, MiB - 100, 3 * MiB, ref, size, 3);
+	cr_assert_eq(up_write(s, up, 2 * MiB - 1, src, 2, 1), 0);
+	memcpy(ref + 2 * MiB - 1, src, 2);
+	up_check(s, up, 2 * MiB - 3, 6, ref, size, 1);
+	store_upload_abort(s, up);
+	free(ref);
+	free(src);
+	store_close(s);
+}
+
+Test(store, unset_owner_and_mode)
+{
+	struct store *s = open_store(32 * MiB, 8 * MiB, 0);
+	struct kvfs_attr a;
+	struct upload *up;
+
+	/* defaults: no owner, mode 0644 flagged as not stored */
+	cr_assert_eq(store_put(s, "d", 1, "x", 1, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_stat(s, "d", 1, NOW, &a), 0);
+	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	cr_assert_eq(a.gid, KVFS_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	/* an empty mask is the same as no attributes */
+	cr_assert_eq(
+	    store_put(s, "d", 1, "x", 1, &(struct store_attr){.mask = 0, .uid = 3}, NOW, NULL), 0);
+	cr_assert_eq(store_stat(s, "d", 1, NOW, &a), 0);
+	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	/* setattr of the owner alone leaves the mode flagged */
+	struct store_attr o = {.mask = KVFS_SET_UID, .uid = 1000};
+
+	cr_assert_eq(store_setattr(s, "d", 1, &o, NOW, &a), 0);
+	cr_assert_eq(a.uid, 1000);
+	cr_assert_eq(a.gid, KVFS_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	/* setting the mode clears the flag, even to the same bits */
+	struct store_attr m = {.mask = KVFS_SET_MODE, .mode = 0644};
+
+	cr_assert_eq(store_setattr(s, "d", 1, &m, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0644);
+	/* a client cannot set the flag itself */
+	m.mode = KVFS_MODE_UNSET | 0600;
+	cr_assert_eq(store_setattr(s, "d", 1, &m, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0600);
+	cr_assert_eq(store_put(s, "p", 1, "x", 1, &m, NOW, NULL), 0);
+	cr_assert_eq(store_stat(s, "p", 1, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0600);
+	m.mode = KVFS_MODE_UNSET | S_IFREG | 0640;
+	cr_assert_eq(store_put(s, "p", 1, "x", 1, &m, NOW, NULL), 0);
+	cr_assert_eq(store_stat(s, "p", 1, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0640);
+	/* rename keeps the attributes, flag and all */
+	cr_assert_eq(store_put(s, "r", 1, "x", 1, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_rename(s, "r", 1, "r2", 2, 0), 0);
+	cr_assert_eq(store_stat(s, "r2", 2, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	/* commits set attributes afresh, as puts do (KEEP keeps bytes, not attributes) */
+	cr_assert_eq(store_upload_open(s, "d", 1, 1, NOW, &up), 0);
+	cr_assert_eq(store_upload_commit(s, up, NULL, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	cr_assert_eq(a.gid, KVFS_ID_UNSET);
+	struct store_attr all = {
+	    .mask = KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID, .mode = 0755, .uid = 0, .gid = 0};
+
+	cr_assert_eq(store_upload_open(s, "d", 1, 1, NOW, &up), 0);
+	cr_assert_eq(store_upload_commit(s, up, &all, NOW, &a), 0);
+	cr_assert_eq(a.mode, S_IFREG | 0755);
+	cr_assert_eq(a.uid, 0, "uid 0 is a stored owner, not the default");
+	cr_assert_eq(a.gid, 0);
 	store_close(s);
 }
 
