@@ -1,0 +1,49 @@
+/*
+ * fs: state shared by the kvfs mount's lowlevel operations (ops.c) and its
+ * main loop (main.c).
+ */
+#ifndef KVFS_FUSE_FS_H
+#define KVFS_FUSE_FS_H
+
+#include <fuse_lowlevel.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fuse/inode.h"
+#include "kvfs/kvfs.h"
+
+struct fs_opts {
+	char *config;	 /* -c FILE or the first argument */
+	int ro;		 /* -o ro */
+	int allow_other; /* -o allow_other (adds default_permissions) */
+	uid_t uid;	 /* owner of keys that stored none */
+	gid_t gid;	 /* group of keys that stored none */
+	mode_t umask;	 /* applied to keys that stored no mode */
+	double attr_timeout, entry_timeout, negative_timeout;
+	unsigned max_read, max_write;
+	unsigned threads;
+};
+
+struct fs {
+	kvfs_t *kv;
+	struct fs_opts o;
+	struct itab it;
+	struct fuse_session *se;
+	struct timespec mounted; /* time shown for directories without a marker key */
+};
+
+/* The worker's registered receive buffer, where FUSE_WRITE data lands. */
+struct fs_worker_buf {
+	void *mem;
+	size_t len;
+	kvfs_mr_t *mr;
+};
+/* Set by each worker thread for itself (NULL elsewhere). */
+extern __thread struct fs_worker_buf *fs_tls_buf;
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Map a libkvfs error to what a file system caller should see (positive errno). */
+int fs_errno(int err);
+
+#endif

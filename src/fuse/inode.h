@@ -1,0 +1,93 @@
+/*
+ * inode: the mount's table of FUSE inode numbers.
+ *
+ * The kernel names files by inode number; kvfs names them by key. Each node
+ * is one (parent, name) pair the kernel has looked up, so a key is the path
+ * of names from the root: renaming a directory node moves everything below
+ * it without touching the children. Nodes live until the kernel forgets
+ * them (nlookup reaches 0) and no child needs them as a parent.
+ *
+ * A node whose name was unlinked or renamed over is "detached": it keeps
+ * its number for the kernel, but (parent, name) lookups no longer find it.
+ * A name whose type changes (file replaced by a directory) gets a new node,
+ * because the kernel refuses an inode whose type changes.
+ *
+ * One mutex guards the whole table (itab.lock); holds are short and never
+ * span a request to a server.
+ */
+#ifndef KVFS_FUSE_INODE_H
+#define KVFS_FUSE_INODE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kvfs/kvfs.h"
+
+#define ITAB_ROOT      1 /* FUSE_ROOT_ID */
+#define NAME_MAX_BYTES 255
+
+struct inode {
+	uint64_t ino;
+	struct inode *parent; /* NULL for the root */
+	char *name;	      /* component ("" for the root) */
+	uint32_t type;	      /* S_IFREG, S_IFDIR or S_IFLNK */
+	uint64_t nlookup;     /* the kernel's references */
+	uint64_t nchild;      /* attached nodes naming this one as parent */
+	int detached;
+
+	/* Cached state, under itab.lock. */
+	struct kvfs_attr attr;	/* last attributes seen (attr.version 0 = none yet) */
+	uint64_t cache_version; /* version whose bytes the page cache may hold; 0 = none */
+	int nwriters;		/* handles with a pending upload */
+	uint64_t pending_size;	/* size of the upload written last */
+
+	struct inode *next_ino, *next_name; /* hash chains */
+};
+
+struct itab {
+	pthread_mutex_t lock;
+	struct inode **by_ino, **by_name;
+	size_t nbuckets, count;
+	uint64_t next_ino;
+	struct inode *root;
+};
+
+int itab_init(struct itab *t);
+void itab_destroy(struct itab *t);
+
+/*
+ * Find or create the node for (parent, name) with the given type, and add
+ * one kernel reference. An attached node of another type is detached and
+ * replaced. Returns the node, or NULL (ENOMEM, or an unknown parent).
+ */
+struct inode *itab_lookup(struct itab *t, uint64_t parent, const char *name, uint32_t type);
+/* The node, or NULL. The pointer stays valid while the kernel holds it. */
+struct inode *itab_get(struct itab *t, uint64_t ino);
+/* Drop n kernel references; frees the node when nothing needs it. */
+void itab_forget(struct itab *t, uint64_t ino, uint64_t n);
+
+/*
+ * The key of node ino plus suffix ("" or "/") into buf. Returns the key
+ * length, -ENOENT (unknown node), or -ENAMETOOLONG (over cap - 1 bytes or
+ * over KVFS_MAX_KEY).
+ */
+int itab_key(struct itab *t, uint64_t ino, const char *suffix, char *buf, size_t cap);
+/* The key of (parent, name) plus suffix; as itab_key, and -ENAMETOOLONG for a bad component. */
+int itab_child_key(struct itab *t, uint64_t parent, const char *name, const char *suffix, char *buf,
+		   size_t cap);
+
+/* (parent, name) was removed: detach its node, if any. */
+void itab_unlink(struct itab *t, uint64_t parent, const char *name);
+/* Move the node at (parent, name), if any, to (newparent, newname); what was there is detached. */
+int itab_rename(struct itab *t, uint64_t parent, const char *name, uint64_t newparent,
+		const char *newname);
+
+/*
+ * Can a stored key component be a file name? Not empty, not "." or "..",
+ * at most 255 bytes, no '/'.
+ */
+int name_ok(const char *name, size_t len);
+
+#endif

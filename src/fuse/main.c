@@ -1,0 +1,335 @@
+/*
+ * kvfs: mount a kvfs cluster as a file system (libfuse3 lowlevel API).
+ *
+ *   kvfs [-c FILE] MOUNTPOINT [-f] [-d] [-o OPTIONS]
+ *   kvfs FILE MOUNTPOINT [-o OPTIONS]        (the form mount.fuse uses)
+ *
+ * Our own worker loop rather than fuse_session_loop_mt: each worker reads
+ * requests into its own buffer, registered with libkvfs once, so the data
+ * of a FUSE_WRITE is pulled by the server straight from where the kernel
+ * put it. Workers are a fixed pool (-o threads=N). The main thread only
+ * waits for a signal or for a worker to see the unmount, then stops them
+ * the way libfuse does (cancellation is enabled only while a worker waits
+ * for a request).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fuse/fs.h"
+
+/* FUSE_MAX_MAX_PAGES (256) pages plus the request header, with room to spare. */
+#define WORKER_BUF (2u << 20)
+#define MAX_IO	   (1u << 20)
+
+enum { KEY_HELP, KEY_VERSION, KEY_RO, KEY_ALLOW_OTHER, KEY_MAX_READ };
+
+/* fuse_opt_parse's data: the options first, so the OPT offsets apply to it. */
+struct parse {
+	struct fs_opts o;
+	char *pos[2];
+	int npos, too_many, max_read_given;
+};
+
+#define OPT(t, f)                                                                                  \
+	{                                                                                          \
+		t, offsetof(struct fs_opts, f), 0                                                  \
+	}
+static const struct fuse_opt kvfs_opts[] = {
+    OPT("-c %s", config),
+    OPT("--config=%s", config),
+    OPT("uid=%u", uid),
+    OPT("gid=%u", gid),
+    OPT("umask=%o", umask),
+    OPT("attr_timeout=%lf", attr_timeout),
+    OPT("entry_timeout=%lf", entry_timeout),
+    OPT("negative_timeout=%lf", negative_timeout),
+    OPT("max_write=%u", max_write),
+    OPT("threads=%u", threads),
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+    FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
+    FUSE_OPT_END,
+};
+
+static int parse_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	(void)out;
+	struct parse *p = data;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (p->npos == 2) {
+			p->too_many = 1;
+			return 0;
+		}
+		p->pos[p->npos] = strdup(arg);
+		return p->pos[p->npos++] ? 0 : -1;
+	case KEY_RO:
+		p->o.ro = 1;
+		return 1; /* libfuse mounts read-only too */
+	case KEY_ALLOW_OTHER:
+		p->o.allow_other = 1;
+		return 1;
+	case KEY_MAX_READ:
+		p->o.max_read = (unsigned)strtoul(arg + strlen("max_read="), NULL, 0);
+		p->max_read_given = 1;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [-c FILE] MOUNTPOINT [-f] [-d] [-o OPTIONS]\n"
+	       "       %s FILE MOUNTPOINT [-o OPTIONS]\n\n"
+	       "Mount the kvfs cluster of FILE (default $KVFS_CONF, else /etc/kvfs/kvfs.conf):\n"
+	       "every key is a file. Unmount with fusermount3 -u MOUNTPOINT.\n\n"
+	       "kvfs options:\n"
+	       "    -c FILE, --config=FILE  cluster configuration (kvfs.conf(5))\n"
+	       "    -o ro                   read-only mount\n"
+	       "    -o allow_other          let other users in (adds default_permissions)\n"
+	       "    -o uid=N,gid=N          owner of keys that stored none (default: you)\n"
+	       "    -o umask=OOO            mode of keys that stored none (default 022)\n"
+	       "    -o attr_timeout=S       cache attributes for S seconds (default 1)\n"
+	       "    -o entry_timeout=S      cache names for S seconds (default 1)\n"
+	       "    -o negative_timeout=S   cache missing names for S seconds (default 0)\n"
+	       "    -o max_read=B           largest read request, up to 1M (default 1M)\n"
+	       "    -o max_write=B          largest write request, up to 1M (default 1M)\n"
+	       "    -o threads=N            request workers (default 8)\n\n",
+	       prog, prog);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+struct worker {
+	pthread_t thread;
+	struct fs *fs;
+	struct fs_worker_buf wb;
+	pthread_t main;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct fuse_session *se = w->fs->se;
+	struct fuse_buf fbuf;
+	memset(&fbuf, 0, sizeof(fbuf));
+	fbuf.mem = w->wb.mem;
+	fbuf.size = w->wb.len;
+	fs_tls_buf = &w->wb;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	while (!fuse_session_exited(se)) {
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		int res = fuse_session_receive_buf(se, &fbuf);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		if (res == -EINTR || res == -EAGAIN)
+			continue;
+		if (res <= 0) {
+			if (res < 0)
+				fuse_session_exit(se);
+			break;
+		}
+		fuse_session_process_buf(se, &fbuf);
+	}
+	pthread_kill(w->main, SIGUSR1); /* unmounted: wake the main thread */
+	return NULL;
+}
+
+static int check_opts(const struct fs_opts *o)
+{
+	if (o->max_read < 4096 || o->max_read > MAX_IO) {
+		fprintf(stderr, "kvfs: max_read=%u: must be 4096 to %u\n", o->max_read, MAX_IO);
+		return -1;
+	}
+	if (o->max_write < 4096 || o->max_write > MAX_IO) {
+		fprintf(stderr, "kvfs: max_write=%u: must be 4096 to %u\n", o->max_write, MAX_IO);
+		return -1;
+	}
+	if (o->threads < 1 || o->threads > 64) {
+		fprintf(stderr, "kvfs: threads=%u: must be 1 to 64\n", o->threads);
+		return -1;
+	}
+	if (o->umask > 0777) {
+		fprintf(stderr, "kvfs: umask=%o: must be 000 to 777\n", (unsigned)o->umask);
+		return -1;
+	}
+	if (o->attr_timeout < 0 || o->entry_timeout < 0 || o->negative_timeout < 0) {
+		fprintf(stderr, "kvfs: timeouts must not be negative\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* Run the workers until a signal or the unmount. Returns 0 or -errno. */
+static int serve(struct fs *fs)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	unsigned n = fs->o.threads, started = 0;
+	struct worker *w = calloc(n, sizeof(*w));
+	int ret = w ? 0 : -ENOMEM;
+	for (; !ret && started < n; started++) {
+		struct worker *x = &w[started];
+		x->fs = fs;
+		x->main = pthread_self();
+		x->wb.len = WORKER_BUF;
+		x->wb.mem = mmap(NULL, x->wb.len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (x->wb.mem == MAP_FAILED) {
+			x->wb.mem = NULL;
+			ret = -ENOMEM;
+			break;
+		}
+		ret = kvfs_mr_reg(fs->kv, x->wb.mem, x->wb.len, &x->wb.mr);
+		if (ret)
+			break;
+		ret = -pthread_create(&x->thread, NULL, worker_main, x);
+		if (ret) {
+			kvfs_mr_close(x->wb.mr);
+			break;
+		}
+	}
+	if (ret)
+		log_error("cannot start workers: %s", kvfs_strerror(ret));
+	else {
+		int sig;
+		sigwait(&set, &sig);
+	}
+	fuse_session_exit(fs->se);
+	for (unsigned i = 0; i < started; i++)
+		pthread_cancel(w[i].thread);
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(w[i].thread, NULL);
+		kvfs_mr_close(w[i].wb.mr);
+	}
+	for (unsigned i = 0; w && i < n; i++)
+		if (w[i].wb.mem)
+			munmap(w[i].wb.mem, w[i].wb.len);
+	free(w);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts copts;
+	struct kvfs_config *cfg = NULL;
+	struct fs fs;
+	struct parse p;
+	char err[512], opt[64];
+	int ret = 1;
+
+	memset(&fs, 0, sizeof(fs));
+	memset(&p, 0, sizeof(p));
+	memset(&copts, 0, sizeof(copts));
+	p.o = (struct fs_opts){.uid = getuid(),
+			       .gid = getgid(),
+			       .umask = 022,
+			       .attr_timeout = 1.0,
+			       .entry_timeout = 1.0,
+			       .max_read = MAX_IO,
+			       .max_write = MAX_IO,
+			       .threads = 8};
+	log_set_ident("kvfs");
+	if (fuse_opt_parse(&args, &p, kvfs_opts, parse_proc) == -1)
+		goto out;
+	fs.o = p.o;
+	if (p.too_many) {
+		fprintf(stderr, "kvfs: too many arguments (see kvfs --help)\n");
+		goto out;
+	}
+	if (p.npos == 2) {
+		free(fs.o.config);
+		fs.o.config = p.pos[0];
+		p.pos[0] = p.pos[1];
+		p.pos[1] = NULL;
+		p.npos = 1;
+	}
+	if (p.npos == 1 && fuse_opt_add_arg(&args, p.pos[0]))
+		goto out;
+	if (!p.max_read_given) {
+		snprintf(opt, sizeof(opt), "-omax_read=%u", fs.o.max_read);
+		if (fuse_opt_add_arg(&args, opt))
+			goto out;
+	}
+	if (fs.o.allow_other && fuse_opt_add_arg(&args, "-odefault_permissions"))
+		goto out;
+	if (fuse_opt_add_arg(&args, "-ofsname=kvfs,subtype=kvfs"))
+		goto out;
+	if (fuse_parse_cmdline(&args, &copts) != 0)
+		goto out;
+	if (copts.show_help) {
+		usage(argv[0]);
+		ret = 0;
+		goto out;
+	}
+	if (copts.show_version) {
+		printf("kvfs %d.%d, libfuse %s\n", KVFS_VERSION_MAJOR, KVFS_VERSION_MINOR,
+		       fuse_pkgversion());
+		ret = 0;
+		goto out;
+	}
+	if (!copts.mountpoint) {
+		fprintf(stderr, "kvfs: no mount point (see kvfs --help)\n");
+		goto out;
+	}
+	if (check_opts(&fs.o))
+		goto out;
+	if (copts.debug)
+		log_set_level(LOG_LVL_DEBUG);
+	if (kvfs_config_load(fs.o.config, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "kvfs: %s\n", err);
+		goto out;
+	}
+	if (itab_init(&fs.it)) {
+		fprintf(stderr, "kvfs: out of memory\n");
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &fs.mounted);
+	fs.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
+	if (!fs.se)
+		goto out_itab;
+	if (fuse_session_mount(fs.se, copts.mountpoint))
+		goto out_session;
+	/* Fork before libkvfs starts anything: its threads and fabric state don't survive fork. */
+	if (fuse_daemonize(copts.foreground))
+		goto out_unmount;
+	ret = kvfs_open_config(&fs.kv, cfg);
+	if (ret) {
+		log_error("%s", kvfs_strerror(ret));
+		ret = 1;
+		goto out_unmount;
+	}
+	ret = serve(&fs) ? 1 : 0;
+	kvfs_close(fs.kv);
+out_unmount:
+	fuse_session_unmount(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_itab:
+	itab_destroy(&fs.it);
+out:
+	kvfs_config_free(cfg);
+	free(copts.mountpoint);
+	free(fs.o.config);
+	free(p.pos[0]);
+	free(p.pos[1]);
+	fuse_opt_free_args(&args);
+	return ret;
+}
