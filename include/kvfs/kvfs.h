@@ -31,6 +31,7 @@ typedef struct kvfs kvfs_t;
 typedef struct kvfs_upload kvfs_upload_t;
 typedef struct kvfs_mr kvfs_mr_t;
 typedef struct kvfs_lease kvfs_lease_t;
+typedef struct kvfs_pin kvfs_pin_t;
 struct kvfs_config;
 
 /*
@@ -182,6 +183,38 @@ int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa,
 		       struct kvfs_attr *attr_out);
 /* Discard; frees up. */
 void kvfs_upload_abort(kvfs_upload_t *up);
+
+/*
+ * Pinned reads: one version of a key from the first byte to the last, while
+ * other clients replace or delete it (what an open file needs).
+ *
+ * kvfs_pin_open pins the key's current value on its server and gives its
+ * attributes (attr may be NULL). The server keeps that value's bytes, even
+ * after the key is replaced, deleted, renamed or expires, and never evicts
+ * it, until kvfs_pin_close: its memory stays in use until the last pin on it
+ * closes (with pinned values filling the pool, writes fail with -ENOSPC).
+ * Errors: -ENOENT (absent or expired), -EMFILE (4096 pins held by this
+ * kvfs_t on that server), -EBUSY (the value holds ~61000 pins, from every
+ * client), plus those of any call.
+ *
+ * kvfs_pin_get_lease reads [off, off+len) of the pinned value into a receive
+ * slot and lends it, as kvfs_get_lease does (len <= limits.slot_size, else
+ * -EINVAL; release with kvfs_lease_release). kvfs_pin_get copies
+ * [off, off+len) into buf, in pieces of at most limits.slot_size. Both return
+ * the bytes read, short at the end of the value, 0 at or past it.
+ *
+ * Once the session the pin lives in is lost (server restart, broken
+ * connection), the pin is gone: reads return -EIO, and the caller re-opens a
+ * pin (the value may have changed). Reads of one pin may run concurrently
+ * from any number of threads; kvfs_pin_close must not run concurrently with
+ * them. kvfs_pin_close sends one message (nothing when the session is gone,
+ * whose end released the pin) and frees p; p may be NULL.
+ */
+int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr);
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
+			   kvfs_lease_t **lease);
+ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off);
+void kvfs_pin_close(kvfs_pin_t *p);
 
 /* Cluster information. */
 int kvfs_server_count(kvfs_t *kv);

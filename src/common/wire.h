@@ -16,6 +16,18 @@
  * fixed part then key, key2 (rename target / list cursor) and inline data.
  * A buffer descriptor {region, off, len} names bytes in one of the client's
  * registered regions; region 0 means "inline in the message".
+ *
+ * Pinned reads (a consistent version per open file), ops after UP_READ:
+ *   PIN {key} -> {handle, attr}: the server pins the key's current value for
+ *     the session (up to 4096 pins per session: -EMFILE beyond; -EBUSY when
+ *     the value itself holds too many pins); it keeps its bytes while it is
+ *     replaced or deleted, until UNPIN or the session's end.
+ *   PIN_GET {handle, off, len, buf} -> {n, attr, inline data}: like GET on
+ *     the pinned value: inline when buf is region 0 (at most the inline
+ *     threshold), else RMA-written into buf; n = 0 at or past the end.
+ *     Concurrent PIN_GETs of one handle are fine.
+ *   UNPIN {handle}. An unknown handle (never given, unpinned, another
+ *     session's) gets -EBADF.
  */
 #ifndef KVFS_WIRE_H
 #define KVFS_WIRE_H
@@ -121,6 +133,9 @@ enum wire_op {
 	OP_UNREG,
 	OP_STATS,
 	OP_UP_READ, /* read back [off, off+len) of a pending upload, like GET */
+	OP_PIN,	    /* pin key's current value: handle + attr */
+	OP_PIN_GET, /* read [off, off+len) of a pinned value, like GET */
+	OP_UNPIN,   /* release a pin */
 	OP_MAX_
 };
 
@@ -142,9 +157,9 @@ struct wire_sa {
 struct wire_req {
 	uint8_t op, flags;
 	uint64_t session, token, req_id;
-	/* off, len: GET / UP_READ / UP_WRITE range, PUT size, UP_TRUNC size, LIST max */
+	/* off, len: GET / UP_READ / PIN_GET / UP_WRITE range, PUT size, UP_TRUNC size, LIST max */
 	uint64_t off, len;
-	uint64_t handle; /* upload id; REG: remote key; UNREG: region id */
+	uint64_t handle; /* upload id; pin id; REG: remote key; UNREG: region id */
 	struct wire_desc buf;
 	struct wire_sa sa;
 	const uint8_t *key, *key2, *data;
@@ -159,7 +174,7 @@ struct wire_rep {
 	int32_t status; /* 0 or -errno */
 	uint64_t req_id;
 	uint64_t n;	 /* bytes moved / entries listed */
-	uint64_t handle; /* upload id / region id */
+	uint64_t handle; /* upload id / pin id / region id */
 	struct kvfs_attr attr;
 	const uint8_t *data;
 	uint32_t dlen;

@@ -64,6 +64,7 @@ static int grow(struct itab *t)
 		return -ENOMEM;
 	}
 	struct inode **oi = t->by_ino;
+	free(t->by_name);
 	t->by_ino = bi;
 	t->by_name = bn;
 	t->nbuckets = nb;
@@ -106,7 +107,7 @@ static void do_detach(struct itab *t, struct inode *n)
 /* Free n and any parents it was the last reason to keep. */
 static void do_maybe_free(struct itab *t, struct inode *n)
 {
-	while (n && n->parent && n->nlookup == 0 && n->nchild == 0) {
+	while (n && n->parent && n->nlookup == 0 && n->nchild == 0 && n->nopen == 0) {
 		struct inode *p = n->parent;
 		if (!n->detached)
 			unlink_name(t, n);
@@ -212,6 +213,21 @@ void itab_forget(struct itab *t, uint64_t ino, uint64_t count)
 		n->nlookup = count > n->nlookup ? 0 : n->nlookup - count;
 		do_maybe_free(t, n);
 	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void itab_hold(struct itab *t, struct inode *n)
+{
+	pthread_mutex_lock(&t->lock);
+	n->nopen++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void itab_unhold(struct itab *t, struct inode *n)
+{
+	pthread_mutex_lock(&t->lock);
+	n->nopen--;
+	do_maybe_free(t, n);
 	pthread_mutex_unlock(&t->lock);
 }
 

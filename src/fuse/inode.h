@@ -35,13 +35,20 @@ struct inode {
 	uint32_t type;	      /* S_IFREG, S_IFDIR or S_IFLNK */
 	uint64_t nlookup;     /* the kernel's references */
 	uint64_t nchild;      /* attached nodes naming this one as parent */
+	uint64_t nopen;	      /* open file handles (RELEASE may come after FORGET) */
 	int detached;
 
 	/* Cached state, under itab.lock. */
-	struct kvfs_attr attr;	/* last attributes seen (attr.version 0 = none yet) */
-	uint64_t cache_version; /* version whose bytes the page cache may hold; 0 = none */
-	int nwriters;		/* handles with a pending upload */
-	uint64_t pending_size;	/* size of the upload written last */
+	struct kvfs_attr attr;	     /* last attributes seen (attr.version 0 = none yet) */
+	int64_t attr_ns;	     /* when (CLOCK_MONOTONIC) */
+	uint64_t cache_version;	     /* version whose bytes the page cache may hold; 0 = none */
+	int nwriters;		     /* handles with a pending upload */
+	int nwopen;		     /* open writable handles */
+	int64_t write_ns;	     /* last open or close of a writable handle (CLOCK_MONOTONIC) */
+	struct kvfs_attr cache_attr; /* attributes of cache_version */
+	int ncached;		     /* open handles that use the page cache */
+	uint64_t pending_size;	     /* size of the upload written last */
+	int64_t commit_mtime; /* utimens while writes were pending: the commit keeps it (0 = now) */
 
 	struct inode *next_ino, *next_name; /* hash chains */
 };
@@ -67,6 +74,13 @@ struct inode *itab_lookup(struct itab *t, uint64_t parent, const char *name, uin
 struct inode *itab_get(struct itab *t, uint64_t ino);
 /* Drop n kernel references; frees the node when nothing needs it. */
 void itab_forget(struct itab *t, uint64_t ino, uint64_t n);
+/*
+ * An open file handle holds its node: the kernel may send FORGET for the
+ * inode before the daemon has processed the file's asynchronous RELEASE.
+ * itab_unhold may free the node.
+ */
+void itab_hold(struct itab *t, struct inode *n);
+void itab_unhold(struct itab *t, struct inode *n);
 
 /*
  * The key of node ino plus suffix ("" or "/") into buf. Returns the key

@@ -6,10 +6,11 @@
  *   or a marker key "a/b/" that mkdir stores (it carries the directory's
  *   mode, owner and mtime). A file shadows a directory of the same name.
  *   Keys that cannot be paths are skipped in listings (inode.c name_ok).
- * - Reads lend the registered receive slot (kvfs_get_lease) and reply
- *   from it: the bytes land there by RMA and go to the kernel with no copy.
- *   Open compares the key's version with the one the page cache holds and
- *   keeps the cache only when it is unchanged.
+ * - Open pins the key's current value on its server (kvfs_pin_open), so a
+ *   handle reads one version from first to last byte. Reads lend the
+ *   registered receive slot (kvfs_pin_get_lease) and reply from it: the
+ *   bytes land there by RMA and go to the kernel with no copy. The page
+ *   cache is kept only while the version is unchanged (see op_open).
  * - Writes go to the handle's upload session, opened at the first write
  *   (starting from the current value unless the file was created or
  *   truncated by this open). FUSE_WRITE data already sits in the worker's
@@ -40,6 +41,12 @@
 #include "fuse/fs.h"
 
 #define KEYCAP (KVFS_MAX_KEY + 2) /* a key, a '/' and the NUL */
+/*
+ * A reader uses the page cache only when no handle here has been open for
+ * writing for this long: the kernel keeps one size per inode, and a local
+ * writer moves it under readers of other versions.
+ */
+#define WRITE_QUIET_NS (2 * 1000000000LL)
 
 __thread struct fs_worker_buf *fs_tls_buf;
 
@@ -50,6 +57,15 @@ struct handle {
 	int fresh;	   /* value known empty (created or O_TRUNC): no KEEP needed */
 	kvfs_upload_t *up; /* pending writes, NULL when none */
 	int dirty;	   /* up holds writes not yet committed */
+	int cached;	   /* uses the page cache (else FOPEN_DIRECT_IO) */
+	/*
+	 * The version this handle reads, pinned on its server at open (or at
+	 * the first read after a commit). Readers hold pin_lock shared for
+	 * the whole read; replacing the pin takes it exclusively.
+	 */
+	pthread_rwlock_t pin_lock;
+	kvfs_pin_t *pin;
+	struct kvfs_attr pin_attr; /* the pinned version's attributes */
 };
 
 static struct fs *FS(fuse_req_t req)
@@ -128,13 +144,54 @@ static void fill_stat(const struct fs *fs, uint64_t ino, uint32_t type, const st
  * Record fresh attributes of n and adjust them for showing: a pending
  * upload's size wins over the committed one.
  */
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Caller holds itab.lock. */
+static void do_set_attr(struct inode *n, const struct kvfs_attr *a)
+{
+	n->attr = *a;
+	n->attr_ns = a->version ? mono_ns() : 0;
+}
+
+/*
+ * The attributes to show the kernel for n, given the newest ones in a. Its
+ * size must agree with the page cache: while readers here use the cache,
+ * that is the cached version's; while a handle here has writes pending,
+ * the pending size. Caller holds itab.lock.
+ */
+static void do_show(struct inode *n, struct kvfs_attr *a)
+{
+	if (n->nwriters)
+		a->size = n->pending_size;
+	else if (n->ncached && n->cache_attr.version && a->version != n->cache_version)
+		*a = n->cache_attr;
+}
+
 static void node_seen(struct fs *fs, struct inode *n, struct kvfs_attr *a)
 {
 	pthread_mutex_lock(&fs->it.lock);
-	n->attr = *a;
-	if (n->nwriters)
-		a->size = n->pending_size;
+	do_set_attr(n, a);
+	do_show(n, a);
 	pthread_mutex_unlock(&fs->it.lock);
+}
+
+/*
+ * How long the kernel may keep n's attributes. While n is open for writing
+ * here, not at all: the size then depends on who asks (a reader's GETATTR
+ * gets its own version's size, see reader_attr), and a cached size would cut
+ * other readers' reads short.
+ */
+static double attr_ttl(struct fs *fs, struct inode *n)
+{
+	pthread_mutex_lock(&fs->it.lock);
+	double t = n->nwopen ? 0 : fs->o.attr_timeout;
+	pthread_mutex_unlock(&fs->it.lock);
+	return t;
 }
 
 static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const struct kvfs_attr *a)
@@ -143,7 +200,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const st
 	memset(&e, 0, sizeof(e));
 	e.ino = n->ino;
 	fill_stat(fs, n->ino, n->type, a, &e.attr);
-	e.attr_timeout = fs->o.attr_timeout;
+	e.attr_timeout = attr_ttl(fs, n);
 	e.entry_timeout = fs->o.entry_timeout;
 	if (fuse_reply_entry(req, &e) == -ENOENT)
 		itab_forget(&fs->it, n->ino, 1); /* the request was interrupted */
@@ -233,6 +290,19 @@ static int fetch(struct fs *fs, fuse_ino_t ino, struct inode **np, struct kvfs_a
 		*a = p.marker ? p.attr : dir_default();
 		return 0;
 	}
+	/*
+	 * Attributes fetched within attr_timeout (by open, a commit, a lookup)
+	 * are as good as the kernel's own cache would have been.
+	 */
+	pthread_mutex_lock(&fs->it.lock);
+	int fresh = n->attr_ns && mono_ns() - n->attr_ns < (int64_t)(fs->o.attr_timeout * 1e9);
+	if (fresh) {
+		*a = n->attr;
+		do_show(n, a);
+	}
+	pthread_mutex_unlock(&fs->it.lock);
+	if (fresh)
+		return 0;
 	int ret = kvfs_stat(fs->kv, key, a);
 	if (ret)
 		return ret;
@@ -290,15 +360,54 @@ static void reply_attr(fuse_req_t req, struct fs *fs, struct inode *n, const str
 {
 	struct stat st;
 	fill_stat(fs, n->ino, n->type, a, &st);
-	fuse_reply_attr(req, &st, fs->o.attr_timeout);
+	fuse_reply_attr(req, &st, attr_ttl(fs, n));
+}
+
+static struct handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/*
+ * A GETATTR that names an open reader (the kernel sends one before reads
+ * when attributes are stale) gets the size of the version that reader has
+ * pinned, so the kernel does not cut its reads at the size of another
+ * version. While someone here writes the file, that answer is not cached.
+ */
+static int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a,
+		       double *timeout)
+{
+	struct handle *h = fi ? handle_of(fi) : NULL;
+	int ok = 0;
+	if (!h)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	if (!h->up) {
+		pthread_rwlock_rdlock(&h->pin_lock);
+		if (h->pin) {
+			*a = h->pin_attr;
+			ok = 1;
+		}
+		pthread_rwlock_unlock(&h->pin_lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	*timeout = attr_ttl(fs, h->node);
+	return ok;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
 	struct fs *fs = FS(req);
 	struct inode *n;
 	struct kvfs_attr a;
+	double timeout;
+	if (reader_attr(fs, fi, &a, &timeout)) {
+		struct stat st;
+		n = handle_of(fi)->node;
+		fill_stat(fs, n->ino, n->type, &a, &st);
+		fuse_reply_attr(req, &st, timeout);
+		return;
+	}
 	int ret = fetch(fs, ino, &n, &a);
 	if (ret)
 		reply_err(req, ret);
@@ -325,6 +434,10 @@ static void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa
 	if (a->gid != KVFS_ID_UNSET) {
 		sa->mask |= KVFS_SET_GID;
 		sa->gid = a->gid;
+	}
+	if (n->commit_mtime) {
+		sa->mask |= KVFS_SET_MTIME;
+		sa->mtime_ns = n->commit_mtime;
 	}
 	pthread_mutex_unlock(&fs->it.lock);
 }
@@ -354,6 +467,7 @@ static void h_touched(struct fs *fs, struct handle *h)
 	h->dirty = 1;
 	pthread_mutex_lock(&fs->it.lock);
 	h->node->pending_size = kvfs_upload_size(h->up);
+	h->node->commit_mtime = 0; /* a write after utimens: the commit time counts */
 	pthread_mutex_unlock(&fs->it.lock);
 }
 
@@ -378,40 +492,20 @@ static int h_commit(struct fs *fs, struct handle *h)
 	pthread_mutex_lock(&fs->it.lock);
 	n->nwriters--;
 	if (h->dirty && !ret) {
-		n->attr = a;
-		/*
-		 * The page cache holds what this handle wrote over what it held
-		 * before; that is the new value only if the upload started empty.
-		 */
-		n->cache_version = h->fresh ? a.version : 0;
+		do_set_attr(n, &a);
+		n->commit_mtime = 0;
+		n->cache_version = 0; /* writers bypass the page cache: it is stale */
 	}
 	pthread_mutex_unlock(&fs->it.lock);
 	h->up = NULL;
 	h->dirty = 0;
 	h->fresh = 0;
+	pthread_rwlock_wrlock(&h->pin_lock);
+	if (h->pin)
+		kvfs_pin_close(h->pin); /* reads now see what was published */
+	h->pin = NULL;
+	pthread_rwlock_unlock(&h->pin_lock);
 	return ret;
-}
-
-static struct handle *handle_of(struct fuse_file_info *fi)
-{
-	return (struct handle *)(uintptr_t)fi->fh;
-}
-
-static struct handle *handle_new(struct inode *n, int flags)
-{
-	struct handle *h = calloc(1, sizeof(*h));
-	if (!h)
-		return NULL;
-	pthread_mutex_init(&h->lock, NULL);
-	h->node = n;
-	h->flags = flags;
-	return h;
-}
-
-static void handle_free(struct handle *h)
-{
-	pthread_mutex_destroy(&h->lock);
-	free(h);
 }
 
 static int writable(int flags)
@@ -419,11 +513,48 @@ static int writable(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY;
 }
 
+static struct handle *handle_new(struct fs *fs, struct inode *n, int flags)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_rwlock_init(&h->pin_lock, NULL);
+	h->node = n; /* held until the handle is freed */
+	h->flags = flags;
+	itab_hold(&fs->it, n);
+	return h;
+}
+
+/* The last of an open file: publish its writes, drop its counts, free it. */
+static int handle_close(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&h->lock);
+	int ret = h_commit(fs, h);
+	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_lock(&fs->it.lock);
+	if (writable(h->flags)) {
+		h->node->nwopen--;
+		h->node->write_ns = mono_ns();
+	}
+	if (h->cached)
+		h->node->ncached--;
+	pthread_mutex_unlock(&fs->it.lock);
+	if (h->pin)
+		kvfs_pin_close(h->pin);
+	itab_unhold(&fs->it, h->node);
+	pthread_mutex_destroy(&h->lock);
+	pthread_rwlock_destroy(&h->pin_lock);
+	free(h);
+	return ret;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	char key[KEYCAP];
 	struct inode *n = itab_get(&fs->it, ino);
+	struct kvfs_attr a;
 	int ret = 0;
 	if (!n) {
 		reply_err(req, -ENOENT);
@@ -437,7 +568,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, -EROFS);
 		return;
 	}
-	struct handle *h = handle_new(n, fi->flags);
+	struct handle *h = handle_new(fs, n, fi->flags);
 	if (!h) {
 		reply_err(req, -ENOMEM);
 		return;
@@ -455,26 +586,45 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			goto fail;
 		h_touched(fs, h);
 	} else {
-		struct kvfs_attr a;
-		ret = kvfs_stat(fs->kv, key, &a);
+		ret = kvfs_pin_open(fs->kv, key, &h->pin, &a);
+		h->pin_attr = a;
 		if (ret)
 			goto fail;
-		pthread_mutex_lock(&fs->it.lock);
+	}
+	/*
+	 * The page cache is one per inode and holds one version's bytes
+	 * (cache_version). A reader uses it only when nobody here writes the
+	 * file and every other cached reader reads that same version; the
+	 * others read straight from the server (direct I/O). Writers always
+	 * write through to their upload.
+	 */
+	pthread_mutex_lock(&fs->it.lock);
+	int64_t now = mono_ns();
+	if (writable(fi->flags)) {
+		n->nwopen++;
+		n->write_ns = now;
+		n->cache_version = 0;
+	} else if (n->nwopen == 0 && now - n->write_ns > WRITE_QUIET_NS &&
+		   (n->ncached == 0 || n->cache_version == a.version)) {
+		h->cached = 1;
+		n->ncached++;
 		fi->keep_cache = n->cache_version == a.version;
 		n->cache_version = a.version;
-		n->attr = a;
-		pthread_mutex_unlock(&fs->it.lock);
+		n->cache_attr = a;
 	}
+	if (!(fi->flags & O_TRUNC))
+		do_set_attr(n, &a);
+	pthread_mutex_unlock(&fs->it.lock);
+	fi->direct_io = !h->cached;
 	fi->fh = (uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		pthread_mutex_lock(&h->lock);
-		h_commit(fs, h);
-		pthread_mutex_unlock(&h->lock);
-		handle_free(h);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_close(fs, h);
 	return;
 fail:
-	handle_free(h);
+	itab_unhold(&fs->it, n);
+	pthread_mutex_destroy(&h->lock);
+	pthread_rwlock_destroy(&h->pin_lock);
+	free(h);
 	reply_err(req, ret);
 }
 
@@ -533,23 +683,29 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, ret);
 		return;
 	}
-	struct handle *h = handle_new(n, fi->flags);
+	struct handle *h = handle_new(fs, n, fi->flags);
 	if (!h) {
 		itab_forget(&fs->it, n->ino, 1);
 		reply_err(req, -ENOMEM);
 		return;
 	}
 	h->fresh = 1;
+	pthread_mutex_lock(&fs->it.lock);
+	n->nwopen++;
+	n->write_ns = mono_ns();
+	n->cache_version = 0;
+	pthread_mutex_unlock(&fs->it.lock);
 	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n->ino;
 	fill_stat(fs, n->ino, n->type, &a, &e.attr);
-	e.attr_timeout = fs->o.attr_timeout;
+	e.attr_timeout = attr_ttl(fs, n);
 	e.entry_timeout = fs->o.entry_timeout;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		handle_close(fs, h);
 		itab_forget(&fs->it, n->ino, 1);
-		handle_free(h);
 	}
 }
 
@@ -591,22 +747,32 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_unlock(&h->lock);
-	int len = itab_key(&fs->it, ino, "", key, sizeof(key));
-	if (len < 0) {
-		reply_err(req, len);
-		return;
+	pthread_rwlock_rdlock(&h->pin_lock);
+	while (!h->pin) {
+		/* first read after this handle committed: pin what it published */
+		pthread_rwlock_unlock(&h->pin_lock);
+		pthread_rwlock_wrlock(&h->pin_lock);
+		int len = h->pin ? 0 : itab_key(&fs->it, ino, "", key, sizeof(key));
+		int ret = len < 0  ? len
+			  : h->pin ? 0
+				   : kvfs_pin_open(fs->kv, key, &h->pin, &h->pin_attr);
+		pthread_rwlock_unlock(&h->pin_lock);
+		if (ret) {
+			reply_err(req, ret == -ENOENT ? -ESTALE : ret);
+			return;
+		}
+		pthread_rwlock_rdlock(&h->pin_lock);
 	}
 	const void *data;
 	kvfs_lease_t *lease;
-	n = kvfs_get_lease(fs->kv, key, (uint64_t)off, size, &data, &lease, NULL);
-	if (n == -ENOENT)
-		n = -ESTALE; /* removed while open */
-	if (n < 0) {
+	n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+	if (n < 0)
 		reply_err(req, (int)n);
-		return;
+	else {
+		fuse_reply_buf(req, data, (size_t)n);
+		kvfs_lease_release(lease);
 	}
-	fuse_reply_buf(req, data, (size_t)n);
-	kvfs_lease_release(lease);
+	pthread_rwlock_unlock(&h->pin_lock);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -653,13 +819,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct handle *h = handle_of(fi);
-	pthread_mutex_lock(&h->lock);
-	int ret = h_commit(FS(req), h);
-	pthread_mutex_unlock(&h->lock);
+	int ret = handle_close(FS(req), handle_of(fi));
 	if (ret)
 		log_error("release: commit failed: %s", kvfs_strerror(ret));
-	handle_free(h);
 	fuse_reply_err(req, 0);
 }
 
@@ -760,6 +922,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		sa.mask |= KVFS_SET_MTIME;
 		sa.mtime_ns =
 		    (to_set & FUSE_SET_ATTR_MTIME_NOW) ? ts_ns(&now) : ts_ns(&attr->st_mtim);
+		pthread_mutex_lock(&fs->it.lock);
+		if (n->nwriters)
+			n->commit_mtime = sa.mtime_ns; /* else the pending commit would undo it */
+		pthread_mutex_unlock(&fs->it.lock);
 	}
 	if (sa.mask) {
 		ret = kvfs_setattr(fs->kv, key, &sa, &a);
@@ -776,6 +942,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			return;
 		}
 	}
+	pthread_mutex_lock(&fs->it.lock);
+	n->attr_ns = 0; /* changed: ask the server */
+	pthread_mutex_unlock(&fs->it.lock);
 	ret = fetch(fs, ino, &n, &a);
 	if (ret)
 		reply_err(req, ret);
@@ -882,31 +1051,32 @@ static int move_across(struct fs *fs, const char *src, const char *dst, int nore
 {
 	struct kvfs_attr a, d;
 	struct kvfs_limits lim;
-	kvfs_upload_t *up;
-	int ret = kvfs_stat(fs->kv, src, &a);
-	if (ret)
-		return ret;
+	kvfs_upload_t *up = NULL;
+	kvfs_pin_t *pin;
 	if (noreplace && kvfs_stat(fs->kv, dst, &d) == 0)
 		return -EEXIST;
-	kvfs_limits(fs->kv, &lim);
-	ret = kvfs_upload_open(fs->kv, dst, 0, &up);
+	int ret = kvfs_pin_open(fs->kv, src, &pin, &a); /* one version, start to end */
 	if (ret)
 		return ret;
+	kvfs_limits(fs->kv, &lim);
+	ret = kvfs_upload_open(fs->kv, dst, 0, &up);
 	for (uint64_t off = 0; off < a.size && !ret;) {
 		const void *data;
 		kvfs_lease_t *lease;
 		uint64_t want = a.size - off < lim.slot_size ? a.size - off : lim.slot_size;
-		ssize_t n = kvfs_get_lease(fs->kv, src, off, want, &data, &lease, NULL);
+		ssize_t n = kvfs_pin_get_lease(pin, off, want, &data, &lease);
 		if (n <= 0) {
-			ret = n < 0 ? (int)n : -EIO; /* shrank meanwhile */
+			ret = n < 0 ? (int)n : -EIO;
 			break;
 		}
 		ret = kvfs_upload_write(up, data, (size_t)n, off);
 		kvfs_lease_release(lease);
 		off += (uint64_t)n;
 	}
+	kvfs_pin_close(pin);
 	if (ret) {
-		kvfs_upload_abort(up);
+		if (up)
+			kvfs_upload_abort(up);
 		return ret;
 	}
 	struct kvfs_setattr sa = {.mask = KVFS_SET_MTIME, .mtime_ns = a.mtime_ns};
@@ -1172,7 +1342,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				fill_stat(fs, n->ino, e->type, &a, &ep.attr);
 				ep.entry_timeout = fs->o.entry_timeout;
 				/* a directory's attributes live in its marker: not listed */
-				ep.attr_timeout = e->has_attr ? fs->o.attr_timeout : 0;
+				ep.attr_timeout = e->has_attr ? attr_ttl(fs, n) : 0;
 			}
 			need = fuse_add_direntry_plus(req, buf + used, size - used, e->name, &ep,
 						      (off_t)i + 1);
@@ -1320,10 +1490,10 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 {
 	(void)flags;
 	char num[32], *end;
-	if (strcmp(name, XA_VERSION) == 0 || strcmp(name, XA_SERVER) == 0) {
-		reply_err(req, -EPERM); /* read-only */
-		return;
-	}
+	/*
+	 * version and server are read-only. ENOTSUP (not EPERM) because cp -a
+	 * and mv copy every listed attribute and skip only that error.
+	 */
 	if (strcmp(name, XA_TTL) != 0) {
 		reply_err(req, -ENOTSUP);
 		return;
@@ -1348,7 +1518,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (strcmp(name, XA_TTL) == 0)
 		reply_err(req, set_ttl(FS(req), ino, 0));
 	else if (strcmp(name, XA_VERSION) == 0 || strcmp(name, XA_SERVER) == 0)
-		reply_err(req, -EPERM);
+		reply_err(req, -ENOTSUP); /* read-only; see op_setxattr */
 	else
 		reply_err(req, -ENODATA);
 }

@@ -13,9 +13,16 @@
  * its last piece completes; an upload being written or read back (UP_READ)
  * is marked busy until then.
  *
+ * Pins (PIN, PIN_GET, UNPIN): a session may hold up to MAX_PINS items pinned
+ * in the store for long (a reader's open file), each named by a handle that
+ * carries its table index, so PIN_GET finds it in O(1). A pinned item keeps
+ * its bytes while it is replaced or deleted. Every PIN_GET takes a pin of its
+ * own for its transfer (like a GET), so reads of one handle run concurrently
+ * and an UNPIN never pulls the bytes from under an RMA in flight.
+ *
  * A session is dropped when its TCP channel closes: no new RMA is started for
- * it, and it is freed (uploads aborted, address removed) once nothing of it
- * is in flight any more.
+ * it, and it is freed (uploads aborted, pins released, address removed) once
+ * nothing of it is in flight any more.
  */
 #include "service.h"
 
@@ -32,6 +39,9 @@
 #define PIECE_MAX     (64u << 20)
 #define MAX_SESS      4096
 #define MAX_UPS	      1024
+#define MAX_PINS      4096 /* per session; the table doubles from 16 up to it */
+#define PIN_IDX_BITS  16
+#define PIN_NONE      UINT32_MAX
 #define SPIN_POLLS    20000
 #define NAP_MAX_US    1000
 #define STOP_GRACE_MS 3000
@@ -53,6 +63,15 @@ struct upslot {
 	int busy;
 };
 
+_Static_assert(MAX_PINS <= 1 << PIN_IDX_BITS, "pin table index must fit a handle's low bits");
+
+/* A pinned item; handle 0 = free slot, then next_free links it. */
+struct pinslot {
+	uint64_t handle; /* sequence << PIN_IDX_BITS | index in session.pins */
+	struct item *it;
+	uint32_t next_free;
+};
+
 struct session {
 	uint64_t id, token;
 	fab_addr_t addr;
@@ -62,6 +81,9 @@ struct session {
 	struct upslot *ups;
 	int n_ups;
 	uint64_t next_up;
+	struct pinslot *pins;
+	uint32_t pin_cap, n_pins, pin_free; /* pin_free: first free slot or PIN_NONE */
+	uint64_t pin_seq;		    /* sequence of the last handle given out */
 	unsigned bad_msgs;
 };
 
@@ -162,6 +184,9 @@ static void sess_free(struct svc_ep *e, struct session *s)
 	pthread_mutex_lock(&srv->store_lock);
 	for (int i = 0; i < s->n_ups; i++)
 		store_upload_abort(srv->store, s->ups[i].up);
+	for (uint32_t i = 0; i < s->pin_cap; i++)
+		if (s->pins[i].handle)
+			store_release(srv->store, s->pins[i].it);
 	pthread_mutex_unlock(&srv->store_lock);
 	fab_av_remove(e->ep, s->addr);
 	e->sess[s->id % MAX_SESS] = NULL;
@@ -169,6 +194,7 @@ static void sess_free(struct svc_ep *e, struct session *s)
 	atomic_fetch_sub(&srv->ctr.sessions, 1);
 	log_info("session %llx closed", (unsigned long long)s->id);
 	free(s->ups);
+	free(s->pins);
 	free(s);
 }
 
@@ -205,6 +231,7 @@ static void cmd_add(struct svc_ep *e, struct svc_cmd *c)
 	s->regions[REGION_STAGING] = c->setup.staging;
 	s->access[REGION_STAGING] = FAB_ACC_REMOTE_READ;
 	s->next_up = 1;
+	s->pin_free = PIN_NONE;
 	e->sess[idx] = s;
 	e->n_sess++;
 	atomic_fetch_add(&e->srv->ctr.sessions, 1);
@@ -503,21 +530,18 @@ static size_t rep_room(struct svc_ep *e)
 	return e->msg_size - WIRE_REP_FIXED;
 }
 
-static int do_get(struct svc_ep *e, struct op *o, const char **why)
+/*
+ * Send the request's range [off, off+len) of the pinned item it (GET,
+ * PIN_GET; o->rep.attr already holds its attributes): inline in the reply
+ * (region 0, or nothing to send), at most the inline threshold, else
+ * RMA-written into the request's buffer descriptor. Takes over the caller's
+ * pin on it: released once the bytes are sent, or at once on an error.
+ * Returns 0 (replied) or -errno.
+ */
+static int send_item(struct svc_ep *e, struct op *o, struct item *it, const char **why)
 {
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
-	struct item *it;
-	atomic_fetch_add(&srv->ctr.gets, 1);
-	pthread_mutex_lock(&srv->store_lock);
-	int ret = store_get(srv->store, q->key, q->klen, now_s(), &it);
-	pthread_mutex_unlock(&srv->store_lock);
-	if (ret) {
-		atomic_fetch_add(&srv->ctr.misses, 1);
-		return ret;
-	}
-	atomic_fetch_add(&srv->ctr.hits, 1);
-	store_item_attr(it, &o->rep.attr);
 	uint64_t size = o->rep.attr.size;
 	uint64_t n = q->off >= size ? 0 : size - q->off;
 	if (n > q->len)
@@ -548,7 +572,7 @@ static int do_get(struct svc_ep *e, struct op *o, const char **why)
 		return 0;
 	}
 	uint64_t raddr, rkey;
-	ret = check_desc(o->sess, &q->buf, n, FAB_ACC_REMOTE_WRITE, &raddr, &rkey, why);
+	int ret = check_desc(o->sess, &q->buf, n, FAB_ACC_REMOTE_WRITE, &raddr, &rkey, why);
 	if (ret) {
 		pthread_mutex_lock(&srv->store_lock);
 		store_release(srv->store, it);
@@ -560,6 +584,116 @@ static int do_get(struct svc_ep *e, struct op *o, const char **why)
 	o->total = n;
 	rma_start(e, o, 1, raddr, rkey);
 	return 0;
+}
+
+static int do_get(struct svc_ep *e, struct op *o, const char **why)
+{
+	struct srv *srv = e->srv;
+	struct wire_req *q = &o->req;
+	struct item *it;
+	atomic_fetch_add(&srv->ctr.gets, 1);
+	pthread_mutex_lock(&srv->store_lock);
+	int ret = store_get(srv->store, q->key, q->klen, now_s(), &it);
+	if (!ret)
+		store_item_attr(it, &o->rep.attr);
+	pthread_mutex_unlock(&srv->store_lock);
+	if (ret) {
+		atomic_fetch_add(&srv->ctr.misses, 1);
+		return ret;
+	}
+	atomic_fetch_add(&srv->ctr.hits, 1);
+	return send_item(e, o, it, why);
+}
+
+static struct pinslot *pin_find(struct session *s, uint64_t handle)
+{
+	uint64_t i = handle & ((1u << PIN_IDX_BITS) - 1);
+	if (!handle || i >= s->pin_cap || s->pins[i].handle != handle)
+		return NULL;
+	return &s->pins[i];
+}
+
+/* Room for one more pin in s's table (grown by doubling up to MAX_PINS). */
+static int pin_reserve(struct session *s)
+{
+	if (s->n_pins >= MAX_PINS)
+		return -EMFILE;
+	if (s->pin_free != PIN_NONE)
+		return 0;
+	uint32_t cap = s->pin_cap ? 2 * s->pin_cap : 16;
+	struct pinslot *n = realloc(s->pins, sizeof(*n) * cap);
+	if (!n)
+		return -ENOMEM;
+	for (uint32_t i = s->pin_cap; i < cap; i++)
+		n[i] = (struct pinslot){.next_free = i + 1 < cap ? i + 1 : PIN_NONE};
+	s->pin_free = s->pin_cap;
+	s->pins = n;
+	s->pin_cap = cap;
+	return 0;
+}
+
+/*
+ * PIN: pin the key's current item in the session's table; the reply carries
+ * its handle and attributes. -ENOENT, -EMFILE (MAX_PINS held), -EBUSY (the
+ * item holds STORE_PIN_MAX pins). PIN_GET: read [off, off+len) of a pinned
+ * item like a GET (reply attr = the pinned item's). UNPIN: release it; a
+ * PIN_GET in flight keeps its own pin. Unknown handles: -EBADF.
+ */
+static int do_pin(struct svc_ep *e, struct op *o, const char **why)
+{
+	struct srv *srv = e->srv;
+	struct wire_req *q = &o->req;
+	struct session *s = o->sess;
+	struct pinslot *p;
+	struct item *it;
+	int ret;
+
+	if (q->op == OP_PIN) {
+		ret = pin_reserve(s);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&srv->store_lock);
+		ret = store_pin(srv->store, q->key, q->klen, now_s(), &it);
+		if (!ret)
+			store_item_attr(it, &o->rep.attr);
+		pthread_mutex_unlock(&srv->store_lock);
+		if (ret)
+			return ret;
+		uint32_t i = s->pin_free;
+		p = &s->pins[i];
+		s->pin_free = p->next_free;
+		s->n_pins++;
+		p->handle = ++s->pin_seq << PIN_IDX_BITS | i;
+		p->it = it;
+		o->rep.handle = p->handle;
+		reply_status(e, o, 0);
+		return 0;
+	}
+	p = pin_find(s, q->handle);
+	if (!p) {
+		*why = "unknown pin handle";
+		return -EBADF;
+	}
+	if (q->op == OP_UNPIN) {
+		pthread_mutex_lock(&srv->store_lock);
+		store_release(srv->store, p->it);
+		pthread_mutex_unlock(&srv->store_lock);
+		*p = (struct pinslot){.next_free = s->pin_free};
+		s->pin_free = (uint32_t)(p - s->pins);
+		s->n_pins--;
+		reply_status(e, o, 0);
+		return 0;
+	}
+	atomic_fetch_add(&srv->ctr.gets, 1);
+	pthread_mutex_lock(&srv->store_lock);
+	ret = store_item_ref(srv->store, p->it);
+	if (!ret)
+		store_item_attr(p->it, &o->rep.attr);
+	pthread_mutex_unlock(&srv->store_lock);
+	if (ret)
+		return ret;
+	atomic_fetch_add(&srv->ctr.hits, 1);
+	return send_item(e, o, p->it, why);
 }
 
 /* Copy inline bytes into an upload at off. Caller holds store_lock. */
@@ -947,6 +1081,10 @@ static int dispatch(struct svc_ep *e, struct op *o, const char **why)
 	case OP_REG:
 	case OP_UNREG:
 		return do_reg(e, o, why);
+	case OP_PIN:
+	case OP_PIN_GET:
+	case OP_UNPIN:
+		return do_pin(e, o, why);
 	default:
 		return do_upload(e, o, why);
 	}
@@ -966,6 +1104,7 @@ static int key_required(uint8_t op)
 	case OP_SETATTR:
 	case OP_RENAME:
 	case OP_UP_OPEN:
+	case OP_PIN:
 		return 1;
 	default:
 		return 0;

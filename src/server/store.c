@@ -71,6 +71,7 @@ struct item {
 	uint32_t mode, uid, gid;
 };
 _Static_assert(sizeof(struct item) == HDR, "item header must be 40 bytes");
+_Static_assert(STORE_REF_MAX < 0xffff, "store_get must leave room for one internal pin");
 
 struct page {
 	uint8_t kind, cls;
@@ -483,6 +484,11 @@ static uint32_t class_for(const struct store *s, size_t size)
 	return lo;
 }
 
+/*
+ * Callers keep refcount <= STORE_REF_MAX (0xfffe), so the store's own short
+ * pins (rename, upload keep: one at a time, under the caller's lock) never
+ * wrap the 16-bit count.
+ */
 static inline void pin(struct store *s, struct item *it)
 {
 	if (it->refcount++ == 0)
@@ -1612,7 +1618,9 @@ void store_stats(struct store *s, struct store_stats *out)
 	out->uploads = s->nuploads;
 }
 
-int store_get(struct store *s, const void *key, size_t klen, int64_t now, struct item **out)
+/* store_get and store_pin: refuse at limit pins. */
+static int get_pinned(struct store *s, const void *key, size_t klen, int64_t now, uint32_t limit,
+		      struct item **out)
 {
 	int err = check_key(klen);
 	struct item *it;
@@ -1624,11 +1632,29 @@ int store_get(struct store *s, const void *key, size_t klen, int64_t now, struct
 	it = find_live(s, key, klen, now);
 	if (!it)
 		return -ENOENT;
-	if (it->refcount == 0xffff)
+	if (it->refcount >= limit)
 		return -EBUSY;
 	pin(s, it);
 	touch(s, it);
 	*out = it;
+	return 0;
+}
+
+int store_get(struct store *s, const void *key, size_t klen, int64_t now, struct item **out)
+{
+	return get_pinned(s, key, klen, now, STORE_REF_MAX, out);
+}
+
+int store_pin(struct store *s, const void *key, size_t klen, int64_t now, struct item **out)
+{
+	return get_pinned(s, key, klen, now, STORE_PIN_MAX, out);
+}
+
+int store_item_ref(struct store *s, struct item *it)
+{
+	if (it->refcount >= STORE_REF_MAX)
+		return -EBUSY;
+	pin(s, it);
 	return 0;
 }
 

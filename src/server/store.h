@@ -17,8 +17,10 @@
  *  - Eviction "lru" is CLOCK (second chance, a reference bit per item set on
  *    every access); when a class has nothing to evict or a page is needed,
  *    the least recently touched page is emptied. "none" fails with -ENOSPC
- *    and never drops a key. Pinned items (store_get until store_release) are
- *    never evicted or freed; a deleted pinned item is freed on its release.
+ *    and never drops a key. Pinned items (store_get / store_pin until
+ *    store_release) are never evicted or freed; a deleted or replaced pinned
+ *    item is freed on its last release. When everything left is pinned,
+ *    allocations fail with -ENOSPC.
  *  - Expired items are misses; store_expire() reclaims them in bounded steps.
  */
 #ifndef KVFS_STORE_H
@@ -59,10 +61,33 @@ size_t store_pool_size(struct store *s);
 void store_stats(struct store *s, struct store_stats *out);
 
 /*
+ * Pins. An item holds at most STORE_REF_MAX pins (its refcount is 16 bits;
+ * the rest is kept for the store's own short pins), of which long-lived ones
+ * (store_pin) at most STORE_PIN_MAX, so the short pins of transfers always
+ * find room (a server has at most 4 x 256 requests in flight). A pinned item
+ * keeps its bytes and attributes' size and version: it is never evicted or
+ * freed, and a replaced, deleted, renamed or expired one lives on, unlinked,
+ * until its last release.
+ */
+#define STORE_REF_MAX 0xfffeu
+#define STORE_PIN_MAX (STORE_REF_MAX - 4096u)
+
+/*
  * Look key up and pin it. now = unix seconds (for expiry). Marks it
- * recently used. Returns 0, -ENOENT (absent or expired).
+ * recently used. Returns 0, -ENOENT (absent or expired), -EBUSY (the item
+ * holds STORE_REF_MAX pins).
  */
 int store_get(struct store *s, const void *key, size_t klen, int64_t now, struct item **out);
+/*
+ * Like store_get, for a pin held long (a reader's open file): -EBUSY once the
+ * item holds STORE_PIN_MAX pins.
+ */
+int store_pin(struct store *s, const void *key, size_t klen, int64_t now, struct item **out);
+/*
+ * One more pin on it, which the caller holds pinned (e.g. for a transfer
+ * that may outlive the caller's own pin). Returns 0 or -EBUSY (STORE_REF_MAX).
+ */
+int store_item_ref(struct store *s, struct item *it);
 /* Unpin; frees the item if it was deleted/replaced meanwhile. */
 void store_release(struct store *s, struct item *it);
 void store_item_attr(const struct item *it, struct kvfs_attr *out);

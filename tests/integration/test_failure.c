@@ -97,7 +97,8 @@ Test(failure, stopped_server_mid_large_transfer, .init = start_short_timeout, .f
 		ret = kvfs_stat(kv, "big", NULL);
 	cr_assert_eq(ret, 0, "no recovery after SIGCONT: %s", kvfs_strerror(ret));
 	n = kvfs_get(kv, "big", v, size, 0, NULL);
-	cr_assert_eq(n, (ssize_t)size, "get after recovery: %s", n < 0 ? kvfs_strerror((int)n) : "short");
+	cr_assert_eq(n, (ssize_t)size, "get after recovery: %s",
+		     n < 0 ? kvfs_strerror((int)n) : "short");
 	cr_assert(h_check(v, size, 3, 0));
 	free(v);
 }

@@ -102,9 +102,10 @@ static void raw_close(struct raw *r)
 
 /*
  * Send len bytes of msg; wait up to 2 s for a reply. Returns the reply status,
- * or 1 when no reply came (the server dropped the message).
+ * or 1 when no reply came (the server dropped the message). out (may be NULL)
+ * gets the reply (its data pointer is not valid).
  */
-static int raw_send(struct raw *r, const void *msg, size_t len)
+static int raw_send_rep(struct raw *r, const void *msg, size_t len, struct wire_rep *out)
 {
 	uint8_t *tx = r->msgs + r->msg_size;
 	cr_assert_leq(len, r->msg_size);
@@ -131,6 +132,10 @@ static int raw_send(struct raw *r, const void *msg, size_t len)
 					     "server sent a malformed reply: %s", why);
 				status = rep.status;
 				got = 1;
+				if (out) {
+					*out = rep;
+					out->data = NULL;
+				}
 				cr_assert_eq(fab_post_recv(r->ep, r->msgs, r->msg_size,
 							   fab_mr_desc(r->mr_msg), &r->rx_ctx),
 					     0);
@@ -142,7 +147,12 @@ static int raw_send(struct raw *r, const void *msg, size_t len)
 	return status;
 }
 
-static int raw_req(struct raw *r, struct wire_req *q)
+static int raw_send(struct raw *r, const void *msg, size_t len)
+{
+	return raw_send_rep(r, msg, len, NULL);
+}
+
+static int raw_req_rep(struct raw *r, struct wire_req *q, struct wire_rep *out)
 {
 	uint8_t *buf = malloc(r->msg_size * 2);
 	q->session = r->rd.session;
@@ -150,9 +160,14 @@ static int raw_req(struct raw *r, struct wire_req *q)
 	q->req_id = 1;
 	int n = wire_req_encode(buf, r->msg_size * 2, q);
 	cr_assert_gt(n, 0);
-	int st = raw_send(r, buf, (size_t)(n > (int)r->msg_size ? (int)r->msg_size : n));
+	int st = raw_send_rep(r, buf, (size_t)(n > (int)r->msg_size ? (int)r->msg_size : n), out);
 	free(buf);
 	return st;
+}
+
+static int raw_req(struct raw *r, struct wire_req *q)
+{
+	return raw_req_rep(r, q, NULL);
 }
 
 /* Wait for the server's answer on a refused bootstrap: an error frame, EOF or a reset. */
@@ -401,5 +416,126 @@ Test(hostile, malformed_requests, .init = start, .fini = stop, .timeout = 120)
 	cr_assert_eq(memcmp(back, data, 3000), 0);
 	good_client_still_served(round++);
 	raw_close(&r);
+	good_client_still_served(round++);
+}
+
+/* Pinned reads through bad handles and descriptors: errors, and the server keeps serving. */
+Test(hostile, pins, .init = start, .fini = stop, .timeout = 120)
+{
+	struct raw r;
+	struct wire_req q;
+	struct wire_rep rep;
+	int round = 100;
+	uint8_t data[3000];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	cr_assert_eq(kvfs_put(kv, "victim", data, sizeof(data), NULL), 0);
+	raw_connect(&r);
+
+	/* Handles never given out. */
+	uint64_t never[] = {0, 1, 12345, 1ull << 16, ~0ull};
+	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+		memset(&q, 0, sizeof(q));
+		q.op = OP_PIN_GET;
+		q.handle = never[i];
+		q.len = 100;
+		cr_assert_eq(raw_req(&r, &q), -EBADF, "pin_get of handle %llx",
+			     (unsigned long long)never[i]);
+		q.buf = (struct wire_desc){REGION_RECV, 0, 100};
+		cr_assert_eq(raw_req(&r, &q), -EBADF);
+		q.op = OP_UNPIN;
+		cr_assert_eq(raw_req(&r, &q), -EBADF, "unpin of handle %llx",
+			     (unsigned long long)never[i]);
+	}
+	/* PIN needs a key that exists. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PIN;
+	cr_assert_eq(raw_req(&r, &q), -EINVAL, "pin of the empty key");
+	q.key = (const uint8_t *)"absent";
+	q.klen = 6;
+	cr_assert_eq(raw_req(&r, &q), -ENOENT);
+	q.key = (const uint8_t *)"victim";
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.attr.size, sizeof(data));
+	uint64_t h = rep.handle;
+	cr_assert_neq(h, 0);
+	good_client_still_served(round++);
+
+	/* Out-of-range descriptors. */
+	struct wire_desc bad[] = {
+	    {REGION_RECV, r.region_len - 100, 3000},
+	    {REGION_RECV, ~0ull - 10, 3000},
+	    {REGION_RECV, 0, ~0ull},
+	    {REGION_RECV, r.region_len + 1, 1},
+	    {7, 0, 3000},
+	    {REGION_MAX + 5, 0, 3000},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&q, 0, sizeof(q));
+		q.op = OP_PIN_GET;
+		q.handle = h;
+		q.len = 3000;
+		q.buf = bad[i];
+		int st = raw_req(&r, &q);
+		cr_assert(st == -EFAULT || st == -EINVAL, "pin_get descriptor %zu: status %d", i,
+			  st);
+		good_client_still_served(round++);
+	}
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PIN_GET;
+	q.handle = h;
+	q.len = 3000;
+	q.buf = (struct wire_desc){REGION_STAGING, 0, 3000};
+	cr_assert_eq(raw_req(&r, &q), -EACCES, "pin_get into the read-only staging region");
+	q.buf = (struct wire_desc){REGION_RECV, 0, 100};
+	cr_assert_eq(raw_req(&r, &q), -EFAULT, "descriptor shorter than the read");
+
+	/* Reads of the pinned (since replaced) value: RMA, inline, clamped, past the end. */
+	cr_assert_eq(kvfs_put(kv, "victim", "new", 3, NULL), 0);
+	memset(r.region, 0, 3000);
+	q.buf = (struct wire_desc){REGION_RECV, 0, 3000};
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.n, 3000);
+	cr_assert_eq(memcmp(r.region, data, 3000), 0, "pinned read landed wrong");
+	q.len = ~0ull;
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.n, 3000);
+	q.buf = (struct wire_desc){REGION_INLINE, 0, 0};
+	q.off = 2990;
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.n, 10);
+	cr_assert_eq(rep.dlen, 10);
+	q.off = 3000;
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.n, 0);
+	q.off = ~0ull;
+	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+	cr_assert_eq(rep.n, 0);
+	/* The same slot index with another sequence is not this pin. */
+	q.off = 0;
+	q.handle = h + (1ull << 16);
+	cr_assert_eq(raw_req(&r, &q), -EBADF);
+
+	/* UNPIN twice: the second is refused, and the handle is dead. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_UNPIN;
+	q.handle = h;
+	cr_assert_eq(raw_req(&r, &q), 0);
+	cr_assert_eq(raw_req(&r, &q), -EBADF, "second unpin");
+	q.op = OP_PIN_GET;
+	q.len = 10;
+	cr_assert_eq(raw_req(&r, &q), -EBADF, "read of an unpinned handle");
+	good_client_still_served(round++);
+
+	/* Pins held when the session ends are released with it. */
+	memset(&q, 0, sizeof(q));
+	q.op = OP_PIN;
+	q.key = (const uint8_t *)"victim";
+	q.klen = 6;
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(raw_req(&r, &q), 0);
+	raw_close(&r);
+	good_client_still_served(round++);
+	cr_assert_eq(kvfs_delete(kv, "victim"), 0);
 	good_client_still_served(round++);
 }

@@ -14,7 +14,8 @@ static kvfs_t *cluster(int n)
 		snprintf(addr, sizeof(addr), "127.0.0.1:%d", 7400 + i);
 		cr_assert_eq(kvfs_config_add_server(cfg, name, addr), 0);
 	}
-	cr_assert_eq(kvfs_config_set(cfg, "fabric.provider", "tcp", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kvfs_config_set(cfg, "fabric.provider", "tcp", err, sizeof(err)), 0, "%s",
+		     err);
 	kvfs_t *kv;
 	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
 	kvfs_config_free(cfg);
@@ -33,7 +34,8 @@ Test(routing, spreads_evenly)
 		per[s]++;
 	}
 	for (int s = 0; s < 5; s++)
-		cr_assert(per[s] > 19000 && per[s] < 21000, "server %d got %d of 100000", s, per[s]);
+		cr_assert(per[s] > 19000 && per[s] < 21000, "server %d got %d of 100000", s,
+			  per[s]);
 	kvfs_close(kv);
 }
 

@@ -570,6 +570,111 @@ Test(store, pinned_delete_frees_on_release)
 	store_close(s);
 }
 
+/*
+ * Long-lived pins (store_pin) stop at STORE_PIN_MAX, leaving room for the
+ * pins of transfers (store_get, store_item_ref) up to STORE_REF_MAX, and
+ * that still for the store's own short pin (rename, upload keep): the 16-bit
+ * count never wraps.
+ */
+Test(store, pin_limits, .timeout = 60)
+{
+	struct store *s = open_store(16 * MiB, 8 * MiB, 0);
+	struct item *it, *first, *x;
+	struct upload *up;
+	uint32_t held = 0;
+
+	cr_assert_eq(put_pat(s, "k", 5, 3 * MiB + 1), 0);
+	cr_assert_eq(store_pin(s, "k", 1, NOW, &first), 0);
+	held++;
+	for (; held < STORE_PIN_MAX; held++) {
+		cr_assert_eq(store_pin(s, "k", 1, NOW, &it), 0, "pin %u", held);
+		cr_assert_eq(it, first);
+	}
+	cr_assert_eq(store_pin(s, "k", 1, NOW, &it), -EBUSY);
+	cr_assert_null(it);
+	/* transfers still find room */
+	cr_assert_eq(store_item_ref(s, first), 0);
+	held++;
+	for (; held < STORE_REF_MAX; held++)
+		cr_assert_eq(store_get(s, "k", 1, NOW, &it), 0, "get at %u pins", held);
+	cr_assert_eq(store_get(s, "k", 1, NOW, &it), -EBUSY);
+	cr_assert_eq(store_item_ref(s, first), -EBUSY);
+	cr_assert_eq(store_pin(s, "k", 1, NOW, &it), -EBUSY);
+	/* the store's own short pins: keep-open and rename of a full item */
+	cr_assert_eq(store_upload_open(s, "k", 1, 1, NOW, &up), 0);
+	cr_assert_eq(store_upload_size(up), 3 * MiB + 1);
+	store_upload_abort(s, up);
+	cr_assert_eq(store_rename(s, "k", 1, "k2", 2, 0), 0);
+	cr_assert_eq(check_key(s, "k2", 5, 3 * MiB + 1), 0);
+	cr_assert_eq(store_stat(s, "k", 1, NOW, NULL), -ENOENT);
+	/* the renamed-away item is alive (pinned) and intact */
+	uint8_t *r = malloc(3 * MiB + 1);
+	cr_assert_eq(read_item(first, 0, 3 * MiB + 1, r, 4), 3 * MiB + 1);
+	for (uint64_t i = 0; i < 3 * MiB + 1; i++)
+		if (r[i] != pat(5, i))
+			cr_assert_fail("pinned byte %lu", (unsigned long)i);
+	free(r);
+	uint64_t used = stats(s).pool_used;
+	while (held--)
+		store_release(s, first);
+	/* its last release freed it: only k2 is left */
+	cr_assert_lt(stats(s).pool_used, used);
+	cr_assert_eq(stats(s).keys, 1);
+	cr_assert_eq(store_pin(s, "k2", 2, NOW, &x), 0);
+	store_release(s, x);
+	store_delete(s, "k2", 2);
+	cr_assert_eq(stats(s).pool_used, 0);
+	store_close(s);
+}
+
+/*
+ * Pinned items are never evicted, whether linked or replaced/deleted: with
+ * the pool full of them a PUT fails with -ENOSPC under lru, and every pinned
+ * byte survives. Released, the memory is reused.
+ */
+Test(store, pinned_pool_full_enospc, .timeout = 60)
+{
+	struct store *s = open_store(16 * MiB, 8 * MiB, 0);
+	struct item *p[6];
+	char key[32];
+	const size_t big = 2 * MiB + 5;
+
+	for (int i = 0; i < 6; i++) {
+		snprintf(key, sizeof(key), "pin%d", i);
+		cr_assert_eq(put_pat(s, key, 100 + (uint64_t)i, big), 0);
+		cr_assert_eq(store_pin(s, key, strlen(key), NOW, &p[i]), 0);
+		/* replaced (even numbers) or deleted (odd): unlinked but pinned */
+		if (i % 2 == 0)
+			cr_assert_eq(put_pat(s, key, 200 + (uint64_t)i, 1000), 0);
+		else
+			cr_assert_eq(store_delete(s, key, strlen(key)), 0);
+	}
+	cr_assert_geq(stats(s).pool_used, 12 * MiB);
+	/* no room, nothing evictable: refused, not corrupted */
+	cr_assert_eq(put_pat(s, "huge", 7, 8 * MiB), -ENOSPC);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "f%d", i);
+		int r = put_pat(s, key, 300 + (uint64_t)i, 1 * MiB + 7);
+		cr_assert(r == 0 || r == -ENOSPC, "put %s: %d", key, r);
+	}
+	uint8_t *r = malloc(big);
+	for (int i = 0; i < 6; i++) {
+		struct kvfs_attr a;
+		store_item_attr(p[i], &a);
+		cr_assert_eq(a.size, big);
+		cr_assert_eq(read_item(p[i], 0, big, r, 3), big);
+		for (uint64_t j = 0; j < big; j++)
+			if (r[j] != pat(100 + (uint64_t)i, j))
+				cr_assert_fail("pinned value %d byte %lu", i, (unsigned long)j);
+	}
+	free(r);
+	for (int i = 0; i < 6; i++)
+		store_release(s, p[i]);
+	cr_assert_eq(put_pat(s, "huge", 7, 8 * MiB), 0);
+	cr_assert_eq(check_key(s, "huge", 7, 8 * MiB), 0);
+	store_close(s);
+}
+
 /* ------------------------------------------------------------------ TTL */
 
 static int count_cb(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a)

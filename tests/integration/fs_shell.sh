@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Mount test: everyday shell tools on a real kvfs mount of two real servers
+# ($KVFS_TEST_PROVIDER): echo/cat, cp -a of a tree in and out, mv, mkdir/rmdir,
+# rm -r, ls -l, chmod, touch -d, symlinks, refused hard links and fifos, df,
+# the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
+# fuse.kvfs, the daemonizing start, O_APPEND, truncate, keys written by
+# kvfsctl (valid and invalid as paths), and a directory of 10,000 keys.
+#   fs_shell.sh BUILD_DIR [SOURCE_DIR]
+. "$(dirname "$0")/mount_lib.sh"
+ml_init "$@"
+
+ml_config 2
+ml_servers_start || { record "servers start" 1; ml_finish; }
+M=$T/m
+ml_mount "$M" || { record "mount" 1; ml_finish; }
+record "mount" 0
+
+sz() { stat -c %s "$1"; }
+
+# --- files ---------------------------------------------------------------
+t_echo_cat() {
+	echo hello >"$M/hello.txt" && test "$(cat "$M/hello.txt")" = hello
+}
+check "echo > file; cat file" t_echo_cat
+
+t_overwrite() {
+	echo "a much longer first line" >"$M/ow" && echo hi >"$M/ow" &&
+		test "$(cat "$M/ow")" = hi && test "$(sz "$M/ow")" -eq 3
+}
+check "overwrite with a shorter value (O_TRUNC)" t_overwrite
+
+t_append() {
+	echo one >"$M/ap" && echo two >>"$M/ap" && printf 'three' >>"$M/ap" &&
+		printf 'one\ntwo\nthree' | cmp - "$M/ap"
+}
+check "append with >> (O_APPEND)" t_append
+
+t_empty() {
+	: >"$M/empty" && test -f "$M/empty" && test "$(sz "$M/empty")" -eq 0 && test -z "$(cat "$M/empty")"
+}
+check "empty file" t_empty
+
+t_truncate() {
+	head -c 5000 /dev/urandom >"$T/tr.src" && cp "$T/tr.src" "$M/tr" &&
+		truncate -s 100000 "$M/tr" && test "$(sz "$M/tr")" -eq 100000 &&
+		cmp -n 5000 "$T/tr.src" "$M/tr" &&
+		cmp -n 95000 -i 5000:0 "$M/tr" /dev/zero &&
+		truncate -s 10 "$M/tr" && test "$(sz "$M/tr")" -eq 10 && cmp -n 10 "$T/tr.src" "$M/tr" &&
+		truncate -s 0 "$M/tr" && test "$(sz "$M/tr")" -eq 0
+}
+check "truncate -s up (zeros), down, to 0" t_truncate
+
+t_hole() {
+	printf 'head' >"$M/hole" &&
+		printf 'tail' | dd of="$M/hole" bs=1 seek=1048580 conv=notrunc status=none &&
+		test "$(sz "$M/hole")" -eq 1048584 &&
+		test "$(head -c 4 "$M/hole")" = head && test "$(tail -c 4 "$M/hole")" = tail &&
+		cmp -n 1048576 -i 4:0 "$M/hole" /dev/zero
+}
+check "write past the end leaves a hole of zeros" t_hole
+
+t_midwrite() {
+	head -c 3000000 /dev/urandom >"$T/mid.src" && cp "$T/mid.src" "$M/mid" &&
+		printf 'XYZ' | dd of="$M/mid" bs=1 seek=1500000 conv=notrunc status=none &&
+		printf 'XYZ' | dd of="$T/mid.src" bs=1 seek=1500000 conv=notrunc status=none &&
+		cmp "$T/mid.src" "$M/mid"
+}
+check "overwrite 3 bytes in the middle of a 3 MB file" t_midwrite
+
+t_big() {
+	head -c 50000001 /dev/urandom >"$T/big" && cp "$T/big" "$M/big" && cmp "$T/big" "$M/big" &&
+		test "$(sz "$M/big")" -eq 50000001 && rm "$M/big"
+}
+check "cp of a 50 MB file in, cmp" t_big
+
+# --- trees -----------------------------------------------------------------
+mktree() {
+	local d=$T/src
+	mkdir -p "$d/sub/deeper" "$d/emptydir" "$d/other" &&
+		for i in 0 1 2 3 4 5 6 7 8 9; do echo "file $i" >"$d/f$i"; done &&
+		head -c 4095 /dev/urandom >"$d/sub/a4095" && head -c 4096 /dev/urandom >"$d/sub/a4096" &&
+		head -c 1048577 /dev/urandom >"$d/sub/deeper/b1M" && head -c 3000000 /dev/urandom >"$d/other/c3M" &&
+		: >"$d/sub/zero" && printf 'x' >"$d/one byte" && echo private >"$d/sub/private" &&
+		chmod 600 "$d/sub/private" && chmod 755 "$d/f1" && chmod 700 "$d/other" &&
+		chown 1000:1000 "$d/f2" &&
+		ln -s f0 "$d/rel-link" && ln -s /etc/hostname "$d/abs-link" && ln -s nowhere "$d/dangling" &&
+		ln -s ../f3 "$d/sub/up-link" && touch -d '2020-01-02 03:04:05' "$d/f4"
+}
+mktree || record "make the source tree" 1
+# path type mode owner size target/mtime, one line per entry (dir mtimes and sizes left out)
+listing() {
+	(cd "$1" && find . -mindepth 1 \( -type d -printf '%P d %m %U:%G\n' \) -o \
+		\( -type l -printf '%P l %U:%G -> %l\n' \) -o \( -printf '%P %y %m %U:%G %s %TY-%Tm-%Td %TH:%TM:%.2TS\n' \) | sort)
+}
+t_cp_in() {
+	cp -a "$T/src" "$M/tree" && diff -r --no-dereference "$T/src" "$M/tree" && diff <(listing "$T/src") <(listing "$M/tree")
+}
+check "cp -a a tree in: diff -r identical, modes, owners, mtimes, symlinks kept" t_cp_in
+t_cp_out() {
+	cp -a "$M/tree" "$T/back" && diff -r --no-dereference "$T/src" "$T/back" && diff <(listing "$T/src") <(listing "$T/back")
+}
+check "cp -a the tree out again: identical" t_cp_out
+t_ls_l() {
+	ls -l "$M/tree/sub" >"$T/ls" && grep -E '^-rw-------.* 1?[0-9]* ?.*private$' "$T/ls" &&
+		grep -E ' 4095 .* a4095$' "$T/ls" && grep -E ' 4096 .* a4096$' "$T/ls" && grep -E '^d.* deeper$' "$T/ls" &&
+		grep -E '^l.* up-link -> \.\./f3$' "$T/ls" && test "$(grep -c . "$T/ls")" -eq 7
+}
+check "ls -l shows types, modes, sizes, link targets" t_ls_l
+
+t_mv_file() {
+	mv "$M/tree/f5" "$M/tree/f5-moved" && test ! -e "$M/tree/f5" && test "$(cat "$M/tree/f5-moved")" = "file 5" &&
+		mv "$M/tree/f6" "$M/f6-top" && test "$(cat "$M/f6-top")" = "file 6" && test ! -e "$M/tree/f6" &&
+		mv -f "$M/tree/f7" "$M/tree/f8" && test "$(cat "$M/tree/f8")" = "file 7" && test ! -e "$M/tree/f7"
+}
+check "mv a file (same dir, other dir, over an existing file)" t_mv_file
+t_mv_dir() {
+	mv "$M/tree/sub" "$M/sub-moved" 2>"$T/mv.err" && cat "$T/mv.err" && test ! -s "$T/mv.err" &&
+		test ! -e "$M/tree/sub" && diff -r --no-dereference "$T/src/sub" "$M/sub-moved" &&
+		mkdir "$M/emptyd" && mv "$M/emptyd" "$M/emptyd2" && test -d "$M/emptyd2" && test ! -e "$M/emptyd"
+}
+check "mv a directory (non-empty, and empty), without error messages" t_mv_dir
+
+t_mkdir_rmdir() {
+	mkdir "$M/d1" && test -d "$M/d1" && test -z "$(ls -A "$M/d1")" && rmdir "$M/d1" && test ! -e "$M/d1" &&
+		mkdir -p "$M/d2/e/f" && test -d "$M/d2/e/f" && ! mkdir "$M/d2" 2>/dev/null
+}
+check "mkdir, mkdir -p, rmdir, mkdir of an existing dir fails" t_mkdir_rmdir
+t_rmdir_notempty() {
+	mkdir "$M/ne" && echo x >"$M/ne/x" && rmdir "$M/ne"
+}
+check_fail "rmdir of a non-empty directory: ENOTEMPTY" "Directory not empty" t_rmdir_notempty
+t_emptied_dir_stays() {
+	rm "$M/ne/x" && test -d "$M/ne" && test -z "$(ls -A "$M/ne")" && rmdir "$M/ne" && test ! -e "$M/ne"
+}
+check "a mkdir'ed dir stays after its last file is removed" t_emptied_dir_stays
+t_rm_r() {
+	rm -r "$M/tree" && test ! -e "$M/tree" && ! ls "$M" | grep -qx tree && test -z "$(ctl ls -r tree/)"
+}
+check "rm -r of a tree (and the keys are gone)" t_rm_r
+
+t_chmod() {
+	echo x >"$M/cm" && chmod 640 "$M/cm" && test "$(stat -c %a "$M/cm")" = 640 &&
+		ls -l "$M/cm" | grep -q '^-rw-r----- ' && chmod u+x "$M/cm" && test "$(stat -c %a "$M/cm")" = 740 &&
+		mkdir "$M/cmd" && chmod 711 "$M/cmd" && test "$(stat -c %a "$M/cmd")" = 711
+}
+check "chmod shown by stat and ls (file and dir)" t_chmod
+t_chown() {
+	echo x >"$M/co" && chown 1234:4321 "$M/co" && test "$(stat -c %u:%g "$M/co")" = 1234:4321
+}
+check "chown shown by stat" t_chown
+t_touch_d() {
+	echo x >"$M/td" && touch -d '2001-02-03 04:05:06.5' "$M/td" &&
+		test "$(stat -c %Y "$M/td")" = "$(date -d '2001-02-03 04:05:06' +%s)" &&
+		touch "$M/td-new" && test -f "$M/td-new" &&
+		test $(($(date +%s) - $(stat -c %Y "$M/td-new"))) -le 5
+}
+check "touch -d sets the mtime; touch creates" t_touch_d
+t_symlink() {
+	ln -s hello.txt "$M/ln1" && test "$(readlink "$M/ln1")" = hello.txt && test "$(cat "$M/ln1")" = hello &&
+		test -L "$M/ln1" && ln -s /no/such/target "$M/ln2" && test "$(readlink "$M/ln2")" = /no/such/target &&
+		mkdir -p "$M/lnd" && ln -s ../hello.txt "$M/lnd/up" && test "$(cat "$M/lnd/up")" = hello
+}
+check "ln -s, readlink, reading through symlinks" t_symlink
+check_fail "ln (hard link) is refused: EPERM" "Operation not permitted" ln "$M/hello.txt" "$M/hard"
+check_fail "mkfifo is refused: EPERM" "Operation not permitted" mkfifo "$M/fifo"
+check_fail "mknod (char device) is refused: EPERM" "Operation not permitted" mknod "$M/cdev" c 1 3
+
+t_df() {
+	local size
+	df "$M" && size=$(df -B1 --output=size "$M" | tail -1) && test "$size" -gt 0 &&
+		test "$(stat -f -c %b "$M")" -gt 0 &&
+		{ test "$size" -eq $((2 * 1500 * 1048576)) || { echo "size $size, not the 2 x 1500M of the servers' pools"; false; }; }
+}
+check "df shows the servers' pools (2 x 1500M)" t_df
+t_ino_stable() {
+	local a b
+	mkdir -p "$M/ino/d" && echo x >"$M/ino/f" && ln -s f "$M/ino/l" &&
+		a=$(stat -c '%n %i' "$M/ino" "$M/ino/d" "$M/ino/f" "$M/ino/l") && sleep 1.5 &&
+		b=$(stat -c '%n %i' "$M/ino" "$M/ino/d" "$M/ino/f" "$M/ino/l") &&
+		{ [ "$a" = "$b" ] || { printf 'before:\n%s\nafter 1.5 s (past entry_timeout):\n%s\n' "$a" "$b"; false; }; }
+}
+check "inode numbers stay the same when entries are looked up again (tar relies on it)" t_ino_stable
+
+# --- xattrs ----------------------------------------------------------------
+t_xattr_server() {
+	local s c
+	s=$(getfattr --only-values -n user.kvfs.server "$M/hello.txt") && echo "server: $s" &&
+		c=$(ctl stat hello.txt | awk '$1 == "server:" { print $2 }') && test "$s" = "$c" &&
+		case $s in s0 | s1) ;; *) false ;; esac
+}
+check "getfattr user.kvfs.server names the key's server" t_xattr_server
+t_xattr_version() {
+	local v1 v2
+	v1=$(getfattr --only-values -n user.kvfs.version "$M/hello.txt") && echo "hello again" >"$M/hello.txt" &&
+		v2=$(getfattr --only-values -n user.kvfs.version "$M/hello.txt") && echo "$v1 -> $v2" &&
+		test -n "$v1" && test -n "$v2" && test "$v1" != "$v2" && echo hello >"$M/hello.txt"
+}
+check "user.kvfs.version changes after a write" t_xattr_version
+check "setfattr of user.kvfs.version is refused" sh -c "! setfattr -n user.kvfs.version -v 12345 '$M/hello.txt'"
+check "setfattr of user.kvfs.server is refused" sh -c "! setfattr -n user.kvfs.server -v s0 '$M/hello.txt'"
+t_xattr_ttl() {
+	local v i
+	echo bye >"$M/ttl" && setfattr -n user.kvfs.ttl -v 3 "$M/ttl" &&
+		v=$(getfattr --only-values -n user.kvfs.ttl "$M/ttl") && echo "ttl: $v" &&
+		test "$v" -ge 1 && test "$v" -le 4 && test "$(cat "$M/ttl")" = bye &&
+		ctl stat ttl | grep -q '^expiry: *[0-9]' || return 1
+	# expires after 3 s; allow the 1 s attribute/entry caches and slack: 10 s at most
+	for ((i = 0; i < 100 * ML_SLOW; i++)); do
+		[ -e "$M/ttl" ] || break
+		sleep 0.1
+	done
+	test ! -e "$M/ttl" && ! ls "$M" | grep -qx ttl && ! ctl get ttl >/dev/null 2>&1
+}
+check "setfattr user.kvfs.ttl: the key expires" t_xattr_ttl
+t_xattr_ttl_default() {
+	local v
+	v=$(getfattr --only-values -n user.kvfs.ttl "$M/hello.txt") && echo "ttl: $v" && test "$v" = 0
+}
+check "user.kvfs.ttl of a key without expiry is 0" t_xattr_ttl_default
+
+# --- kvfsctl and the mount ---------------------------------------------------
+t_from_ctl() {
+	head -c 2345678 /dev/urandom >"$T/fromctl" && ctl put fromctl/data "$T/fromctl" &&
+		cmp "$T/fromctl" "$M/fromctl/data" && ls "$M/fromctl" | grep -qx data && test -d "$M/fromctl" &&
+		test "$(sz "$M/fromctl/data")" -eq 2345678 &&
+		echo "mode test" | ctl put fromctl/m600 --mode 600 && test "$(stat -c %a "$M/fromctl/m600")" = 600
+}
+check "a key put with kvfsctl reads as a file (size, mode)" t_from_ctl
+t_to_ctl() {
+	test "$(ctl get hello.txt -)" = hello && ctl get fromctl/data "$T/fromctl.back" && cmp "$T/fromctl" "$T/fromctl.back"
+}
+check "a file written through the mount reads with kvfsctl" t_to_ctl
+t_invalid_keys() {
+	local long
+	long=$(printf 'x%.0s' $(seq 256))
+	echo bad | ctl put 'inv//double' && echo bad | ctl put 'inv/./dot' && echo bad | ctl put 'inv/../dotdot' &&
+		echo bad | ctl put "inv/$long" && echo good | ctl put 'inv/ok' && echo bad | ctl put '/leading' &&
+		ls -la "$M/inv" && test "$(ls -A "$M/inv")" = ok && test "$(cat "$M/inv/ok")" = good &&
+		! ls -A "$M" | grep -qx leading && ls -A "$M" >/dev/null &&
+		test "$(ctl get 'inv//double' -)" = bad && test "$(ctl get 'inv/./dot' -)" = bad &&
+		test "$(ctl get "inv/$long" -)" = bad && test "$(ctl get /leading -)" = bad
+}
+check "keys that cannot be paths (a//b, ., .., 256-byte part) are not listed but kvfsctl gets them" t_invalid_keys
+
+t_10k() {
+	local t0 n
+	ctl bench --op put --size 16 --count 10000 --keys 10000 --threads 4 --prefix many/k --json >/dev/null || return 1
+	test "$(ctl ls many/ | wc -l)" -eq 10000 || { echo "kvfsctl ls many/ does not show 10000 keys"; return 1; }
+	t0=$(ml_now)
+	n=$(ls -l "$M/many" | grep -c '^-rw') && echo "ls -l: $n files in $(ml_since "$t0") s" && test "$n" -eq 10000 &&
+		n=$(ls "$M/many" | sort -u | wc -l) && test "$n" -eq 10000 &&
+		test "$(cat "$M/many/k00009999" | wc -c)" -eq 16 && test "$(ls "$M/many" | head -1)" = k00000000
+}
+check "ls -l of a directory of 10,000 keys lists all 10,000" t_10k
+
+# --- other mounts ---------------------------------------------------------------
+M2=$T/m2
+if ml_mount "$M2" -o attr_timeout=0,entry_timeout=0,negative_timeout=0; then
+	t_second_mount() {
+		local i
+		echo "from the first" >"$M/shared" && test "$(cat "$M2/shared")" = "from the first" &&
+			echo "from the second" >"$M2/shared2" &&
+			for ((i = 0; i < 40; i++)); do # the first mount caches entries for 1 s
+				[ "$(cat "$M/shared2" 2>/dev/null)" = "from the second" ] && break
+				sleep 0.1
+			done &&
+			test "$(cat "$M/shared2")" = "from the second" &&
+			echo "changed" >"$M/shared" && test "$(cat "$M2/shared")" = changed &&
+			rm "$M/shared" && test ! -e "$M2/shared" && diff <(ls "$M") <(ls "$M2")
+	}
+	check "a second mount sees the first's writes (and the other way round)" t_second_mount
+	ml_umount "$M2"
+	record "unmount the second mount" $?
+else
+	record "second mount (attr_timeout=0,entry_timeout=0)" 1
+fi
+
+M3=$T/m3
+if ml_mount "$M3" -o ro; then
+	check "ro mount reads" sh -c "test \"\$(cat '$M3/hello.txt')\" = hello && ls '$M3/fromctl' | grep -qx data"
+	check_fail "ro mount: create fails with EROFS" "Read-only file system" sh -c "echo x > '$M3/new'"
+	check_fail "ro mount: overwrite fails with EROFS" "Read-only file system" sh -c "echo x > '$M3/hello.txt'"
+	check_fail "ro mount: rm fails with EROFS" "Read-only file system" rm "$M3/hello.txt"
+	check_fail "ro mount: mkdir fails with EROFS" "Read-only file system" mkdir "$M3/newdir"
+	check_fail "ro mount: chmod fails with EROFS" "Read-only file system" chmod 600 "$M3/hello.txt"
+	check_fail "ro mount: setfattr ttl fails with EROFS" "Read-only file system" setfattr -n user.kvfs.ttl -v 5 "$M3/hello.txt"
+	check "ro mount: nothing changed" sh -c "test \"\$(cat '$M/hello.txt')\" = hello && test ! -e '$M/new' && test ! -e '$M/newdir'"
+	ml_umount "$M3"
+	record "unmount the ro mount" $?
+else
+	record "ro mount" 1
+fi
+
+# mount(8): `mount -t fuse.kvfs CONFIG MNT -o OPTS` runs /sbin/mount.fuse.kvfs
+# (the installed name of mount.kvfs), with a sanitized PATH. So that the build
+# tree's helper and daemon are the ones found, without touching the system,
+# this runs in a private mount namespace where an overlay adds
+# mount.fuse.kvfs and kvfs to /sbin. The mount lives in that namespace only.
+M4=$T/m4
+helper=
+for h in "$BUILD/mount.kvfs" "$SRC/src/fuse/mount.kvfs"; do
+	[ -x "$h" ] && { helper=$h; break; }
+done
+if [ -n "$helper" ]; then
+	t_mount_t() {
+		local sbin
+		sbin=$(readlink -f /sbin)
+		mkdir -p "$T/sbin-extra" "$M4" && ln -sf "$helper" "$T/sbin-extra/mount.fuse.kvfs" &&
+			ln -sf "$BUILD/kvfs" "$T/sbin-extra/kvfs" || return 1
+		unshare -m --propagation private sh -c "
+			set -e
+			mount -t overlay kvfs-test-sbin -o 'lowerdir=$T/sbin-extra:$sbin' '$sbin'
+			mount -t fuse.kvfs '$CONF' '$M4' -o attr_timeout=0,entry_timeout=0,_netdev
+			mountpoint -q '$M4'
+			grep ' $M4 ' /proc/self/mountinfo
+			test \"\$(cat '$M4/hello.txt')\" = hello
+			echo viamount > '$M4/viamount'
+			fusermount3 -u '$M4'" || return 1
+		test "$(cat "$M/viamount")" = viamount
+	}
+	check "mount -t fuse.kvfs CONFIG MNT -o ... (through mount.fuse.kvfs): the mount works" t_mount_t
+	M5=$T/m5
+	mkdir -p "$M5"
+	if out=$(timeout -k 1 30 "$helper" "$CONF" "$M5" -o ro,_netdev 2>&1) && ml_answers "$M5"; then
+		ml_mounts+=("$M5")
+		check "mount.kvfs CONFIG MNT -o ro,_netdev: mounted read-only" sh -c "test \"\$(cat '$M5/hello.txt')\" = hello && ! touch '$M5/x' 2>/dev/null"
+		ml_umount "$M5"
+		record "unmount the mount.kvfs mount" $?
+	else
+		record "$helper CONFIG MNT -o ro" 1 "$out"
+	fi
+else
+	record "mount.kvfs helper exists (build dir or src/fuse)" 1
+fi
+
+# Mount options: uid/gid/umask for keys without stored owner/mode,
+# allow_other (with default_permissions), max_read/max_write.
+M7=$T/m7
+if ml_mount "$M7" -o uid=1234,gid=4321,umask=027; then
+	t_owner_defaults() {
+		echo plain | ctl put opts/plain && ls -ln "$M7/opts" &&
+			test "$(stat -c %u:%g "$M7/opts/plain")" = 1234:4321 &&
+			test $((0$(stat -c %a "$M7/opts/plain") & 027)) -eq 0 &&
+			test "$(stat -c %u:%g "$M7/hello.txt")" = 0:0 # stored owner wins
+	}
+	check "uid=,gid=,umask= apply to keys without stored owner/mode" t_owner_defaults
+	ml_umount "$M7"
+	record "unmount the uid/gid/umask mount" $?
+else
+	record "mount -o uid=1234,gid=4321,umask=027" 1
+fi
+chmod 755 "$T" # so that another user can reach the mountpoints at all
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+check_fail "without allow_other another user is refused" "Permission denied" as_nobody ls "$M"
+M8=$T/m8
+if ml_mount "$M8" -o allow_other; then
+	t_allow_other() {
+		echo public >"$M/pub" && chmod 644 "$M/pub" && echo secret >"$M/priv" && chmod 600 "$M/priv" &&
+			test "$(as_nobody cat "$M8/pub")" = public && ! as_nobody cat "$M8/priv" 2>"$T/e" &&
+			grep -q "Permission denied" "$T/e" && ! as_nobody touch "$M8/by-nobody" 2>/dev/null &&
+			mkdir -p "$M8/open" && chmod 777 "$M8/open" && as_nobody sh -c "echo mine > '$M8/open/nob'" &&
+			test "$(stat -c %u "$M8/open/nob")" = 65534
+	}
+	check "allow_other: other users read by the mode bits (default_permissions)" t_allow_other
+	ml_umount "$M8"
+	record "unmount the allow_other mount" $?
+else
+	record "mount -o allow_other" 1
+fi
+M9=$T/m9
+if ml_mount "$M9" -o max_read=65536,max_write=65536; then
+	check "max_read=64K,max_write=64K: a 5 MB file round-trips" sh -c "head -c 5000000 /dev/urandom > '$T/r5' && cp '$T/r5' '$M9/r5' && cmp '$T/r5' '$M9/r5' && cmp '$T/r5' '$M/r5'"
+	ml_umount "$M9"
+	record "unmount the max_read/max_write mount" $?
+else
+	record "mount -o max_read=65536,max_write=65536" 1
+fi
+
+# Without -f the daemon forks once the mount is ready: no waiting.
+M6=$T/m6
+mkdir -p "$M6"
+if out=$(timeout -k 1 30 "$BUILD/kvfs" -c "$CONF" "$M6" 2>&1); then
+	ml_mounts+=("$M6")
+	check "kvfs without -f: mounted when it returns" sh -c "mountpoint -q '$M6' && test \"\$(cat '$M6/hello.txt')\" = hello"
+	ml_umount "$M6"
+	record "unmount the daemonized mount" $?
+else
+	record "kvfs -c CONF MNT (daemonizing)" 1 "$out"
+fi
+
+check "the main mount still works" sh -c "test \"\$(cat '$M/hello.txt')\" = hello && ls '$M' >/dev/null"
+ml_finish
