@@ -2158,57 +2158,17 @@ int store_upload_open(struct store *s, const void *key, size_t klen, int keep, i
 	return 0;
 }
 
-long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
-		      struct iovec *iov, size_t max, uint64_t *covered)
+/*
+ * The pool ranges of upload bytes [off, end), which must already be
+ * reserved, merged where pages are adjacent: at most max entries. Returns
+ * the entries used; *covered = bytes covered.
+ */
+static size_t up_ranges(const struct store *s, const struct upload *up, uint64_t off, uint64_t end,
+			struct iovec *iov, size_t max, uint64_t *covered)
 {
-	uint64_t end, pos;
-	size_t n = 0;
-	int err;
-
-	*covered = 0;
-	if (!len || !max)
-		return 0;
-	if (off > s->max_value || len > s->max_value - off)
-		return -EFBIG;
-	end = off + len;
-	err = up_reserve(s, up, end);
-	if (err)
-		return err;
-	if (off > up->size)
-		up_zero(s, up, up->size, off);
-	for (pos = off; pos < end;) {
-		uint64_t in = pos & (PAGE - 1), l = PAGE - in;
-		uint8_t *addr = pgaddr(s, up->pages[pos >> PAGE_SHIFT]) + in;
-
-		if (l > end - pos)
-			l = end - pos;
-		if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == addr) {
-			iov[n - 1].iov_len += l;
-		} else {
-			if (n == max)
-				break;
-			iov[n].iov_base = addr;
-			iov[n].iov_len = l;
-			n++;
-		}
-		pos += l;
-	}
-	*covered = pos - off;
-	if (pos > up->size)
-		up->size = pos;
-	return (long)n;
-}
-
-size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
-			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered)
-{
-	uint64_t end, pos;
+	uint64_t pos;
 	size_t n = 0;
 
-	*covered = 0;
-	if (off >= up->size || !len || !max)
-		return 0;
-	end = len > up->size - off ? up->size : off + len;
 	for (pos = off; pos < end;) {
 		uint64_t in = pos & (PAGE - 1), l = PAGE - in;
 		uint8_t *addr = pgaddr(s, up->pages[pos >> PAGE_SHIFT]) + in;
@@ -2228,6 +2188,42 @@ size_t store_upload_read_iov(const struct store *s, const struct upload *up, uin
 	}
 	*covered = pos - off;
 	return n;
+}
+
+long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
+		      struct iovec *iov, size_t max, uint64_t *covered)
+{
+	uint64_t end;
+	size_t n;
+	int err;
+
+	*covered = 0;
+	if (!len || !max)
+		return 0;
+	if (off > s->max_value || len > s->max_value - off)
+		return -EFBIG;
+	end = off + len;
+	err = up_reserve(s, up, end);
+	if (err)
+		return err;
+	if (off > up->size)
+		up_zero(s, up, up->size, off);
+	n = up_ranges(s, up, off, end, iov, max, covered);
+	if (off + *covered > up->size)
+		up->size = off + *covered;
+	return (long)n;
+}
+
+size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
+			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered)
+{
+	uint64_t end;
+
+	*covered = 0;
+	if (off >= up->size || !len || !max)
+		return 0;
+	end = len > up->size - off ? up->size : off + len;
+	return up_ranges(s, up, off, end, iov, max, covered);
 }
 
 int store_upload_truncate(struct store *s, struct upload *up, uint64_t size)
