@@ -98,11 +98,23 @@ Test(inode, rename_moves_a_subtree)
 Test(inode, unlink_detaches_but_keeps_the_number)
 {
 	struct inode *f = itab_lookup(&t, ITAB_ROOT, "f", S_IFREG);
+	uint64_t ino = f->ino;
 	itab_unlink(&t, ITAB_ROOT, "f");
-	cr_assert_eq(itab_get(&t, f->ino), f, "the kernel may still use it");
+	cr_assert_eq(itab_get(&t, ino), f, "the kernel may still use it");
 	cr_assert_neq(itab_lookup(&t, ITAB_ROOT, "f", S_IFREG), f, "a new file is a new node");
-	itab_forget(&t, f->ino, 1);
-	cr_assert_null(itab_get(&t, f->ino));
+	itab_forget(&t, ino, 1);
+	cr_assert_null(itab_get(&t, ino));
+}
+
+Test(inode, an_open_handle_outlives_forget)
+{
+	struct inode *f = itab_lookup(&t, ITAB_ROOT, "f", S_IFREG);
+	uint64_t ino = f->ino;
+	itab_hold(&t, f);
+	itab_forget(&t, ino, 1); /* FORGET before the file's RELEASE */
+	cr_assert_eq(itab_get(&t, ino), f);
+	itab_unhold(&t, f);
+	cr_assert_null(itab_get(&t, ino));
 }
 
 Test(inode, many_nodes_grow_the_table)
