@@ -29,6 +29,7 @@ struct fs {
 	struct fs_opts o;
 	struct itab it;
 	struct fuse_session *se;
+	const char *mnt;	 /* the mount point (absolute) */
 	struct timespec mounted; /* time shown for directories without a marker key */
 };
 

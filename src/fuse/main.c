@@ -21,8 +21,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,11 +105,64 @@ static void usage(const char *prog)
 	       "    -o negative_timeout=S   cache missing names for S seconds (default 0)\n"
 	       "    -o max_read=B           largest read request, up to 1M (default 1M)\n"
 	       "    -o max_write=B          largest write request, up to 1M (default 1M)\n"
-	       "    -o threads=N            request workers (only 1 for now)\n\n",
+	       "    -o threads=N            request workers, 1 to 64 (default 8)\n\n",
 	       prog, prog);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 }
+
+/*
+ * The kernel gives a FUSE mount 128 KiB of readahead; sequential reads of
+ * large values go faster with requests of max_read. Best effort (root).
+ * The kernel lowers it to the INIT reply's max_readahead while handling
+ * that reply, so this runs after it (worker_main). The device number comes
+ * from /proc/self/mountinfo, not stat(2): a stat of our own mount would be a
+ * request to ourselves.
+ */
+static void set_readahead(const char *mnt, unsigned bytes)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096], path[96];
+	unsigned maj = 0, min = 0;
+	int found = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned a, b;
+		char at[4096], *o = at;
+		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...", octal escapes in the paths */
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, at) != 3)
+			continue;
+		for (const char *i = at; *i; o++) {
+			if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] && i[3]) {
+				*o = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+				i += 4;
+			} else {
+				*o = *i++;
+			}
+		}
+		*o = 0;
+		if (strcmp(at, mnt) == 0) {
+			maj = a; /* the last one is on top */
+			min = b;
+			found = 1;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	f = fopen(path, "w");
+	if (!f)
+		return;
+	fprintf(f, "%u\n", bytes / 1024);
+	if (fclose(f))
+		log_warn("cannot set %s: %s", path, strerror(errno));
+}
+
+/* The opcode of a request in its buffer (struct fuse_in_header: len, opcode, ...). */
+#define FUSE_OPCODE(mem) (((const uint32_t *)(mem))[1])
+#define FUSE_INIT_OP	 26
 
 struct worker {
 	pthread_t thread;
@@ -140,7 +191,10 @@ static void *worker_main(void *arg)
 				fuse_session_exit(se);
 			break;
 		}
+		uint32_t op = FUSE_OPCODE(fbuf.mem);
 		fuse_session_process_buf(se, &fbuf);
+		if (op == FUSE_INIT_OP) /* its reply is written: the kernel has applied it */
+			set_readahead(w->fs->mnt, w->fs->o.max_read);
 	}
 	pthread_kill(w->main, SIGUSR1); /* unmounted: wake the main thread */
 	return NULL;
@@ -156,14 +210,8 @@ static int check_opts(const struct fs_opts *o)
 		fprintf(stderr, "kvfs: max_write=%u: must be 4096 to %u\n", o->max_write, MAX_IO);
 		return -1;
 	}
-	if (o->threads != 1) {
-		/*
-		 * More workers are built (serve() runs any number) but not safe
-		 * yet: under concurrent rewrites they corrupt memory (see the
-		 * README's known problems). Until that is fixed, one worker.
-		 */
-		fprintf(stderr, "kvfs: threads=%u: only 1 is supported in this version\n",
-			o->threads);
+	if (o->threads < 1 || o->threads > 64) {
+		fprintf(stderr, "kvfs: threads=%u: must be 1 to 64\n", o->threads);
 		return -1;
 	}
 	if (o->umask > 0777) {
@@ -177,34 +225,13 @@ static int check_opts(const struct fs_opts *o)
 	return 0;
 }
 
-/*
- * The kernel gives a FUSE mount 128 KiB of readahead; sequential reads of
- * large values go faster with requests of max_read. Best effort (root).
- * Called once the workers run: stat goes through the mount.
- */
-static void set_readahead(const char *mnt, unsigned bytes)
-{
-	struct stat st;
-	char path[96];
-	if (stat(mnt, &st))
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-		 minor(st.st_dev));
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return;
-	fprintf(f, "%u\n", bytes / 1024);
-	if (fclose(f))
-		log_warn("cannot set %s: %s", path, strerror(errno));
-}
-
 static void wake_handler(int sig)
 {
 	(void)sig;
 }
 
 /* Run the workers until a signal or the unmount. Returns 0 or -errno. */
-static int serve(struct fs *fs, const char *mnt)
+static int serve(struct fs *fs)
 {
 	sigset_t set;
 	sigemptyset(&set);
@@ -247,7 +274,6 @@ static int serve(struct fs *fs, const char *mnt)
 		log_error("cannot start workers: %s", kvfs_strerror(ret));
 	else {
 		int sig;
-		set_readahead(mnt, fs->o.max_read);
 		sigwait(&set, &sig);
 	}
 	/*
@@ -292,7 +318,7 @@ int main(int argc, char **argv)
 			       .entry_timeout = 1.0,
 			       .max_read = MAX_IO,
 			       .max_write = MAX_IO,
-			       .threads = 1};
+			       .threads = 8};
 	log_set_ident("kvfs");
 	if (fuse_opt_parse(&args, &p, kvfs_opts, parse_proc) == -1)
 		goto out;
@@ -349,6 +375,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	clock_gettime(CLOCK_REALTIME, &fs.mounted);
+	fs.mnt = copts.mountpoint;
 	fs.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
 	if (!fs.se)
 		goto out_itab;
@@ -363,7 +390,7 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
-	ret = serve(&fs, copts.mountpoint) ? 1 : 0;
+	ret = serve(&fs) ? 1 : 0;
 	kvfs_close(fs.kv);
 out_unmount:
 	fuse_session_unmount(fs.se);

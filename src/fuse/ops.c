@@ -766,13 +766,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	const void *data;
 	kvfs_lease_t *lease;
 	n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+	/*
+	 * Done with h before replying: once the reply is out, the reader may
+	 * close the file and its RELEASE, on another worker, free h. The
+	 * leased bytes do not depend on the pin.
+	 */
+	pthread_rwlock_unlock(&h->pin_lock);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else {
 		fuse_reply_buf(req, data, (size_t)n);
 		kvfs_lease_release(lease);
 	}
-	pthread_rwlock_unlock(&h->pin_lock);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

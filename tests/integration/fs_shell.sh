@@ -14,6 +14,8 @@ ml_servers_start || { record "servers start" 1; ml_finish; }
 M=$T/m
 ml_mount "$M" || { record "mount" 1; ml_finish; }
 record "mount" 0
+ra_kb() { cat "/sys/class/bdi/$(mountpoint -d "$1")/read_ahead_kb"; }
+check "readahead of the mount is max_read (1 MiB)" test "$(ra_kb "$M")" = 1024
 
 sz() { stat -c %s "$1"; }
 
@@ -369,6 +371,7 @@ else
 fi
 M9=$T/m9
 if ml_mount "$M9" -o max_read=65536,max_write=65536; then
+	check "max_read=64K: readahead 64 KiB" test "$(ra_kb "$M9")" = 64
 	check "max_read=64K,max_write=64K: a 5 MB file round-trips" sh -c "head -c 5000000 /dev/urandom > '$T/r5' && cp '$T/r5' '$M9/r5' && cmp '$T/r5' '$M9/r5' && cmp '$T/r5' '$M/r5'"
 	ml_umount "$M9"
 	record "unmount the max_read/max_write mount" $?
@@ -387,6 +390,25 @@ if out=$(timeout -k 1 30 "$BUILD/kvfs" -c "$CONF" "$M6" 2>&1); then
 else
 	record "kvfs -c CONF MNT (daemonizing)" 1 "$out"
 fi
+
+# Bad options and a broken config: a clear error, no mount.
+t_bad_options() {
+	local o out bad=$T/mbad
+	mkdir -p "$bad"
+	printf 'cluster = { servers = ( { name = "x" } ) }\n' >"$T/broken.conf"
+	for o in -omax_read=4194304 -omax_write=100 -othreads=0 -othreads=65 -oumask=1777 \
+		-oattr_timeout=-1 "-c $T/broken.conf" "-c $T/missing.conf"; do
+		# shellcheck disable=SC2086 # "-c FILE" is two words
+		if out=$(timeout -k 1 10 "$BUILD/kvfs" -c "$CONF" "$bad" -f $o 2>&1); then
+			echo "accepted: $o"
+			fusermount3 -u -z "$bad" 2>/dev/null
+			return 1
+		fi
+		ml_mounted "$bad" && { echo "mounted with $o"; fusermount3 -u -z "$bad"; return 1; }
+		grep -q "^kvfs: " <<<"$out" || { echo "no clear error for $o: $out"; return 1; }
+	done
+}
+check "bad options and a broken config: refused with an error, nothing mounted" t_bad_options
 
 check "the main mount still works" sh -c "test \"\$(cat '$M/hello.txt')\" = hello && ls '$M' >/dev/null"
 ml_finish
