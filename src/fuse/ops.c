@@ -9,7 +9,8 @@
  * - Open pins the key's current value on its server (kvfs_pin_open), so a
  *   handle reads one version from first to last byte. Reads lend the
  *   registered receive slot (kvfs_pin_get_lease) and reply from it: the
- *   bytes land there by RMA and go to the kernel with no copy. The page
+ *   bytes land there by RMA and go to the kernel with no copy. A read-only
+ *   open of a small value fetches it whole instead (reader_open). The page
  *   cache is kept only while the version is unchanged (see op_open).
  * - Writes go to the handle's upload session, opened at the first write
  *   (starting from the current value unless the file was created or
@@ -47,6 +48,8 @@
  * writer moves it under readers of other versions.
  */
 #define WRITE_QUIET_NS (2 * 1000000000LL)
+/* A read-only open of a value up to this size fetches it whole (reader_open). */
+#define WHOLE_MAX (64 * 1024)
 
 __thread struct fs_worker_buf *fs_tls_buf;
 
@@ -65,7 +68,13 @@ struct handle {
 	 */
 	pthread_rwlock_t pin_lock;
 	kvfs_pin_t *pin;
-	struct kvfs_attr pin_attr; /* the pinned version's attributes */
+	struct kvfs_attr pin_attr; /* the pinned (or whole) version's attributes */
+	/*
+	 * A reader of a small value holds the whole value instead of a pin
+	 * (see reader_open); immutable once open.
+	 */
+	char *whole;
+	size_t whole_len;
 };
 
 static struct fs *FS(fuse_req_t req)
@@ -384,7 +393,7 @@ static int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_att
 	pthread_mutex_lock(&h->lock);
 	if (!h->up) {
 		pthread_rwlock_rdlock(&h->pin_lock);
-		if (h->pin) {
+		if (h->pin || h->whole) {
 			*a = h->pin_attr;
 			ok = 1;
 		}
@@ -526,6 +535,15 @@ static struct handle *handle_new(struct fs *fs, struct inode *n, int flags)
 	return h;
 }
 
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	itab_unhold(&fs->it, h->node);
+	pthread_mutex_destroy(&h->lock);
+	pthread_rwlock_destroy(&h->pin_lock);
+	free(h->whole);
+	free(h);
+}
+
 /* The last of an open file: publish its writes, drop its counts, free it. */
 static int handle_close(struct fs *fs, struct handle *h)
 {
@@ -542,11 +560,40 @@ static int handle_close(struct fs *fs, struct handle *h)
 	pthread_mutex_unlock(&fs->it.lock);
 	if (h->pin)
 		kvfs_pin_close(h->pin);
-	itab_unhold(&fs->it, h->node);
-	pthread_mutex_destroy(&h->lock);
-	pthread_rwlock_destroy(&h->pin_lock);
-	free(h);
+	handle_free(fs, h);
 	return ret;
+}
+
+/*
+ * Open key for reading into h: a value of at most WHOLE_MAX bytes is fetched
+ * whole by one GET (inline when the size last seen fits a message) and the
+ * handle's reads are served from memory, with no pin to take and drop: one
+ * round trip for open, read and close of a small file. A larger value is
+ * pinned. *a gets the version's attributes.
+ */
+static int reader_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
+{
+	struct kvfs_limits lim;
+	kvfs_limits(fs->kv, &lim);
+	pthread_mutex_lock(&fs->it.lock);
+	uint64_t seen = h->node->attr.version ? h->node->attr.size : 0;
+	pthread_mutex_unlock(&fs->it.lock);
+	if (seen <= WHOLE_MAX) {
+		size_t want = seen <= lim.inline_threshold ? lim.inline_threshold : WHOLE_MAX;
+		char *buf = malloc(want ? want : 1);
+		ssize_t n = buf ? kvfs_get(fs->kv, key, buf, want, 0, a) : -ENOMEM;
+		if (n >= 0 && a->size == (uint64_t)n) {
+			char *fit = realloc(buf, n ? (size_t)n : 1);
+			h->whole = fit ? fit : buf;
+			h->whole_len = (size_t)n;
+			return 0;
+		}
+		free(buf);
+		if (n < 0 && n != -EAGAIN)
+			return (int)n;
+		/* it grew (or changed while read): pin it */
+	}
+	return kvfs_pin_open(fs->kv, key, &h->pin, a);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -585,6 +632,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (ret)
 			goto fail;
 		h_touched(fs, h);
+	} else if (!writable(fi->flags)) {
+		ret = reader_open(fs, h, key, &a);
+		h->pin_attr = a;
+		if (ret)
+			goto fail;
 	} else {
 		ret = kvfs_pin_open(fs->kv, key, &h->pin, &a);
 		h->pin_attr = a;
@@ -621,10 +673,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_close(fs, h);
 	return;
 fail:
-	itab_unhold(&fs->it, n);
-	pthread_mutex_destroy(&h->lock);
-	pthread_rwlock_destroy(&h->pin_lock);
-	free(h);
+	handle_free(fs, h);
 	reply_err(req, ret);
 }
 
@@ -747,6 +796,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (h->whole) {
+		size_t at = (uint64_t)off < h->whole_len ? (size_t)off : h->whole_len;
+		size_t len = h->whole_len - at < size ? h->whole_len - at : size;
+		fuse_reply_buf(req, h->whole + at, len);
+		return;
+	}
 	pthread_rwlock_rdlock(&h->pin_lock);
 	while (!h->pin) {
 		/* first read after this handle committed: pin what it published */
