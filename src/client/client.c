@@ -49,8 +49,8 @@
 #define NRECV	    (NREQ + 16)
 #define MAX_SLOTS   64
 #define SLOT_MAX    (8u << 20)
-#define SPIN_POLLS  2000
-#define POLL_NAP_NS 20000 /* between polls after the spin */
+#define SPIN_NS	    (30 * 1000) /* busy-poll this long after the last completion... */
+#define POLL_NAP_NS 20000	/* ...then nap this long between polls */
 #define LIVENESS_MS 1
 
 struct conn;
@@ -617,7 +617,8 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 	 * poll. The 1 ms timed sleep is the safety net for a missed hand-over
 	 * and keeps every waiter's deadline checked.
 	 */
-	int spins = 0, polled = 0;
+	int polled = 0;
+	int64_t spin_until = now_ns() + SPIN_NS;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		if (r->replied && r->sent)
@@ -660,7 +661,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 		 * often may lower their timer slack (the mount does).
 		 */
 		int k = fab_poll(c->ep, e, 16, 0);
-		if (k == 0 && spins > SPIN_POLLS) {
+		if (k == 0 && t > spin_until) {
 			struct timespec nap = {0, POLL_NAP_NS};
 			nanosleep(&nap, NULL);
 		}
@@ -678,9 +679,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 			do_break(c, "server closed the session");
 		if (k > 0) {
 			do_complete_batch(c, e, k);
-			spins = 0;
-		} else {
-			spins++;
+			spin_until = now_ns() + SPIN_NS;
 		}
 	}
 	/*
