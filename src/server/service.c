@@ -27,6 +27,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -43,9 +44,10 @@
 #define MAX_PINS      4096 /* per session; the table doubles from 16 up to it */
 #define PIN_IDX_BITS  16
 #define PIN_NONE      UINT32_MAX
-#define SPIN_NS	      (50 * 1000)	 /* idle: busy-poll this long... */
-#define SHORT_NAP_US  20		 /* ...then nap this long at a time... */
-#define SHORT_NAPS_NS (20 * 1000 * 1000) /* ...for this long, then longer naps */
+#define SPIN_NS	      (50 * 1000)	 /* idle: busy-poll this long, */
+#define YIELD_NS      (300 * 1000)	 /* then poll yielding the core up to this, */
+#define SHORT_NAP_US  20		 /* then nap this long at a time */
+#define SHORT_NAPS_NS (20 * 1000 * 1000) /* for this long, then longer naps */
 #define NAP_MAX_US    1000
 #define STOP_GRACE_MS 3000
 
@@ -1236,12 +1238,14 @@ static void *svc_thread(void *arg)
 		}
 		/*
 		 * With requests in flight, keep polling (their RMA only moves while
-		 * we do). Idle: busy-poll for SPIN_NS, then nap SHORT_NAP_US at a
-		 * time (a request waits at most that long), and after SHORT_NAPS_NS
-		 * of quiet with a growing interval up to NAP_MAX_US, so an idle
-		 * server costs almost no CPU. A longer spin would take a core from
-		 * the clients and the kernel on a small shared host (two servers
-		 * and a FUSE mount on 2 cores: ~5x slower file operations).
+		 * we do). Idle: busy-poll for SPIN_NS, then poll yielding the core
+		 * to anyone who wants it until YIELD_NS (a client's next request
+		 * often comes within that), then nap SHORT_NAP_US at a time, and
+		 * after SHORT_NAPS_NS of quiet with a growing interval up to
+		 * NAP_MAX_US, so an idle server costs almost no CPU. A long busy
+		 * spin would take a core from the clients and the kernel on a small
+		 * shared host (two servers and a FUSE mount on 2 cores: ~5x slower
+		 * file operations).
 		 */
 		int napping = 0;
 		if (e->busy_ops == 0) {
@@ -1250,8 +1254,10 @@ static void *svc_thread(void *arg)
 				idle_since = t;
 			else if (t - idle_since > SHORT_NAPS_NS)
 				nap = nap < NAP_MAX_US ? nap * 2 : NAP_MAX_US, napping = 1;
-			else if (t - idle_since > SPIN_NS)
+			else if (t - idle_since > YIELD_NS)
 				nap = SHORT_NAP_US, napping = 1;
+			else if (t - idle_since > SPIN_NS)
+				sched_yield();
 		}
 		int n = fab_poll(e->ep, cqe, 16, napping ? nap : 0);
 		if (n > 0) {
