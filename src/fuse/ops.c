@@ -797,9 +797,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (h->whole) {
+		/*
+		 * Reply from a copy, not from h: once the reply is written the
+		 * reader may close the file and its RELEASE, on another worker,
+		 * free h while fuse_reply_buf returns (sanitizers check writev's
+		 * buffers after the call). At most WHOLE_MAX bytes.
+		 */
+		char copy[WHOLE_MAX];
 		size_t at = (uint64_t)off < h->whole_len ? (size_t)off : h->whole_len;
 		size_t len = h->whole_len - at < size ? h->whole_len - at : size;
-		fuse_reply_buf(req, h->whole + at, len);
+		memcpy(copy, h->whole + at, len);
+		fuse_reply_buf(req, copy, len);
 		return;
 	}
 	pthread_rwlock_rdlock(&h->pin_lock);
