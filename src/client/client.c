@@ -15,6 +15,9 @@
  * handed over in its receive buffer (no copy); the waiter re-posts the buffer
  * when done with it.
  *
+ * A watchdog thread per kvfs_t frees a call stuck inside libfabric on a lock
+ * a dead shm server left held (see unwedge()).
+ *
  * Failure: a closed TCP channel, a fabric error or a timeout marks the conn
  * broken; every waiter fails (-EIO, or -ETIMEDOUT for the one whose deadline
  * passed), and the next call after the last user has left tears the endpoint
@@ -52,6 +55,8 @@
 #define SPIN_NS	    (30 * 1000) /* busy-poll this long after the last completion... */
 #define POLL_NAP_NS 20000	/* ...then nap this long between polls */
 #define LIVENESS_MS 1
+#define WEDGE_NS    (500 * 1000000LL) /* one fab_poll this long: see unwedge() */
+#define WATCH_MS    100
 
 struct conn;
 
@@ -66,6 +71,7 @@ struct creq {
 	int rx;	       /* (L) receive buffer holding the reply, -1 none */
 	size_t rx_len; /* (L) */
 	uint8_t *tx;
+	_Atomic int64_t fab_since; /* inside fab_post_send/fab_poll since (0: not); see unwedge() */
 };
 
 /* A receive slot lent to the caller; one per slot, so lending allocates nothing. */
@@ -146,6 +152,10 @@ struct kvfs {
 	struct kvfs_mr *mrs; /* lock */
 	struct conn conns[KVFS_MAX_SERVERS];
 	uint64_t name_hash[KVFS_MAX_SERVERS];
+	pthread_t wd; /* watchdog(), started by open_common */
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;
+	int wd_stop; /* wd_lock */
 };
 
 static int64_t now_ns(void)
@@ -581,6 +591,60 @@ static int liveness_ok(struct conn *c)
 }
 
 /*
+ * The watchdog: a call stuck in one fab_post_send or fab_poll for WEDGE_NS
+ * while its server is gone means, on shm with libfabric 1.17, that the
+ * server died holding the lock of a shared region (its own, which every
+ * sender takes, or ours), and the call spins on it forever: no caller can
+ * get it out, it is inside libfabric. Release that lock (fab_shm_unwedge):
+ * the call returns, sees the broken conn and fails like any other, and the
+ * conn reconnects once the server is back. Checked every WATCH_MS by one
+ * thread per kvfs_t.
+ */
+static void unwedge(struct conn *c)
+{
+	int64_t now = now_ns();
+	int stuck = 0;
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < NREQ && c->ep; i++) {
+		int64_t since = atomic_load(&c->reqs[i].fab_since);
+		stuck |= c->reqs[i].active && since && now - since > WEDGE_NS;
+	}
+	if (stuck)
+		c->users++; /* keep the endpoint while we look */
+	pthread_mutex_unlock(&c->lock);
+	if (!stuck)
+		return;
+	if (!liveness_ok(c) && fab_shm_unwedge(c->ep) > 0)
+		log_warn("server %s: freed a call stuck on a lock the dead server held",
+			 c->kv->cfg.servers[c->idx].name);
+	conn_leave(c);
+}
+
+static void *watchdog(void *arg)
+{
+	struct kvfs *kv = arg;
+	pthread_mutex_lock(&kv->wd_lock);
+	while (!kv->wd_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCH_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&kv->wd_cond, &kv->wd_lock, &ts);
+		if (kv->wd_stop)
+			break;
+		pthread_mutex_unlock(&kv->wd_lock);
+		for (int i = 0; i < kv->cfg.n_servers; i++)
+			unwedge(&kv->conns[i]);
+		pthread_mutex_lock(&kv->wd_lock);
+	}
+	pthread_mutex_unlock(&kv->wd_lock);
+	return NULL;
+}
+
+/*
  * Send r's request (already encoded in r->tx, n bytes) and wait for the
  * reply. Returns 0 with *rep decoded from the reply buffer (valid until
  * req_put), or -errno.
@@ -591,12 +655,16 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 	int64_t next_live = now_ns() + LIVENESS_MS * 1000000;
 	int ret;
 	for (;;) {
+		atomic_store(&r->fab_since, now_ns());
 		ret = fab_post_send(c->ep, r->tx, (size_t)n, fab_mr_desc(c->msg_mr), c->srv_addr,
 				    &r->send_ctx);
-		if (ret != -EAGAIN)
+		if (ret != -EAGAIN) {
+			atomic_store(&r->fab_since, 0);
 			break;
+		}
 		struct fab_cqe e[8];
 		int k = fab_poll(c->ep, e, 8, 0);
+		atomic_store(&r->fab_since, 0);
 		pthread_mutex_lock(&c->lock);
 		do_complete_batch(c, e, k);
 		pthread_mutex_unlock(&c->lock);
@@ -660,7 +728,9 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 		 * (a FUSE cold read went from 0.55 to 1.5 GB/s). Callers that wait
 		 * often may lower their timer slack (the mount does).
 		 */
+		atomic_store(&r->fab_since, t);
 		int k = fab_poll(c->ep, e, 16, 0);
+		atomic_store(&r->fab_since, 0);
 		if (k == 0 && t > spin_until) {
 			struct timespec nap = {0, POLL_NAP_NS};
 			nanosleep(&nap, NULL);
@@ -847,7 +917,12 @@ static int open_common(struct kvfs *kv)
 		kv->name_hash[i] =
 		    hash64(kv->cfg.servers[i].name, strlen(kv->cfg.servers[i].name), 0);
 	}
-	return 0;
+	pthread_mutex_init(&kv->wd_lock, NULL);
+	pthread_cond_init(&kv->wd_cond, NULL);
+	ret = -pthread_create(&kv->wd, NULL, watchdog, kv);
+	if (ret)
+		log_error("cannot start the client's watchdog thread: %s", strerror(-ret));
+	return ret;
 }
 
 int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg)
@@ -890,6 +965,13 @@ void kvfs_close(kvfs_t *kv)
 {
 	if (!kv)
 		return;
+	pthread_mutex_lock(&kv->wd_lock);
+	kv->wd_stop = 1;
+	pthread_cond_signal(&kv->wd_cond);
+	pthread_mutex_unlock(&kv->wd_lock);
+	pthread_join(kv->wd, NULL);
+	pthread_mutex_destroy(&kv->wd_lock);
+	pthread_cond_destroy(&kv->wd_cond);
 	for (int i = 0; i < kv->cfg.n_servers; i++) {
 		struct conn *c = &kv->conns[i];
 		teardown(c);

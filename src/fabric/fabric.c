@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <time.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ struct fab_ep {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	char prov[64];
+	char shm_name[64];    /* shm: our region's name, "" otherwise */
 	uint64_t write_flags; /* FI_DELIVERY_COMPLETE when sends may overtake writes */
 };
 
@@ -119,6 +121,75 @@ static void shm_sweep(void)
 	closedir(d);
 }
 
+/*
+ * libfabric 1.17's shm provider guards each region (ours, and each peer's
+ * that we map) with a process-shared spinlock, which a peer takes while it
+ * queues a command in the region. A peer killed while holding one leaves it
+ * held for good, and our next progress call spins in pthread_spin_lock
+ * forever (1.18's lock-free queues removed the lock). The 1.17 region starts
+ * { u8 version = 4; u8; u16 flags; int pid; u8; u8; void *base; spinlock }.
+ */
+#define SMR117_VERSION	 4
+#define SMR117_PID_OFF	 4
+#define SMR117_LOCK_OFF	 24
+#define WEDGE_CONFIRM_MS 10
+
+/* Is the spinlock at l held now and for WEDGE_CONFIRM_MS more? */
+static int lock_stuck(pthread_spinlock_t *l)
+{
+	for (int i = 0; i <= WEDGE_CONFIRM_MS; i++) {
+		if (pthread_spin_trylock(l) == 0) {
+			pthread_spin_unlock(l);
+			return 0;
+		}
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+	return 1;
+}
+
+int fab_shm_unwedge(struct fab_ep *e)
+{
+	if (!e->shm_name[0] || fi_version() < FI_VERSION(1, 17) ||
+	    fi_version() >= FI_VERSION(1, 18))
+		return 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int released = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+		char perms[8];
+		int name_at = 0, pid;
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &start, &end, perms, &name_at) < 3 ||
+		    !name_at || strncmp(line + name_at, "/dev/shm/" SHM_PREFIX, 14) != 0 ||
+		    perms[3] != 's' || end - start < SMR117_LOCK_OFF + sizeof(pthread_spinlock_t))
+			continue;
+		const char *name = line + name_at + strlen("/dev/shm/");
+		if (sscanf(name, SHM_PREFIX "%d_", &pid) != 1)
+			continue;
+		/* Ours, or a dead peer's; and laid out as 1.17 lays it out. */
+		int ours = strncmp(name, e->shm_name, strlen(e->shm_name)) == 0;
+		if (!ours && !(kill(pid, 0) == -1 && errno == ESRCH))
+			continue;
+		const uint8_t *r = (const uint8_t *)start;
+		int rpid;
+		memcpy(&rpid, r + SMR117_PID_OFF, sizeof(rpid));
+		if (r[0] != SMR117_VERSION || rpid != pid)
+			continue;
+		pthread_spinlock_t *l = (pthread_spinlock_t *)(start + SMR117_LOCK_OFF);
+		if (lock_stuck(l)) {
+			pthread_spin_unlock(l);
+			log_warn("shm: released the lock of region %.*s, left held by a dead peer",
+				 (int)strcspn(name, "\n"), name);
+			released++;
+		}
+	}
+	fclose(f);
+	return released;
+}
+
 static int do_open(struct fab_ep **out, const struct fab_open_args *a);
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -157,6 +228,7 @@ static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 			r = (uint32_t)time(NULL);
 		snprintf(shm_name, sizeof(shm_name), "%s%d_%08x", SHM_PREFIX, (int)getpid(), r);
+		snprintf(e->shm_name, sizeof(e->shm_name), "%s", shm_name);
 		node = shm_name;
 		service = NULL;
 	}

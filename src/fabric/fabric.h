@@ -106,6 +106,15 @@ int fab_post_read(struct fab_ep *ep, const struct iovec *iov, void **desc, size_
  */
 int fab_poll(struct fab_ep *ep, struct fab_cqe *out, int max, int nap_us);
 
+/*
+ * shm with libfabric 1.17 only: a peer killed while it held the lock of a
+ * shared-memory region leaves fab_poll spinning forever. For a caller that
+ * knows ep's peer is dead and a poll has not returned for long: release
+ * such a lock (ep's own region, or a dead process's) if it stays held.
+ * Returns how many were released; 0 on other providers and versions.
+ */
+int fab_shm_unwedge(struct fab_ep *ep);
+
 /* Providers usable for kvfs here (FI_EP_RDM with FI_MSG|FI_RMA). */
 int fab_provider_available(const char *prov);
 /* Print what libfabric offers and what "auto" picks and why. Returns 0. */

@@ -357,7 +357,11 @@ ml_cleanup() {
 	for p in $pids; do ml_wait_gone "$p" 5 || kill -KILL "$p" 2>/dev/null; done
 	for p in $pids; do ml_wait_gone "$p" 2; done
 	for p in $pids; do wait "$p" 2>/dev/null; done # reap ours (a plain `wait` would wait for any child)
-	# 3. The temp dir, never crossing into a mount that is somehow still there.
+	# 3. The temp dir, never crossing into a mount that is somehow still there
+	#    (its logs are kept in $ML_KEEP_LOGS first, when that names a directory).
+	if [ -n "${ML_KEEP_LOGS:-}" ] && [ -d "$ML_KEEP_LOGS" ]; then
+		cp "$T"/*.log "$ML_KEEP_LOGS"/ 2>/dev/null
+	fi
 	rm -rf --one-file-system "$T" "${ml_extra_dirs[@]}" 2>/dev/null
 	exit "$rc"
 }

@@ -4,11 +4,15 @@
  * cleanly; a wrong secret gets nothing; a client's death frees its uploads.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +55,57 @@ Test(failure, killed_server_errors_in_time_then_recovers, .init = start_short_ti
 	h_restart(&cl, 0);
 	/* A restarted server is empty (it is a cache) but serves at once. */
 	cr_assert_eq(kvfs_get(kv, "k", b, sizeof(b), 0, NULL), -ENOENT);
+	cr_assert_eq(kvfs_put(kv, "k", "w", 1, NULL), 0);
+	cr_assert_eq(kvfs_get(kv, "k", b, sizeof(b), 0, NULL), 1);
+	cr_assert_eq(b[0], 'w');
+}
+
+/*
+ * libfabric 1.17's shm: every process that sends to a server takes the lock
+ * of the server's shared-memory region, and so does the server while it
+ * works through its queue. A server SIGKILLed while holding it would leave
+ * the client's next send spinning in libfabric forever. The client's
+ * watchdog releases the lock once the server is gone. The unlucky kill is
+ * made certain here: a child takes that lock and is killed, then the server.
+ */
+Test(failure, server_killed_holding_shm_lock, .init = start_short_timeout, .fini = stop,
+     .timeout = 60)
+{
+	char b[8], path[300] = "", prefix[64];
+	if (strcmp(h_provider(), "shm") != 0)
+		cr_skip_test("shm only: the region lock is the shm provider's");
+	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), 0); /* connected */
+	snprintf(prefix, sizeof(prefix), "kvfs_%d_", (int)cl.pids[0]);
+	DIR *d = opendir("/dev/shm");
+	cr_assert_not_null(d);
+	for (struct dirent *de; (de = readdir(d));)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			snprintf(path, sizeof(path), "/dev/shm/%s", de->d_name);
+	closedir(d);
+	cr_assert(path[0], "no shm region of the server in /dev/shm");
+	pid_t child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		int fd = open(path, O_RDWR);
+		char *m = fd < 0 ? MAP_FAILED
+				 : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			_exit(1);
+		pthread_spin_lock((pthread_spinlock_t *)(m + 24)); /* 1.17: the region's lock */
+		raise(SIGKILL);
+		_exit(2);
+	}
+	int st;
+	cr_assert_eq(waitpid(child, &st, 0), child);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the locking child failed");
+	h_kill(&cl, 0, SIGKILL);
+
+	int64_t t0 = h_now_ms();
+	ssize_t n = kvfs_get(kv, "k", b, sizeof(b), 0, NULL);
+	int64_t dt = h_now_ms() - t0;
+	cr_assert(n == -EIO || n == -ETIMEDOUT, "get on a dead server: %zd", n);
+	cr_assert_leq(dt, 1000 + 1000, "took %lld ms (timeout 1000 ms)", (long long)dt);
+	h_restart(&cl, 0);
 	cr_assert_eq(kvfs_put(kv, "k", "w", 1, NULL), 0);
 	cr_assert_eq(kvfs_get(kv, "k", b, sizeof(b), 0, NULL), 1);
 	cr_assert_eq(b[0], 'w');
