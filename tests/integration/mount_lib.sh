@@ -6,7 +6,7 @@
 # and ends with ml_finish. Whatever happens (a failed check, an error in the
 # script, SIGINT/SIGTERM, a timeout) the EXIT trap unmounts every mount under
 # the test's temp dir, ends every process it started (by pid) and removes the
-# temp dir.
+# temp dir (after copying its logs to $ML_KEEP_LOGS, if that is a directory).
 #
 #   ml_init BUILD [SRC]         temp dir $T, skip (77) without root/FUSE
 #   ml_tempdir PARENT           another temp dir $ML_TEMPDIR (e.g. on /dev/shm), removed at the end
