@@ -55,7 +55,7 @@
 #define SPIN_NS	    (30 * 1000) /* busy-poll this long after the last completion... */
 #define POLL_NAP_NS 20000	/* ...then nap this long between polls */
 #define LIVENESS_MS 1
-#define WEDGE_NS    (500 * 1000000LL) /* one fab_poll this long: see unwedge() */
+#define WEDGE_NS    (500 * 1000000LL) /* one libfabric call this long: see unwedge() */
 #define WATCH_MS    100
 
 struct conn;
@@ -163,6 +163,19 @@ static int64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CLOCK_REALTIME ns (< 1 s) from now, for pthread_cond_timedwait. */
+static struct timespec realtime_in(long ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += ns;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
 }
 
 static void wake_all(struct conn *c)
@@ -625,13 +638,7 @@ static void *watchdog(void *arg)
 	struct kvfs *kv = arg;
 	pthread_mutex_lock(&kv->wd_lock);
 	while (!kv->wd_stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += WATCH_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		struct timespec ts = realtime_in(WATCH_MS * 1000000L);
 		pthread_cond_timedwait(&kv->wd_cond, &kv->wd_lock, &ts);
 		if (kv->wd_stop)
 			break;
@@ -703,13 +710,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 		}
 		if (c->poller) {
 			c->sleepers++;
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			struct timespec ts = realtime_in(1000000);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 			c->sleepers--;
 			polled = 0;

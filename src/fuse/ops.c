@@ -632,13 +632,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (ret)
 			goto fail;
 		h_touched(fs, h);
-	} else if (!writable(fi->flags)) {
-		ret = reader_open(fs, h, key, &a);
-		h->pin_attr = a;
-		if (ret)
-			goto fail;
 	} else {
-		ret = kvfs_pin_open(fs->kv, key, &h->pin, &a);
+		ret = writable(fi->flags) ? kvfs_pin_open(fs->kv, key, &h->pin, &a)
+					  : reader_open(fs, h, key, &a);
 		h->pin_attr = a;
 		if (ret)
 			goto fail;
