@@ -84,6 +84,7 @@ struct rxbuf {
 	struct fab_ctx ctx; /* first */
 	struct conn *c;
 	int idx;
+	_Atomic int64_t fab_since; /* inside fab_post_recv since (0: not); see unwedge() */
 };
 
 struct conn {
@@ -506,12 +507,14 @@ static struct creq *req_get(struct conn *c)
 static void repost_rx(struct conn *c, int rx)
 {
 	int ret;
+	atomic_store(&c->rxs[rx].fab_since, now_ns());
 	do {
 		ret = fab_post_recv(c->ep, c->msgs + (size_t)(NREQ + rx) * c->msg_size, c->msg_size,
 				    fab_mr_desc(c->msg_mr), &c->rxs[rx].ctx);
 		if (ret == -EAGAIN)
 			sched_yield();
 	} while (ret == -EAGAIN);
+	atomic_store(&c->rxs[rx].fab_since, 0);
 }
 
 /*
@@ -604,11 +607,11 @@ static int liveness_ok(struct conn *c)
 }
 
 /*
- * The watchdog: a call stuck in one fab_post_send or fab_poll for WEDGE_NS
- * while its server is gone means, on shm with libfabric 1.17, that the
- * server died holding the lock of a shared region (its own, which every
- * sender takes, or ours), and the call spins on it forever: no caller can
- * get it out, it is inside libfabric. Release that lock (fab_shm_unwedge):
+ * The watchdog: a call stuck in one fab_post_send, fab_poll or
+ * fab_post_recv for WEDGE_NS while its server is gone means, on shm with
+ * libfabric 1.17, that the server died holding the lock of a shared region
+ * (its own, which every sender takes, or ours), and the call spins on it
+ * forever: no caller can get it out, it is inside libfabric. Release that lock (fab_shm_unwedge):
  * the call returns, sees the broken conn and fails like any other, and the
  * conn reconnects once the server is back. Checked every WATCH_MS by one
  * thread per kvfs_t.
@@ -621,6 +624,10 @@ static void unwedge(struct conn *c)
 	for (int i = 0; i < NREQ && c->ep; i++) {
 		int64_t since = atomic_load(&c->reqs[i].fab_since);
 		stuck |= c->reqs[i].active && since && now - since > WEDGE_NS;
+	}
+	for (int i = 0; i < NRECV && c->ep; i++) {
+		int64_t since = atomic_load(&c->rxs[i].fab_since);
+		stuck |= since && now - since > WEDGE_NS;
 	}
 	if (stuck)
 		c->users++; /* keep the endpoint while we look */
