@@ -1560,39 +1560,52 @@ out:
 
 /* ---- uploads ------------------------------------------------------------------ */
 
-int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out)
+/*
+ * Open server-side state of key (an upload or a pin) by request op: on
+ * success *cp and *gen (the session it lives in) say where it is, and *rep
+ * holds its handle and the value's attributes. Returns 0 or -errno.
+ */
+static int state_open(kvfs_t *kv, const char *key, uint8_t op, uint8_t flags, struct conn **cp,
+		      uint64_t *gen, struct wire_rep *rep)
 {
 	struct conn *c;
 	size_t klen;
 	struct wire_req q;
-	struct wire_rep rep;
 	int ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
-	struct kvfs_upload *up = calloc(1, sizeof(*up));
-	if (!up) {
-		conn_leave(c);
-		return -ENOMEM;
-	}
-	req_init(c, &q, OP_UP_OPEN);
+	req_init(c, &q, op);
 	q.key = (const uint8_t *)key;
 	q.klen = (uint32_t)klen;
-	q.flags = (flags & KVFS_UPLOAD_KEEP) ? RQ_KEEP : 0;
-	ret = call_simple(c, &q, &rep);
+	q.flags = flags;
+	ret = call_simple(c, &q, rep);
 	if (!ret) {
-		up->c = c;
+		*cp = c;
 		pthread_mutex_lock(&c->lock);
-		up->gen = c->gen;
+		*gen = c->gen; /* stable: we are one of its users */
 		pthread_mutex_unlock(&c->lock);
-		up->handle = rep.handle;
-		up->size = rep.attr.size;
-		memcpy(up->key, key, klen + 1);
-		*out = up;
-	} else {
-		free(up);
 	}
 	conn_leave(c);
 	return ret;
+}
+
+int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out)
+{
+	struct wire_rep rep;
+	struct kvfs_upload *up = calloc(1, sizeof(*up));
+	if (!up)
+		return -ENOMEM;
+	int ret = state_open(kv, key, OP_UP_OPEN, (flags & KVFS_UPLOAD_KEEP) ? RQ_KEEP : 0, &up->c,
+			     &up->gen, &rep);
+	if (ret) {
+		free(up);
+		return ret;
+	}
+	up->handle = rep.handle;
+	up->size = rep.attr.size;
+	snprintf(up->key, sizeof(up->key), "%s", key);
+	*out = up;
+	return 0;
 }
 
 /* Enter an upload's conn; its session must be the one the upload lives in. */
@@ -1742,37 +1755,20 @@ void kvfs_upload_abort(kvfs_upload_t *up)
 
 int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr)
 {
-	struct conn *c;
-	size_t klen;
-	struct wire_req q;
 	struct wire_rep rep;
-	int ret = route(kv, key, &klen, &c);
-	if (ret)
-		return ret;
 	struct kvfs_pin *p = calloc(1, sizeof(*p));
-	if (!p) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	req_init(c, &q, OP_PIN);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
-	ret = call_simple(c, &q, &rep);
+	if (!p)
+		return -ENOMEM;
+	int ret = state_open(kv, key, OP_PIN, 0, &p->c, &p->gen, &rep);
 	if (ret) {
 		free(p);
-		goto out;
+		return ret;
 	}
-	p->c = c;
-	pthread_mutex_lock(&c->lock);
-	p->gen = c->gen; /* stable: we are one of its users */
-	pthread_mutex_unlock(&c->lock);
 	p->handle = rep.handle;
 	if (attr)
 		*attr = rep.attr;
 	*out = p;
-out:
-	conn_leave(c);
-	return ret;
+	return 0;
 }
 
 static void pin_req(struct kvfs_pin *p, struct wire_req *q, uint8_t op)
