@@ -1067,6 +1067,20 @@ static int route(struct kvfs *kv, const char *key, size_t *klen, struct conn **o
 	return 0;
 }
 
+/* Enter key's server and start request q of op for key. The caller leaves c. */
+static int route_req(struct kvfs *kv, const char *key, uint8_t op, struct conn **out,
+		     struct wire_req *q)
+{
+	size_t klen;
+	int ret = route(kv, key, &klen, out);
+	if (ret)
+		return ret;
+	req_init(*out, q, op);
+	q->key = (const uint8_t *)key;
+	q->klen = (uint32_t)klen;
+	return 0;
+}
+
 static void sa_to_wire(struct wire_sa *w, const struct kvfs_setattr *sa)
 {
 	if (!sa)
@@ -1190,15 +1204,11 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
 		 struct kvfs_attr *attr)
 {
 	struct conn *c;
-	size_t klen;
 	struct kvfs_attr a;
 	struct wire_req q;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
-	req_init(c, &q, OP_GET);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
 	ssize_t total = read_range(c, &q, buf, len, off, &a);
 	if (total >= 0 && attr)
 		*attr = a;
@@ -1237,14 +1247,10 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, co
 		       kvfs_lease_t **lease, struct kvfs_attr *attr)
 {
 	struct conn *c;
-	size_t klen;
 	struct wire_req q;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
-	req_init(c, &q, OP_GET);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
 	q.off = off;
 	q.len = len;
 	ssize_t n = lease_piece(c, &q, data, lease, attr);
@@ -1323,15 +1329,11 @@ static int key_call(struct kvfs *kv, const char *key, uint8_t op, const struct k
 		    struct kvfs_attr *attr)
 {
 	struct conn *c;
-	size_t klen;
 	struct wire_req q;
 	struct wire_rep rep;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_req(kv, key, op, &c, &q);
 	if (ret)
 		return ret;
-	req_init(c, &q, op);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
 	sa_to_wire(&q.sa, sa);
 	ret = call_simple(c, &q, &rep);
 	if (!ret && attr)
@@ -1569,14 +1571,10 @@ static int state_open(kvfs_t *kv, const char *key, uint8_t op, uint8_t flags, st
 		      uint64_t *gen, struct wire_rep *rep)
 {
 	struct conn *c;
-	size_t klen;
 	struct wire_req q;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_req(kv, key, op, &c, &q);
 	if (ret)
 		return ret;
-	req_init(c, &q, op);
-	q.key = (const uint8_t *)key;
-	q.klen = (uint32_t)klen;
 	q.flags = flags;
 	ret = call_simple(c, &q, rep);
 	if (!ret) {
