@@ -194,6 +194,11 @@ int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body)
 		w_u64(&w, m->token);
 		w_u16(&w, m->addr_len);
 		w_bytes(&w, m->addr, m->addr_len);
+		w_u32(&w, m->pool.pid);
+		w_u32(&w, (uint32_t)m->pool.fd);
+		w_u64(&w, m->pool.len);
+		w_u64(&w, m->pool.dev);
+		w_u64(&w, m->pool.ino);
 		break;
 	}
 	case WF_ERROR: {
@@ -275,6 +280,11 @@ int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, co
 			return -EPROTO;
 		}
 		r_copy(&r, m->addr, m->addr_len);
+		m->pool.pid = r_u32(&r);
+		m->pool.fd = (int32_t)r_u32(&r);
+		m->pool.len = r_u64(&r);
+		m->pool.dev = r_u64(&r);
+		m->pool.ino = r_u64(&r);
 		break;
 	}
 	case WF_ERROR: {
@@ -500,6 +510,35 @@ int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nl
 		r_attr(&r, attr);
 	*name = (const char *)r_bytes(&r, *nlen);
 	return r.bad ? -EPROTO : (int)r.pos;
+}
+
+int wire_segs_encode(void *buf, size_t cap, const struct wire_seg *seg, int n)
+{
+	struct wr w = {buf, cap, 0, 0};
+	for (int i = 0; i < n; i++) {
+		w_u64(&w, seg[i].off);
+		w_u64(&w, seg[i].len);
+	}
+	return w.over ? -EMSGSIZE : (int)w.pos;
+}
+
+int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_len,
+		     struct wire_seg *seg, int max)
+{
+	struct rd r = {buf, len, 0, 0};
+	uint64_t sum = 0;
+	int n = 0;
+	if (len % WIRE_SEG_SIZE || len / WIRE_SEG_SIZE > (size_t)max)
+		return -EPROTO;
+	for (; r.pos < len; n++) {
+		seg[n].off = r_u64(&r);
+		seg[n].len = r_u64(&r);
+		if (!seg[n].len || seg[n].off > pool_len || seg[n].len > pool_len - seg[n].off ||
+		    seg[n].len > total - sum)
+			return -EPROTO;
+		sum += seg[n].len;
+	}
+	return sum == total ? n : -EPROTO;
 }
 
 #define N_STATS 14

@@ -26,6 +26,11 @@
  *     the pinned value: inline when buf is region 0 (at most the inline
  *     threshold), else RMA-written into buf; n = 0 at or past the end.
  *     Concurrent PIN_GETs of one handle are fine.
+ *   PIN_GET with RQ_MAP -> {n, attr, segments}: where the bytes lie in the
+ *     server's pool instead of the bytes (struct wire_seg, at most
+ *     WIRE_MAP_SEGS; n = bytes they cover, less than len when more segments
+ *     would be needed). For a client that mapped the pool (struct
+ *     wire_pool); the bytes stay put until the pin is released.
  *   UNPIN {handle}. An unknown handle (never given, unpinned, another
  *     session's) gets -EBADF.
  */
@@ -94,10 +99,22 @@ struct wire_setup {
 	uint8_t addr[WIRE_ADDR_MAX];
 	struct wire_region recv, staging;
 };
+/*
+ * The server's pool, offered to clients on its host (README "Same-host
+ * reads"): a client allowed to ptrace process pid takes its descriptor fd
+ * (pidfd_getfd) and maps it read-only when fstat shows dev, ino and at least
+ * len bytes. pid 0: not offered.
+ */
+struct wire_pool {
+	uint32_t pid;
+	int32_t fd;
+	uint64_t len, dev, ino;
+};
 struct wire_ready {
 	uint64_t session, token;
 	uint16_t addr_len;
 	uint8_t addr[WIRE_ADDR_MAX];
+	struct wire_pool pool;
 };
 struct wire_error {
 	int32_t err;
@@ -153,6 +170,7 @@ struct wire_sa {
 #define RQ_KEEP	     1u /* UP_OPEN: start from current value */
 #define RQ_NOREPLACE 2u /* RENAME */
 #define RQ_DELIM     4u /* LIST: fold at '/' */
+#define RQ_MAP	     8u /* PIN_GET: reply with pool segments, not bytes */
 
 struct wire_req {
 	uint8_t op, flags;
@@ -207,6 +225,23 @@ int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
 /* Decode one entry at buf; returns bytes consumed or -EPROTO. name is not NUL-terminated. */
 int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nlen, int *is_prefix,
 		      struct kvfs_attr *attr);
+
+/* A range of the server's pool (PIN_GET with RQ_MAP), 16 bytes on the wire. */
+struct wire_seg {
+	uint64_t off, len;
+};
+#define WIRE_SEG_SIZE 16
+#define WIRE_MAP_SEGS 128
+
+/* Returns bytes written (n * WIRE_SEG_SIZE) or -EMSGSIZE. */
+int wire_segs_encode(void *buf, size_t cap, const struct wire_seg *seg, int n);
+/*
+ * Decode the segments of a PIN_GET RQ_MAP reply: at most max, each non-empty
+ * and inside a pool of pool_len bytes, together covering exactly total bytes.
+ * Returns their number or -EPROTO.
+ */
+int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_len,
+		     struct wire_seg *seg, int max);
 
 /* Stats payload (OP_STATS reply data). */
 int wire_stats_encode(void *buf, size_t cap, const struct kvfs_stats *st);

@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -137,7 +138,7 @@ static void *handshake(void *arg)
 			   strerror(-cmd.result));
 		goto out;
 	}
-	struct wire_ready rd = {.session = cmd.session, .token = cmd.token};
+	struct wire_ready rd = {.session = cmd.session, .token = cmd.token, .pool = srv.pool};
 	ret = svc_ep_name(ep, rd.addr, &rd.addr_len);
 	if (!ret)
 		ret = sock_send_frame(fd, WF_READY, &rd, HANDSHAKE_MS);
@@ -339,6 +340,10 @@ int main(int argc, char **argv)
 			conf, (unsigned long long)sc.memory, strerror(-ret));
 		return 1;
 	}
+	struct stat pst;
+	if (store_pool_fd(srv.store) >= 0 && fstat(store_pool_fd(srv.store), &pst) == 0)
+		srv.pool = (struct wire_pool){(uint32_t)getpid(), store_pool_fd(srv.store),
+					      store_pool_size(srv.store), pst.st_dev, pst.st_ino};
 
 	const char *provs[SVC_MAX_EPS];
 	int n_provs;

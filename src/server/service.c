@@ -645,10 +645,44 @@ static int pin_reserve(struct session *s)
 }
 
 /*
+ * PIN_GET with RQ_MAP: reply with where [off, off+len) of the pinned item
+ * lies in the pool (for a client on this host that mapped it), n = the bytes
+ * covered. The pin keeps those bytes in place; nothing is copied.
+ */
+static int pin_map(struct svc_ep *e, struct op *o, struct item *it, const char **why)
+{
+	struct srv *srv = e->srv;
+	struct wire_req *q = &o->req;
+	struct iovec iov[WIRE_MAP_SEGS];
+	struct wire_seg seg[WIRE_MAP_SEGS];
+	uint64_t cov;
+	if (!srv->pool.pid) {
+		*why = "pool not offered for mapping";
+		return -EOPNOTSUPP;
+	}
+	pthread_mutex_lock(&srv->store_lock);
+	store_item_attr(it, &o->rep.attr);
+	size_t k = store_item_iov(it, q->off, q->len, iov, WIRE_MAP_SEGS, &cov);
+	const uint8_t *base = store_pool_base(srv->store);
+	pthread_mutex_unlock(&srv->store_lock);
+	for (size_t i = 0; i < k; i++)
+		seg[i] = (struct wire_seg){(uint64_t)((const uint8_t *)iov[i].iov_base - base),
+					   iov[i].iov_len};
+	int len = wire_segs_encode(rep_data(o), WIRE_MAP_SEGS * WIRE_SEG_SIZE, seg, (int)k);
+	atomic_fetch_add(&srv->ctr.hits, 1);
+	o->rep.data = rep_data(o);
+	o->rep.dlen = (uint32_t)len;
+	o->rep.n = cov;
+	reply(e, o);
+	return 0;
+}
+
+/*
  * PIN: pin the key's current item in the session's table; the reply carries
  * its handle and attributes. -ENOENT, -EMFILE (MAX_PINS held), -EBUSY (the
  * item holds STORE_PIN_MAX pins). PIN_GET: read [off, off+len) of a pinned
- * item like a GET (reply attr = the pinned item's). UNPIN: release it; a
+ * item like a GET (reply attr = the pinned item's), or with RQ_MAP say where
+ * it lies (pin_map). UNPIN: release it; a
  * PIN_GET in flight keeps its own pin. Unknown handles: -EBADF.
  */
 static int do_pin(struct svc_ep *e, struct op *o, const char **why)
@@ -697,6 +731,8 @@ static int do_pin(struct svc_ep *e, struct op *o, const char **why)
 		return 0;
 	}
 	atomic_fetch_add(&srv->ctr.gets, 1);
+	if (q->flags & RQ_MAP)
+		return pin_map(e, o, p->it, why);
 	pthread_mutex_lock(&srv->store_lock);
 	ret = store_item_ref(srv->store, p->it);
 	if (!ret)

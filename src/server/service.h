@@ -38,7 +38,8 @@ struct srv {
 	int64_t started;
 
 	pthread_mutex_t store_lock;
-	struct store *store; /* store_lock */
+	struct store *store;   /* store_lock */
+	struct wire_pool pool; /* offered to clients on this host; pid 0: none */
 
 	struct svc_ep *eps[SVC_MAX_EPS];
 	int n_eps;

@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HUGE_PAGE	   (2u << 20) /* transparent huge page */
 #define PAGE		   ((uint64_t)STORE_PAGE_SIZE)
@@ -125,6 +126,7 @@ struct store {
 	uint8_t *base;
 	void *map;
 	size_t map_len;
+	int pool_fd; /* memfd behind the pool, or -1 */
 	uint32_t npages;
 	uint64_t max_value;
 	int evict_none;
@@ -1471,6 +1473,45 @@ static void set_new_attrs(struct item *it, const struct store_attr *a, int64_t n
 
 /* ---------------------------------------------------------------- public */
 
+/*
+ * Map the pool: len bytes at a 1 MiB-aligned address, from a memfd shared
+ * with the mapping, so that a client on this host allowed to ptrace the
+ * server may map it read-only (store_pool_fd). Anonymous memory when no
+ * memfd can be had. Returns 0 or -ENOMEM.
+ */
+static int pool_map(struct store *s, size_t len)
+{
+	/* reserve len + a page, keep the aligned len bytes, give back the slack */
+	uint8_t *r =
+	    mmap(NULL, len + PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return -ENOMEM;
+	uintptr_t m = (uintptr_t)r, a = (m + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	if (a > m)
+		munmap(r, a - m);
+	munmap((void *)(a + len), m + len + PAGE - (a + len));
+	int fd = memfd_create("kvfs-pool", MFD_CLOEXEC);
+	void *p = MAP_FAILED;
+	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+		p = mmap((void *)a, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED) {
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		p = mmap((void *)a, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	}
+	if (p == MAP_FAILED) {
+		munmap((void *)a, len);
+		return -ENOMEM;
+	}
+	s->pool_fd = fd;
+	s->map = p;
+	s->map_len = len;
+	s->base = p;
+	return 0;
+}
+
 int store_open(struct store **out, const struct store_config *cfg)
 {
 	uint64_t npages = cfg->memory >> PAGE_SHIFT;
@@ -1491,23 +1532,11 @@ int store_open(struct store **out, const struct store_config *cfg)
 	s->rmask = rbits >= 32 ? UINT32_MAX : (1u << rbits) - 1;
 	s->max_value = cfg->max_value ? cfg->max_value : npages * PAGE;
 	s->evict_none = cfg->evict_none;
-	s->map_len = (size_t)(npages + 1) * PAGE;
-	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (s->map == MAP_FAILED) {
+	s->pool_fd = -1;
+	if (pool_map(s, (size_t)npages * PAGE)) {
 		free(s);
 		return -ENOMEM;
 	}
-	/* align to 1 MiB, give back the slack */
-	uintptr_t m = (uintptr_t)s->map, a = (m + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
-
-	if (a > m)
-		munmap(s->map, a - m);
-	if (m + s->map_len > a + npages * PAGE)
-		munmap((void *)(a + npages * PAGE), m + s->map_len - (a + npages * PAGE));
-	s->map = (void *)a;
-	s->map_len = npages * PAGE;
-	s->base = (uint8_t *)a;
 	/* Transparent huge pages where the kernel allows: fewer TLB misses per GET. */
 	madvise(s->map, s->map_len, MADV_HUGEPAGE);
 
@@ -1590,14 +1619,21 @@ void store_close(struct store *s)
 	free(s->ht);
 	free(s->freemap);
 	free(s->pg);
-	if (s->map && s->map != MAP_FAILED)
+	if (s->map)
 		munmap(s->map, s->map_len);
+	if (s->pool_fd >= 0)
+		close(s->pool_fd);
 	free(s);
 }
 
 void *store_pool_base(struct store *s)
 {
 	return s->base;
+}
+
+int store_pool_fd(struct store *s)
+{
+	return s->pool_fd;
 }
 
 size_t store_pool_size(struct store *s)

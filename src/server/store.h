@@ -53,10 +53,15 @@ struct store_stats {
 	uint64_t uploads; /* open upload sessions */
 };
 
-/* Open a store (mmaps the pool). Returns 0 or -ENOMEM/-EINVAL. */
+/* Open a store (maps the pool). Returns 0 or -ENOMEM/-EINVAL. */
 int store_open(struct store **out, const struct store_config *cfg);
 void store_close(struct store *s);
 void *store_pool_base(struct store *s);
+/*
+ * The memfd the pool is mapped from (the store keeps it open), or -1 when the
+ * pool is anonymous memory. Byte i of the pool is byte i of the file.
+ */
+int store_pool_fd(struct store *s);
 size_t store_pool_size(struct store *s);
 void store_stats(struct store *s, struct store_stats *out);
 

@@ -132,10 +132,10 @@ static int raw_send_rep(struct raw *r, const void *msg, size_t len, struct wire_
 					     "server sent a malformed reply: %s", why);
 				status = rep.status;
 				got = 1;
-				if (out) {
+				/* data stays in r->msgs until the next reply: nothing comes unasked
+				 */
+				if (out)
 					*out = rep;
-					out->data = NULL;
-				}
 				cr_assert_eq(fab_post_recv(r->ep, r->msgs, r->msg_size,
 							   fab_mr_desc(r->mr_msg), &r->rx_ctx),
 					     0);
@@ -511,10 +511,29 @@ Test(hostile, pins, .init = start, .fini = stop, .timeout = 120)
 	q.off = ~0ull;
 	cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
 	cr_assert_eq(rep.n, 0);
+	/* Where the pinned bytes lie (RQ_MAP): in the pool, clamped, none past the end. */
+	struct wire_seg seg[WIRE_MAP_SEGS];
+	struct {
+		uint64_t off, len, n;
+	} maps[] = {{0, ~0ull, 3000}, {2990, 100, 10}, {3000, 5, 0}, {~0ull, ~0ull, 0}};
+	q.flags = RQ_MAP;
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		q.off = maps[i].off;
+		q.len = maps[i].len;
+		cr_assert_eq(raw_req_rep(&r, &q, &rep), 0);
+		cr_assert_eq(rep.n, maps[i].n, "map %zu: %llu bytes", i, (unsigned long long)rep.n);
+		cr_assert_eq(
+		    wire_segs_decode(rep.data, rep.dlen, rep.n, r.rd.pool.len, seg, WIRE_MAP_SEGS),
+		    maps[i].n ? 1 : 0, "map %zu: segments inside the pool", i);
+	}
+	q.flags = 0;
 	/* The same slot index with another sequence is not this pin. */
 	q.off = 0;
 	q.handle = h + (1ull << 16);
 	cr_assert_eq(raw_req(&r, &q), -EBADF);
+	q.flags = RQ_MAP;
+	cr_assert_eq(raw_req(&r, &q), -EBADF, "map of another pin");
+	q.flags = 0;
 
 	/* UNPIN twice: the second is refused, and the handle is dead. */
 	memset(&q, 0, sizeof(q));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/store.h"
 
@@ -144,6 +145,29 @@ Test(store, open_limits)
 	store_close(s);
 	c.memory = 33ull << 30;
 	cr_assert_eq(store_open(&s, &c), -EINVAL);
+}
+
+/* The pool is a memfd: its bytes, read through the file, are the values'. */
+Test(store, pool_is_a_shareable_file)
+{
+	struct store *s = open_store(32 * MiB, 8 * MiB, 0);
+	struct item *it;
+	struct iovec iov[1];
+	uint64_t cov;
+	char back[6];
+	int fd = store_pool_fd(s);
+	cr_assert_geq(fd, 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, store_pool_size(s));
+	cr_assert_eq(store_put(s, "k", 1, "hello", 5, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_get(s, "k", 1, NOW, &it), 0);
+	cr_assert_eq(store_item_iov(it, 0, 5, iov, 1, &cov), 1);
+	off_t at = (const uint8_t *)iov[0].iov_base - (const uint8_t *)store_pool_base(s);
+	cr_assert_eq(pread(fd, back, 5, at), 5);
+	cr_assert_eq(memcmp(back, "hello", 5), 0);
+	store_release(s, it);
+	store_close(s);
 }
 
 Test(store, roundtrip)

@@ -224,6 +224,60 @@ Test(wire, frames_round_trip_and_reject)
 	cr_assert_eq(wire_frame_header(buf, &type, &len, WIRE_FRAME_MAX), -EPROTO);
 }
 
+Test(wire, ready_carries_the_pool)
+{
+	uint8_t buf[WIRE_FRAME_MAX + WIRE_FRAME_HDR];
+	struct wire_ready r = {.session = 1,
+			       .token = 2,
+			       .addr_len = 2,
+			       .addr = {9, 8},
+			       .pool = {4242, 7, 1ull << 30, 0x1234, 0xabcdef}};
+	int n = wire_frame_encode(buf, sizeof(buf), WF_READY, &r);
+	cr_assert_gt(n, WIRE_FRAME_HDR);
+	struct wire_ready d;
+	const char *why;
+	uint32_t len = (uint32_t)n - WIRE_FRAME_HDR;
+	cr_assert_eq(wire_frame_decode(WF_READY, buf + WIRE_FRAME_HDR, len, &d, &why), 0);
+	cr_assert_eq(memcmp(&d.pool, &r.pool, sizeof(r.pool)), 0);
+	cr_assert_eq(d.addr[1], 8);
+	for (uint32_t l = 0; l < len; l++)
+		cr_assert_eq(wire_frame_decode(WF_READY, buf + WIRE_FRAME_HDR, l, &d, &why),
+			     -EPROTO);
+}
+
+Test(wire, pool_segments_checked)
+{
+	uint8_t buf[WIRE_MAP_SEGS * WIRE_SEG_SIZE + 16];
+	struct wire_seg s[WIRE_MAP_SEGS + 1], d[WIRE_MAP_SEGS];
+	uint64_t pool = 64 << 20;
+	for (int i = 0; i <= WIRE_MAP_SEGS; i++)
+		s[i] = (struct wire_seg){(uint64_t)i << 20, 1000};
+	int n = wire_segs_encode(buf, sizeof(buf), s, 3);
+	cr_assert_eq(n, 3 * WIRE_SEG_SIZE);
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n, 3000, pool, d, WIRE_MAP_SEGS), 3);
+	cr_assert_eq(d[2].off, 2 << 20);
+	cr_assert_eq(d[2].len, 1000);
+	cr_assert_eq(wire_segs_decode(buf, 0, 0, pool, d, WIRE_MAP_SEGS), 0);
+	cr_assert_eq(wire_segs_encode(buf, 20, s, 2), -EMSGSIZE);
+	/* the total must match, lengths must be whole segments, at most max of them */
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n, 2999, pool, d, WIRE_MAP_SEGS), -EPROTO);
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n, 3001, pool, d, WIRE_MAP_SEGS), -EPROTO);
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n - 1, 3000, pool, d, WIRE_MAP_SEGS), -EPROTO);
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n, 3000, pool, d, 2), -EPROTO);
+	/* every segment inside the pool, none empty */
+	struct wire_seg bad[][1] = {
+	    {{pool - 999, 1000}}, {{~0ull, 1000}}, {{0, ~0ull}}, {{pool + 1, 0}}, {{5, 0}}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = wire_segs_encode(buf, sizeof(buf), bad[i], 1);
+		cr_assert_eq(wire_segs_decode(buf, (size_t)n, bad[i][0].len, pool, d, 4), -EPROTO,
+			     "segment %zu", i);
+	}
+	s[0] = (struct wire_seg){pool - 1000, 1000};
+	n = wire_segs_encode(buf, sizeof(buf), s, 1);
+	cr_assert_eq(wire_segs_decode(buf, (size_t)n, 1000, pool, d, 4), 1,
+		     "the pool's last bytes");
+}
+
 Test(wire, entries_and_stats)
 {
 	uint8_t buf[512];
