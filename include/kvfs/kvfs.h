@@ -203,6 +203,17 @@ void kvfs_upload_abort(kvfs_upload_t *up);
  * [off, off+len) into buf, in pieces of at most limits.slot_size. Both return
  * the bytes read, short at the end of the value, 0 at or past it.
  *
+ * kvfs_pin_map moves nothing: when the pin's server runs on this host and its
+ * pool is mapped here (client.local_map, README "Same-host reads"), it fills
+ * iov (at most max entries) with read-only views of [off, off+len) of the
+ * pinned value in that pool, *niov = entries used, and returns the bytes they
+ * cover: short at the end of the value or when max entries are not enough (a
+ * range of n MiB needs at most n + 2). The first call of a pin asks the server
+ * where the value lies (one message per 128 pieces); later ones send nothing.
+ * The views stay valid until the lease is released (kvfs_lease_release),
+ * even if kvfs_pin_close runs first: the lease holds the pin. -EOPNOTSUPP
+ * when the pool is not mapped (read with kvfs_pin_get_lease instead).
+ *
  * Once the session the pin lives in is lost (server restart, broken
  * connection), the pin is gone: reads return -EIO, and the caller re-opens a
  * pin (the value may have changed). Reads of one pin may run concurrently
@@ -214,6 +225,9 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
 			   kvfs_lease_t **lease);
 ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off);
+struct iovec;
+ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+		     kvfs_lease_t **lease);
 void kvfs_pin_close(kvfs_pin_t *p);
 
 /* Cluster information. */

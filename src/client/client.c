@@ -18,6 +18,10 @@
  * A watchdog thread per kvfs_t frees a call stuck inside libfabric on a lock
  * a dead shm server left held (see unwedge()).
  *
+ * Same-host reads: when the server runs on this host and we may ptrace it,
+ * the conn maps the server's pool read-only (pool_attach) and kvfs_pin_map
+ * answers with where a pinned value's bytes lie in it instead of moving them.
+ *
  * Failure: a closed TCP channel, a fabric error or a timeout marks the conn
  * broken; every waiter fails (-EIO, or -ETIMEDOUT for the one whose deadline
  * passed), and the next call after the last user has left tears the endpoint
@@ -36,6 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,10 +80,21 @@ struct creq {
 	_Atomic int64_t fab_since; /* inside fab_post_send/fab_poll since (0: not); see unwedge() */
 };
 
-/* A receive slot lent to the caller; one per slot, so lending allocates nothing. */
+/*
+ * A receive slot lent to the caller; one per slot, so lending allocates
+ * nothing. Or (pin set) a kvfs_pin_map lease, allocated, that holds the pin.
+ */
 struct kvfs_lease {
 	struct conn *c;
 	int slot;
+	struct kvfs_pin *pin;
+};
+
+/* A server's pool mapped read-only; held by the conn and by each pin on it. */
+struct pool_map {
+	_Atomic int refs;
+	const uint8_t *base;
+	size_t len;
 };
 
 struct rxbuf {
@@ -107,6 +124,7 @@ struct conn {
 	struct wire_limits limits;
 	uint64_t get_inline; /* largest zero-copy GET answered inline (see do_connect) */
 	uint64_t session, token;
+	struct pool_map *pool; /* the server's pool, when mapped (see pool_attach) */
 
 	size_t region_size, slot_size;
 	int n_slots;
@@ -141,10 +159,25 @@ struct kvfs_upload {
 	char key[KVFS_MAX_KEY + 1];
 };
 
-/* A value pinned on c's server in session generation gen. Immutable. */
+/*
+ * A value pinned on c's server in session generation gen. Immutable but for
+ * refs: kvfs_pin_close and each kvfs_pin_map lease hold one; the last drop
+ * unpins (pin_put).
+ */
 struct kvfs_pin {
 	struct conn *c;
-	uint64_t gen, handle;
+	uint64_t gen, handle, size;
+	struct pool_map *pool; /* c->pool when pinned, with a reference */
+	_Atomic int refs;
+	/* where the value lies in pool, fetched by the first kvfs_pin_map */
+	pthread_mutex_t map_lock;
+	int map_ready; /* (map_lock) segs is complete */
+	int nsegs;
+	struct pin_seg {
+		uint64_t voff; /* value offset of its first byte */
+		uint64_t len;
+		const uint8_t *addr;
+	} * segs;
 };
 
 struct kvfs {
@@ -187,6 +220,51 @@ static void wake_all(struct conn *c)
 
 /* ---- connection set-up and teardown ------------------------------------- */
 
+static void pool_put(struct pool_map *m)
+{
+	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+		munmap((void *)m->base, m->len);
+		free(m);
+	}
+}
+
+/*
+ * Map the pool the server offers (wire_pool) read-only, when it is the one
+ * the server described: same host, and we may ptrace the server (what
+ * pidfd_getfd asks, as shm's cross-memory attach does). Returns NULL
+ * otherwise; the conn then reads by RMA as always.
+ */
+static struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_pool *wp,
+				    const char *name)
+{
+	if (!cfg->local_map || !wp->pid || !wp->len || wp->len > SIZE_MAX)
+		return NULL;
+	int pfd = pidfd_open((pid_t)wp->pid, 0);
+	int fd = pfd >= 0 ? pidfd_getfd(pfd, wp->fd, 0) : -1;
+	int err = fd < 0 ? errno : 0;
+	if (pfd >= 0)
+		close(pfd);
+	struct stat st;
+	void *p = MAP_FAILED;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == wp->dev &&
+	    (uint64_t)st.st_ino == wp->ino && (uint64_t)st.st_size >= wp->len)
+		p = mmap(NULL, (size_t)wp->len, PROT_READ, MAP_SHARED, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	struct pool_map *m = p == MAP_FAILED ? NULL : malloc(sizeof(*m));
+	if (!m) {
+		if (p != MAP_FAILED)
+			munmap(p, (size_t)wp->len);
+		log_debug("server %s: reads by RMA (its pool is not mappable here: %s)", name,
+			  err ? strerror(err) : "not the pool the server described");
+		return NULL;
+	}
+	atomic_init(&m->refs, 1);
+	m->base = p;
+	m->len = (size_t)wp->len;
+	return m;
+}
+
 static void teardown(struct conn *c)
 {
 	struct kvfs *kv = c->kv;
@@ -201,6 +279,8 @@ static void teardown(struct conn *c)
 	fab_mr_close(c->staging_mr);
 	fab_mr_close(c->msg_mr);
 	c->recv_mr = c->staging_mr = c->msg_mr = NULL;
+	pool_put(c->pool);
+	c->pool = NULL;
 	fab_close(c->ep);
 	c->ep = NULL;
 	if (c->fd >= 0)
@@ -383,6 +463,7 @@ static int do_connect(struct conn *c)
 	}
 	c->session = rd.session;
 	c->token = rd.token;
+	c->pool = pool_attach(cfg, &rd.pool, se->name);
 	c->req_free = NREQ == 64 ? ~0ull : ((1ull << NREQ) - 1);
 	c->recv_free = c->staging_free = c->n_slots == 64 ? ~0ull : ((1ull << c->n_slots) - 1);
 	for (int i = 0; i < NREQ; i++)
@@ -397,7 +478,8 @@ static int do_connect(struct conn *c)
 	}
 	c->gen++;
 	c->up = 1;
-	log_info("server %s: session on %s", se->name, fab_provider(c->ep));
+	log_info("server %s: session on %s%s", se->name, fab_provider(c->ep),
+		 c->pool ? ", reads from its pool mapped here" : "");
 	return 0;
 fail:
 	log_warn("server %s (%s:%s): %s%s%s", se->name, se->host, se->port, err[0] ? err : "",
@@ -1259,10 +1341,17 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, co
 	return n; /* a lease keeps the conn entered */
 }
 
+static void pin_put(struct kvfs_pin *p);
+
 void kvfs_lease_release(kvfs_lease_t *l)
 {
 	if (!l)
 		return;
+	if (l->pin) {
+		pin_put(l->pin);
+		free(l);
+		return;
+	}
 	struct conn *c = l->c;
 	slot_put(c, &c->recv_free, l->slot);
 	conn_leave(c);
@@ -1763,6 +1852,15 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 		return ret;
 	}
 	p->handle = rep.handle;
+	p->size = rep.attr.size;
+	atomic_init(&p->refs, 1);
+	pthread_mutex_init(&p->map_lock, NULL);
+	if (sess_enter(p->c, p->gen) == 0) {
+		p->pool = p->c->pool; /* stable while we are one of its users */
+		if (p->pool)
+			atomic_fetch_add(&p->pool->refs, 1);
+		conn_leave(p->c);
+	}
 	if (attr)
 		*attr = rep.attr;
 	*out = p;
@@ -1804,9 +1902,116 @@ ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off)
 	return n;
 }
 
-void kvfs_pin_close(kvfs_pin_t *p)
+/*
+ * Ask the server where the whole pinned value lies in its pool (up to
+ * WIRE_MAP_SEGS ranges per message) into p->segs. Caller holds p->map_lock
+ * and has entered p->c. Returns 0 or -errno.
+ */
+static int pin_fetch_map(struct kvfs_pin *p)
 {
-	if (!p)
+	struct wire_seg seg[WIRE_MAP_SEGS];
+	uint64_t done = 0;
+	int cap = 0;
+	p->nsegs = 0;
+	while (done < p->size) {
+		struct wire_req q;
+		struct wire_rep rep;
+		struct creq *r;
+		pin_req(p, &q, OP_PIN_GET);
+		q.flags = RQ_MAP;
+		q.off = done;
+		q.len = p->size - done;
+		int k = call(p->c, &q, &rep, &r);
+		if (k)
+			return k;
+		k = rep.status;
+		if (!k && (rep.n == 0 || rep.n > q.len))
+			k = -EPROTO;
+		if (!k)
+			k = wire_segs_decode(rep.data, rep.dlen, rep.n, p->pool->len, seg,
+					     WIRE_MAP_SEGS);
+		req_put(p->c, r);
+		if (k >= 0 && p->nsegs + k > cap) {
+			cap = 2 * (p->nsegs + k);
+			struct pin_seg *n = realloc(p->segs, (size_t)cap * sizeof(*n));
+			if (n)
+				p->segs = n;
+			else
+				k = -ENOMEM;
+		}
+		if (k < 0)
+			return k;
+		for (int i = 0; i < k; i++) {
+			p->segs[p->nsegs++] =
+			    (struct pin_seg){done, seg[i].len, p->pool->base + seg[i].off};
+			done += seg[i].len;
+		}
+	}
+	return 0;
+}
+
+ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+		     kvfs_lease_t **lease)
+{
+	if (!p->pool)
+		return -EOPNOTSUPP;
+	struct kvfs_lease *l = malloc(sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	/*
+	 * The bytes would outlive the server (the mapping keeps them), but a
+	 * pin of a lost session is gone, as for every other read.
+	 */
+	int ret = sess_enter(p->c, p->gen);
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	if (!liveness_ok(p->c)) {
+		pthread_mutex_lock(&p->c->lock);
+		do_break(p->c, "server closed the session");
+		pthread_mutex_unlock(&p->c->lock);
+		ret = -EIO;
+	}
+	pthread_mutex_lock(&p->map_lock);
+	if (!ret && !p->map_ready) {
+		ret = pin_fetch_map(p);
+		p->map_ready = !ret;
+	}
+	pthread_mutex_unlock(&p->map_lock);
+	conn_leave(p->c);
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	/* segs, complete and immutable now: the first one holding off, then on */
+	int lo = 0, hi = p->nsegs, n = 0;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (p->segs[mid].voff + p->segs[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t total = 0;
+	for (int i = lo; i < p->nsegs && total < len && n < max; i++, n++) {
+		uint64_t skip = off + total - p->segs[i].voff;
+		uint64_t take = p->segs[i].len - skip;
+		if (take > len - total)
+			take = len - total;
+		iov[n] = (struct iovec){(void *)(p->segs[i].addr + skip), (size_t)take};
+		total += (size_t)take;
+	}
+	atomic_fetch_add(&p->refs, 1);
+	*l = (struct kvfs_lease){.pin = p};
+	*lease = l;
+	*niov = n;
+	return (ssize_t)total;
+}
+
+static void pin_put(struct kvfs_pin *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
 		return;
 	if (sess_enter(p->c, p->gen) == 0) {
 		struct wire_req q;
@@ -1814,7 +2019,16 @@ void kvfs_pin_close(kvfs_pin_t *p)
 		call_simple(p->c, &q, NULL);
 		conn_leave(p->c);
 	}
+	pool_put(p->pool);
+	pthread_mutex_destroy(&p->map_lock);
+	free(p->segs);
 	free(p);
+}
+
+void kvfs_pin_close(kvfs_pin_t *p)
+{
+	if (p)
+		pin_put(p);
 }
 
 /* ---- caller-registered memory ---------------------------------------------------- */

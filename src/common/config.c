@@ -58,12 +58,12 @@ struct where {
 };
 
 /* A value from the file (int or string; other libconfig types are errors) or from a string. */
-enum val_kind { VAL_INT, VAL_STR, VAL_OTHER };
+enum val_kind { VAL_INT, VAL_STR, VAL_BOOL, VAL_OTHER };
 struct val {
 	enum val_kind kind;
 	long long i;
 	const char *s;
-	const char *type; /* libconfig type name for VAL_OTHER */
+	const char *type; /* libconfig type name for VAL_BOOL and VAL_OTHER */
 };
 
 static const char *const providers[] = {"auto", "verbs", "efa", "tcp", "shm", NULL};
@@ -185,6 +185,7 @@ void config_defaults(struct kvfs_config *c)
 	c->eviction = KVFS_EVICT_LRU;
 	c->client_buffer = DEF_BUFFER;
 	c->timeout_ms = DEF_TIMEOUT;
+	c->local_map = 1;
 }
 
 const char *config_default_path(const char *arg)
@@ -614,6 +615,25 @@ static int set_buffer(struct kvfs_config *c, const struct val *v, const char *se
 	return get_size(v, setting, w, MIN_BUFFER, MAX_BUFFER, err, errlen, &c->client_buffer);
 }
 
+/* true / false, or the strings "true" / "false" (kvfs_config_set). */
+static int set_local_map(struct kvfs_config *c, const struct val *v, const char *setting,
+			 const struct where *w, char *err, size_t errlen)
+{
+	char vs[128];
+	if (v->kind == VAL_BOOL)
+		c->local_map = (int)v->i;
+	else if (v->kind == VAL_STR && strcmp(v->s, "true") == 0)
+		c->local_map = 1;
+	else if (v->kind == VAL_STR && strcmp(v->s, "false") == 0)
+		c->local_map = 0;
+	else {
+		errf(err, errlen, w, setting, "%s is not a boolean; valid: true or false",
+		     val_str(vs, sizeof(vs), v));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int set_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
 		       const struct where *w, char *err, size_t errlen)
 {
@@ -659,6 +679,7 @@ static const struct setting_desc settings[] = {
     {"server", "eviction", set_eviction},
     {"client", "buffer", set_buffer},
     {"client", "timeout_ms", set_timeout},
+    {"client", "local_map", set_local_map},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -841,6 +862,11 @@ static int val_from(struct loader *ld, const config_setting_t *s, const char *se
 	case CONFIG_TYPE_STRING:
 		v->kind = VAL_STR;
 		v->s = config_setting_get_string(s);
+		return 0;
+	case CONFIG_TYPE_BOOL:
+		v->kind = VAL_BOOL;
+		v->type = type_name(CONFIG_TYPE_BOOL);
+		v->i = config_setting_get_bool(s);
 		return 0;
 	default:
 		v->kind = VAL_OTHER;

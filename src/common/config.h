@@ -54,6 +54,7 @@ struct kvfs_config {
 
 	uint64_t client_buffer; /* default 64M, at least 4M */
 	unsigned timeout_ms;	/* default 2000, 1..3600000 */
+	int local_map;		/* map the pool of a server on this host (default 1) */
 };
 
 /* Defaults for every setting and no servers. */

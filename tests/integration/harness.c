@@ -68,8 +68,9 @@ static void write_conf(struct h_cluster *c, const char *path, const struct h_opt
 	const char *mem = o->memory ? o->memory : "256M";
 	fprintf(f, "server = { memory = \"%s\"; max_value = \"%s\"; eviction = \"%s\"; };\n", mem,
 		o->max_value ? o->max_value : mem, o->eviction ? o->eviction : "lru");
-	fprintf(f, "client = { buffer = \"%s\"; timeout_ms = %d; };\n",
-		o->buffer ? o->buffer : "64M", o->timeout_ms ? o->timeout_ms : 10000);
+	fprintf(f, "client = { buffer = \"%s\"; timeout_ms = %d; local_map = %s; };\n",
+		o->buffer ? o->buffer : "64M", o->timeout_ms ? o->timeout_ms : 10000,
+		o->local_map ? o->local_map : "true");
 	fclose(f);
 }
 

@@ -24,6 +24,7 @@ struct h_opts {
 	const char *client_secret; /* client secret when different (e.g. wrong) */
 	int timeout_ms;		   /* default 10000; timeout tests set their own */
 	const char *buffer;	   /* client.buffer, default "64M" */
+	const char *local_map;	   /* client.local_map, default "true" */
 };
 
 struct h_cluster {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -729,6 +730,110 @@ Test(cache, pin_keeps_its_version, .init = setup1, .fini = teardown_all, .timeou
 	free(v);
 }
 
+/* Map all of p in pieces (kvfs_pin_map) and check the views. */
+static void pin_check_map(kvfs_pin_t *p, size_t size, uint64_t seed, size_t piece)
+{
+	for (uint64_t off = 0;; off += piece) {
+		struct iovec iov[16];
+		kvfs_lease_t *l;
+		int n = -1;
+		ssize_t got = kvfs_pin_map(p, off, piece, iov, 16, &n, &l);
+		size_t want = off >= size ? 0 : (size - off < piece ? size - off : piece);
+		cr_assert_eq(got, (ssize_t)want, "map at %llu: %zd (%s)", (unsigned long long)off,
+			     got, got < 0 ? kvfs_strerror((int)got) : "");
+		size_t at = 0;
+		for (int i = 0; i < n; i++) {
+			cr_assert(h_check(iov[i].iov_base, iov[i].iov_len, seed, off + at),
+				  "mapped bytes at %llu differ", (unsigned long long)(off + at));
+			at += iov[i].iov_len;
+		}
+		cr_assert_eq(at, want);
+		kvfs_lease_release(l);
+		if (!want)
+			break;
+	}
+}
+
+/*
+ * Same-host reads: a value in more pieces of the pool than one reply can
+ * describe, mapped at odd offsets, then held by a lease past its pin's close,
+ * its replacement and its deletion.
+ */
+Test(cache, pin_map_views_the_pool, .init = setup1, .fini = teardown_all, .timeout = 240)
+{
+	size_t one = 1u << 20, size = (140u << 20) + 12345;
+	uint8_t *v = malloc(size);
+	char key[32];
+	/* 130 free single pages between used ones: the big value is in >= 131 extents */
+	h_fill(v, size, 71, 0);
+	for (int i = 0; i < 260; i++) {
+		snprintf(key, sizeof(key), "frag/%03d", i);
+		cr_assert_eq(kvfs_put(kv, key, v, one, NULL), 0);
+	}
+	for (int i = 0; i < 260; i += 2) {
+		snprintf(key, sizeof(key), "frag/%03d", i);
+		cr_assert_eq(kvfs_delete(kv, key), 0);
+	}
+	uint64_t base = pool_used();
+	cr_assert_eq(kvfs_put(kv, "map/big", v, size, NULL), 0);
+	cr_assert_eq(kvfs_put(kv, "map/small", "0123456789", 10, NULL), 0);
+	kvfs_pin_t *p, *small;
+	cr_assert_eq(kvfs_pin_open(kv, "map/big", &p, NULL), 0);
+	cr_assert_eq(kvfs_pin_open(kv, "map/small", &small, NULL), 0);
+	h_fill(v, 5000, 72, 0);
+	cr_assert_eq(kvfs_put(kv, "map/big", v, 5000, NULL), 0);
+
+	pin_check_map(p, size, 71, one);
+	pin_check_map(p, size, 71, 777777);
+	pin_check_map(p, size, 71, 4096 * 3 + 1);
+	/* a view per extent crossed: one entry is too few for two pages */
+	struct iovec iov[4];
+	kvfs_lease_t *l;
+	int n;
+	cr_assert_eq(kvfs_pin_map(p, one - 10, 20, iov, 1, &n, &l), 10);
+	cr_assert_eq(n, 1);
+	kvfs_lease_release(l);
+	cr_assert_eq(kvfs_pin_map(p, size + 5, 20, iov, 4, &n, &l), 0);
+	cr_assert_eq(n, 0);
+	kvfs_lease_release(l);
+	cr_assert_eq(kvfs_pin_map(small, 3, 100, iov, 4, &n, &l), 7);
+	cr_assert(n == 1 && memcmp(iov[0].iov_base, "3456789", 7) == 0);
+	kvfs_lease_release(l);
+	kvfs_pin_close(small);
+
+	/* The lease holds the pin: its bytes stay while the key is deleted and the pin closed. */
+	cr_assert_eq(kvfs_pin_map(p, size - 100, 4096, iov, 4, &n, &l), 100);
+	kvfs_pin_close(p);
+	cr_assert_eq(kvfs_delete(kv, "map/big"), 0);
+	cr_assert_geq(pool_used(), base + size - one, "a leased value's memory is in use");
+	cr_assert(h_check(iov[0].iov_base, iov[0].iov_len, 71, size - 100));
+	kvfs_lease_release(l);
+	cr_assert_leq(pool_used(), base + one, "the last lease released the value");
+	free(v);
+}
+
+static void setup_nomap(void)
+{
+	struct h_opts o = {.memory = "64M", .local_map = "false"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+Test(cache, pin_map_needs_local_map, .init = setup_nomap, .fini = teardown_all)
+{
+	kvfs_pin_t *p;
+	struct iovec iov[4];
+	kvfs_lease_t *l;
+	int n;
+	char b[8];
+	cr_assert_eq(kvfs_put(kv, "k", "value", 5, NULL), 0);
+	cr_assert_eq(kvfs_pin_open(kv, "k", &p, NULL), 0);
+	cr_assert_eq(kvfs_pin_map(p, 0, 5, iov, 4, &n, &l), -EOPNOTSUPP);
+	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), 5, "reads by RMA instead");
+	cr_assert_eq(memcmp(b, "value", 5), 0);
+	kvfs_pin_close(p);
+}
+
 /* Many readers share one pin while a writer replaces the key over and over. */
 struct pin_reader {
 	kvfs_pin_t *p;
@@ -869,9 +974,18 @@ Test(cache, pin_after_session_loss, .init = setup1, .fini = teardown_all, .timeo
 	cr_assert_eq(kvfs_pin_open(kv, "pin/k", &p, NULL), 0);
 	cr_assert_eq(kvfs_pin_open(kv, "pin/k", &q, NULL), 0);
 	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), 6);
+	struct iovec iov[2];
+	kvfs_lease_t *ml;
+	int n;
+	ssize_t mapped = kvfs_pin_map(q, 0, 6, iov, 2, &n, &ml);
+	cr_assert(mapped == 6 || mapped == -EOPNOTSUPP);
+	if (mapped > 0)
+		kvfs_lease_release(ml);
 	h_kill(&cl, 0, SIGKILL);
 	h_restart(&cl, 0);
-	/* The session (and its pins) died with the server. */
+	/* The session (and its pins) died with the server, though a map would still show it. */
+	if (mapped > 0)
+		cr_assert_eq(kvfs_pin_map(q, 0, 6, iov, 2, &n, &ml), -EIO);
 	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), -EIO);
 	const void *data;
 	kvfs_lease_t *l;

@@ -341,6 +341,16 @@ Test(config, provider_domains_eviction_timeout)
 	expect_error(SRV "client = {\n  timeout_ms = -5;\n};\n", 3, "client.timeout_ms");
 	expect_error(SRV "client = {\n  timeout_ms = \"2s\";\n};\n", 3, "client.timeout_ms");
 	expect_error(SRV "client = {\n  timeout_ms = 4294967297;\n};\n", 3, "client.timeout_ms");
+
+	expect_ok(SRV "");
+	cr_assert_eq(cfg.local_map, 1, "same-host reads by default");
+	expect_ok(SRV "client = { local_map = false; };\n");
+	cr_assert_eq(cfg.local_map, 0);
+	expect_ok(SRV "client = { local_map = true; };\n");
+	cr_assert_eq(cfg.local_map, 1);
+	expect_error(SRV "client = {\n  local_map = 1;\n};\n", 3, "client.local_map");
+	expect_error(SRV "client = {\n  local_map = \"yes\";\n};\n", 3, "client.local_map");
+	expect_error(SRV "client = {\n  buffer = true;\n};\n", 3, "client.buffer");
 }
 
 Test(config, max_value_larger_than_memory)
