@@ -9,7 +9,9 @@
  * - Open pins the key's current value on its server (kvfs_pin_open), so a
  *   handle reads one version from first to last byte. Reads lend the
  *   registered receive slot (kvfs_pin_get_lease) and reply from it: the
- *   bytes land there by RMA and go to the kernel with no copy. A read-only
+ *   bytes land there by RMA and go to the kernel with no copy. From a server
+ *   on this host whose pool is mapped here, they reply straight from the
+ *   pool (kvfs_pin_map), and the server moves nothing. A read-only
  *   open of a small value fetches it whole instead (reader_open). The page
  *   cache is kept only while the version is unchanged (see op_open).
  * - Writes go to the handle's upload session, opened at the first write
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -822,19 +825,30 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		pthread_rwlock_rdlock(&h->pin_lock);
 	}
-	const void *data;
+	/*
+	 * From the server's pool mapped here when it runs on this host, else
+	 * from a receive slot the bytes were written into. A read of at most
+	 * 1 MiB (max_read) needs at most 3 views, so a short map is the end.
+	 */
+	struct iovec iov[8];
+	int niov = 1;
 	kvfs_lease_t *lease;
-	n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+	n = kvfs_pin_map(h->pin, (uint64_t)off, size, iov, 8, &niov, &lease);
+	if (n == -EOPNOTSUPP) {
+		const void *data;
+		n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+		iov[0] = (struct iovec){(void *)data, n > 0 ? (size_t)n : 0};
+	}
 	/*
 	 * Done with h before replying: once the reply is out, the reader may
 	 * close the file and its RELEASE, on another worker, free h. The
-	 * leased bytes do not depend on the pin.
+	 * leased bytes do not depend on h.
 	 */
 	pthread_rwlock_unlock(&h->pin_lock);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else {
-		fuse_reply_buf(req, data, (size_t)n);
+		fuse_reply_iov(req, iov, niov);
 		kvfs_lease_release(lease);
 	}
 }

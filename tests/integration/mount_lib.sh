@@ -10,7 +10,10 @@
 #
 #   ml_init BUILD [SRC]         temp dir $T, skip (77) without root/FUSE
 #   ml_tempdir PARENT           another temp dir $ML_TEMPDIR (e.g. on /dev/shm), removed at the end
-#   ml_config N [MEMORY]        write $CONF for servers s0..s(N-1) on free ports
+#   ml_config N [MEMORY]        write $CONF for servers s0..s(N-1) on free ports;
+#                               client.local_map = $ML_LOCAL_MAP: by default
+#                               true on shm (reads from the mapped pool), false
+#                               on tcp (reads by RMA), so both paths are tested
 #   ml_servers_start            start them all, wait for `kvfsctl ping`
 #   ml_server_start NAME | ml_server_stop NAME | ml_server_kill NAME [SIG]
 #   ml_server_restart NAME      kill -9 (if running), start again (empty)
@@ -65,6 +68,7 @@ ml_init() {
 	BUILD=$(cd "${1:?usage: $0 BUILD_DIR [SOURCE_DIR]}" && pwd)
 	SRC=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 	PROV=${KVFS_TEST_PROVIDER:-tcp}
+	if [ "$PROV" = shm ]; then ML_LOCAL_MAP=${ML_LOCAL_MAP:-true}; else ML_LOCAL_MAP=${ML_LOCAL_MAP:-false}; fi
 	[ "$(id -u)" -eq 0 ] || ml_skip "not root (the mount tests need root for FUSE, mount and allow_other)"
 	[ -c /dev/fuse ] && [ -r /dev/fuse ] && [ -w /dev/fuse ] || ml_skip "/dev/fuse is missing or not usable"
 	grep -qw fuse /proc/filesystems || ml_skip "the kernel has no fuse file system (modprobe fuse)"
@@ -177,7 +181,7 @@ ml_config() {
 		printf ' ); };\n'
 		printf 'fabric = { provider = "%s"; };\n' "$PROV"
 		printf 'server = { memory = "%s"; max_value = "%s"; };\n' "$mem" "$maxv"
-		printf 'client = { buffer = "64M"; timeout_ms = 2000; };\n'
+		printf 'client = { buffer = "64M"; timeout_ms = 2000; local_map = %s; };\n' "$ML_LOCAL_MAP"
 	} >"$CONF"
 	export KVFS_CONF=$CONF
 }
