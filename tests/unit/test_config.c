@@ -662,6 +662,10 @@ Test(config, kvfs_config_set)
 	cr_assert_eq(c->client_buffer, 128ull << 20);
 	set_ok(c, "client.timeout_ms", "150");
 	cr_assert_eq(c->timeout_ms, 150);
+	set_ok(c, "client.local_map", "false");
+	cr_assert_eq(c->local_map, 0);
+	set_bad(c, "client.local_map", "no");
+	cr_assert_eq(c->local_map, 0, "failed set changed the value");
 	set_ok(c, "cluster.secret_file", secret);
 	cr_assert_eq(c->secret_len, 2);
 	cr_assert_str_eq(c->secret_file, secret);
