@@ -82,7 +82,8 @@ struct creq {
 
 /*
  * A receive slot lent to the caller; one per slot, so lending allocates
- * nothing. Or (pin set) a kvfs_pin_map lease, allocated, that holds the pin.
+ * nothing. Or (pin set) kvfs_pin_map's leases of that pin, which share one
+ * and each hold a reference to the pin.
  */
 struct kvfs_lease {
 	struct conn *c;
@@ -171,7 +172,8 @@ struct kvfs_pin {
 	_Atomic int refs;
 	/* where the value lies in pool, fetched by the first kvfs_pin_map */
 	pthread_mutex_t map_lock;
-	int map_ready; /* (map_lock) segs is complete */
+	struct kvfs_lease lease; /* what kvfs_pin_map lends: {.pin = this} */
+	int map_ready;		 /* (map_lock) segs is complete */
 	int nsegs;
 	struct pin_seg {
 		uint64_t voff; /* value offset of its first byte */
@@ -1349,7 +1351,6 @@ void kvfs_lease_release(kvfs_lease_t *l)
 		return;
 	if (l->pin) {
 		pin_put(l->pin);
-		free(l);
 		return;
 	}
 	struct conn *c = l->c;
@@ -1855,6 +1856,7 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 	p->size = rep.attr.size;
 	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->map_lock, NULL);
+	p->lease.pin = p;
 	if (sess_enter(p->c, p->gen) == 0) {
 		p->pool = p->c->pool; /* stable while we are one of its users */
 		if (p->pool)
@@ -1955,18 +1957,13 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov,
 {
 	if (!p->pool)
 		return -EOPNOTSUPP;
-	struct kvfs_lease *l = malloc(sizeof(*l));
-	if (!l)
-		return -ENOMEM;
 	/*
 	 * The bytes would outlive the server (the mapping keeps them), but a
 	 * pin of a lost session is gone, as for every other read.
 	 */
 	int ret = sess_enter(p->c, p->gen);
-	if (ret) {
-		free(l);
+	if (ret)
 		return ret;
-	}
 	if (!liveness_ok(p->c)) {
 		pthread_mutex_lock(&p->c->lock);
 		do_break(p->c, "server closed the session");
@@ -1980,10 +1977,8 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov,
 	}
 	pthread_mutex_unlock(&p->map_lock);
 	conn_leave(p->c);
-	if (ret) {
-		free(l);
+	if (ret)
 		return ret;
-	}
 	/* segs, complete and immutable now: the first one holding off, then on */
 	int lo = 0, hi = p->nsegs, n = 0;
 	while (lo < hi) {
@@ -2003,8 +1998,7 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov,
 		total += (size_t)take;
 	}
 	atomic_fetch_add(&p->refs, 1);
-	*l = (struct kvfs_lease){.pin = p};
-	*lease = l;
+	*lease = &p->lease;
 	*niov = n;
 	return (ssize_t)total;
 }
