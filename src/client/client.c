@@ -895,11 +895,16 @@ static int call(struct conn *c, struct wire_req *q, struct wire_rep *rep, struct
 	return 0;
 }
 
-/* call() for replies without payload: returns the status, attr copied out. */
+/*
+ * call() for replies without payload: returns the status, attr copied out
+ * (*rep_out is zeroed first, so it is defined on every path).
+ */
 static int call_simple(struct conn *c, struct wire_req *q, struct wire_rep *rep_out)
 {
 	struct wire_rep rep;
 	struct creq *r;
+	if (rep_out)
+		*rep_out = (struct wire_rep){0};
 	int ret = call(c, q, &rep, &r);
 	if (ret)
 		return ret;
