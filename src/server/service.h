@@ -1,6 +1,7 @@
 /*
  * service: kvfs-server's state shared by the bootstrap (TCP) side in
- * server.c and the fabric side in service.c.
+ * server.c and the fabric side (service.c, dispatch.c, rma.c, handlers_*.c;
+ * their shared internals are in service_priv.h).
  *
  * One endpoint (struct svc_ep) per provider the server offers, each with one
  * service thread that owns every fi_* call on it, its sessions' fabric state

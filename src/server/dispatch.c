@@ -1,0 +1,110 @@
+/*
+ * dispatch: a received request, from its message to its reply. Decodes it,
+ * finds its session, applies the checks every request shares (a known
+ * session, a key where the op needs one, not while stopping), runs the op's
+ * handler from one table, and sends the error reply when the handler
+ * returns -errno. Handlers send their own replies through svc_reply().
+ */
+#include "service_priv.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* What an op needs before its handler runs, and the handler. */
+struct op_desc {
+	svc_handler *run;
+	unsigned char key;  /* the request must carry a key */
+	unsigned char key2; /* and a second one (the rename target) */
+};
+
+static const struct op_desc op_table[OP_MAX_] = {
+    [OP_PING] = {.run = handle_ping},
+    [OP_GET] = {.run = handle_get, .key = 1},
+    [OP_PUT] = {.run = handle_put, .key = 1},
+    [OP_DELETE] = {.run = handle_delete, .key = 1},
+    [OP_STAT] = {.run = handle_stat, .key = 1},
+    [OP_SETATTR] = {.run = handle_setattr, .key = 1},
+    [OP_RENAME] = {.run = handle_rename, .key = 1, .key2 = 1},
+    [OP_LIST] = {.run = handle_list},
+    [OP_STATS] = {.run = handle_stats},
+    [OP_REG] = {.run = handle_reg},
+    [OP_UNREG] = {.run = handle_reg},
+    [OP_UP_OPEN] = {.run = handle_upload, .key = 1},
+    [OP_UP_WRITE] = {.run = handle_upload},
+    [OP_UP_READ] = {.run = handle_upload},
+    [OP_UP_TRUNC] = {.run = handle_upload},
+    [OP_UP_COMMIT] = {.run = handle_upload},
+    [OP_UP_ABORT] = {.run = handle_upload},
+    [OP_PIN] = {.run = handle_pin, .key = 1},
+    [OP_PIN_GET] = {.run = handle_pin},
+    [OP_UNPIN] = {.run = handle_pin},
+};
+
+void svc_reply(struct svc_ep *e, struct op *o)
+{
+	o->stage = STAGE_REPLY;
+	o->rep.op = o->req.op;
+	o->rep.req_id = o->req.req_id;
+	o->tx_len = wire_rep_encode(o->tx, e->msg_size, &o->rep);
+	if (o->tx_len < 0) {
+		log_error("reply does not fit a message");
+		o->rep.status = -EMSGSIZE;
+		o->rep.dlen = 0;
+		o->rep.data = NULL;
+		o->tx_len = wire_rep_encode(o->tx, e->msg_size, &o->rep);
+	}
+	svc_post_reply(e, o);
+}
+
+void svc_reply_status(struct svc_ep *e, struct op *o, int status)
+{
+	o->rep.status = status;
+	svc_reply(e, o);
+}
+
+void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
+{
+	const char *why = "";
+	int ret = wire_req_decode(o->rx, len, &e->srv->limits, &o->req, &why);
+	struct session *s = NULL;
+
+	if (len >= WIRE_REQ_FIXED)
+		s = svc_sess_lookup(e, o->req.session, o->req.token);
+	if (!s) {
+		/* Nobody we can answer: unknown or dead session, or garbage. */
+		log_warn("dropped a %zu-byte message from an unknown session (%s)", len,
+			 ret ? why : "bad session id or token");
+		svc_post_rx(e, o);
+		return;
+	}
+	o->sess = s;
+	o->busy = 1;
+	e->busy_ops++;
+	s->inflight++;
+	memset(&o->rep, 0, sizeof(o->rep));
+	o->item = NULL;
+	o->up = NULL;
+	o->up_id = 0;
+	/* wire_req_decode() refuses ops outside the table */
+	const struct op_desc *d = ret ? NULL : &op_table[o->req.op];
+	if (!ret && d->key && o->req.klen == 0) {
+		ret = -EINVAL;
+		why = "empty key";
+	}
+	if (!ret && d->key2 && o->req.k2len == 0) {
+		ret = -EINVAL;
+		why = "empty rename target";
+	}
+	if (!ret && atomic_load(&e->srv->stopping))
+		ret = -ESHUTDOWN;
+	if (!ret)
+		ret = d->run(e, o, &why);
+	if (ret) {
+		if (*why && s->bad_msgs++ < 20)
+			log_warn("session %llx: op %u refused: %s (%s)", (unsigned long long)s->id,
+				 o->req.op, why, strerror(-ret));
+		svc_reply_status(e, o, ret);
+	}
+}

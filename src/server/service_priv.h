@@ -1,0 +1,185 @@
+/*
+ * service_priv: what the pieces of kvfs-server's fabric side share. The
+ * endpoint with its ops and sessions; the calls between service.c (threads,
+ * sessions, posting), dispatch.c (request -> handler, replies), rma.c (moving
+ * value bytes) and the request handlers in handlers_*.c.
+ *
+ * Everything in a struct svc_ep but its cmd_* fields, with its ops and
+ * sessions, belongs to the endpoint's one service thread and takes no lock;
+ * the store is reached under srv.store_lock.
+ */
+#ifndef KVFS_SERVICE_PRIV_H
+#define KVFS_SERVICE_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "service.h"
+
+#define NRX	     256
+#define WINDOW	     8
+#define MAX_SESS     4096
+#define MAX_PINS     4096 /* per session; the table doubles from 16 up to it */
+#define PIN_IDX_BITS 16
+#define PIN_NONE     UINT32_MAX
+
+enum ctx_kind { CTX_RECV, CTX_SEND, CTX_RMA };
+
+struct op;
+struct opctx {
+	struct fab_ctx fc; /* first: libfabric hands this pointer back */
+	enum ctx_kind kind;
+	struct op *op;
+	uint64_t bytes; /* RMA piece length */
+	int busy;
+};
+
+struct upslot {
+	uint64_t id;
+	struct upload *up;
+	int busy;
+};
+
+_Static_assert(MAX_PINS <= 1 << PIN_IDX_BITS, "pin table index must fit a handle's low bits");
+
+/* A pinned item; handle 0 = free slot, then next_free links it. */
+struct pinslot {
+	uint64_t handle; /* sequence << PIN_IDX_BITS | index in session.pins */
+	struct item *it;
+	uint32_t next_free;
+};
+
+struct session {
+	uint64_t id, token;
+	fab_addr_t addr;
+	int dead, inflight;
+	struct wire_region regions[REGION_MAX];
+	unsigned access[REGION_MAX]; /* FAB_ACC_REMOTE_* granted by the client; 0 = unused */
+	struct upslot *ups;
+	int n_ups;
+	uint64_t next_up;
+	struct pinslot *pins;
+	uint32_t pin_cap, n_pins, pin_free; /* pin_free: first free slot or PIN_NONE */
+	uint64_t pin_seq;		    /* sequence of the last handle given out */
+	unsigned bad_msgs;
+};
+
+struct op {
+	struct opctx rx_ctx, tx_ctx, rma[WINDOW];
+	struct svc_ep *e;
+	uint8_t *rx, *tx;
+	struct wire_req req;
+	struct wire_rep rep;
+	struct session *sess;
+	int busy;
+	enum { STAGE_RX, STAGE_RMA, STAGE_REPLY } stage; /* what a retry after -EAGAIN resumes */
+
+	/* RMA transfer in progress */
+	int writing;	   /* 1: pool -> client (fi_write), 0: client -> pool (fi_read) */
+	struct item *item; /* writing: the pinned GET source, or NULL for UP_READ */
+	struct upload *up; /* UP_READ source, UP_WRITE / PUT target */
+	uint64_t up_id;	   /* UP_WRITE / UP_READ slot (busy until done), 0 for a whole PUT */
+	uint64_t src_off, total, next;
+	uint64_t raddr, rkey;
+	int outstanding, err;
+	int pending; /* on e->pending: waiting to post after -EAGAIN */
+	int tx_len;
+	struct op *next_pending;
+};
+
+struct svc_ep {
+	struct srv *srv;
+	char provider[32];
+	struct fab_ep *ep;
+	struct fab_mr *pool_mr, *msg_mr;
+	size_t msg_size;
+	uint8_t *msgs;
+	struct op ops[NRX];
+	int busy_ops;
+	struct op *pending_head, *pending_tail;
+	struct session *sess[MAX_SESS];
+	uint32_t sess_gen;
+	int n_sess;
+
+	pthread_t thread;
+	int started;
+	pthread_mutex_t cmd_lock;
+	pthread_cond_t cmd_cond;
+	struct svc_cmd *cmds; /* cmd_lock */
+	atomic_int n_cmds;    /* queued commands, read without cmd_lock */
+	int exited;	      /* cmd_lock: the service thread is gone */
+};
+
+static inline int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static inline void store_attr_from(struct store_attr *a, const struct wire_sa *sa)
+{
+	a->mask = sa->mask;
+	a->mode = sa->mode;
+	a->uid = sa->uid;
+	a->gid = sa->gid;
+	a->mtime_ns = sa->mtime_ns;
+	a->ttl = sa->ttl;
+}
+
+static inline struct upslot *up_find(struct session *s, uint64_t id)
+{
+	for (int i = 0; i < s->n_ups; i++)
+		if (s->ups[i].id == id)
+			return &s->ups[i];
+	return NULL;
+}
+
+/* Where a reply's inline data goes, and how much fits there. */
+static inline uint8_t *rep_data(struct op *o)
+{
+	return o->tx + WIRE_REP_FIXED;
+}
+
+static inline size_t rep_room(struct svc_ep *e)
+{
+	return e->msg_size - WIRE_REP_FIXED;
+}
+
+/* service.c: sessions and posting. */
+struct session *svc_sess_lookup(struct svc_ep *e, uint64_t id, uint64_t token);
+/* Queue o to post again (its o->stage) after the provider said -EAGAIN. */
+void svc_pending_push(struct svc_ep *e, struct op *o);
+void svc_post_rx(struct svc_ep *e, struct op *o);
+void svc_post_reply(struct svc_ep *e, struct op *o);
+
+/* dispatch.c: a received request, and its reply. */
+void svc_handle_request(struct svc_ep *e, struct op *o, size_t len);
+/* Encode o->rep (data possibly in place) and send it. */
+void svc_reply(struct svc_ep *e, struct op *o);
+void svc_reply_status(struct svc_ep *e, struct op *o, int status);
+
+/* rma.c: value bytes between the pool and the client's buffers. */
+int rma_check_desc(struct session *s, const struct wire_desc *d, uint64_t need, unsigned access,
+		   uint64_t *raddr, uint64_t *rkey, const char **why);
+int rma_send_item(struct svc_ep *e, struct op *o, struct item *it, const char **why);
+int rma_send_upload(struct svc_ep *e, struct op *o, struct upslot *u, const char **why);
+void rma_start(struct svc_ep *e, struct op *o, int writing, uint64_t raddr, uint64_t rkey);
+void rma_pump(struct svc_ep *e, struct op *o);
+void rma_finish(struct svc_ep *e, struct op *o);
+
+/*
+ * The request handlers, one per op (dispatch.c's table). Each replies itself
+ * and returns 0, or returns -errno (with *why set for the log when the
+ * request itself is at fault) for dispatch.c to send as an error reply.
+ */
+typedef int svc_handler(struct svc_ep *e, struct op *o, const char **why);
+/* handlers_kv.c */
+svc_handler handle_get, handle_put, handle_delete, handle_stat, handle_setattr, handle_rename;
+/* handlers_info.c */
+svc_handler handle_list, handle_stats, handle_ping;
+/* handlers_upload.c */
+svc_handler handle_upload;
+/* handlers_session.c */
+svc_handler handle_pin, handle_reg;
+
+#endif
