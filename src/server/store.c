@@ -16,7 +16,7 @@
  *
  * Items
  *   40-byte header, key, then either the value (small item) or, with
- *   IF_LARGE: padding to 4, {u32 n_ext, u32 tail_len}, n_ext x {i32 page
+ *   large set: padding to 4, {u32 n_ext, u32 tail_len}, n_ext x {i32 page
  *   delta from the item's own page, u32 pages}, then tail_len value bytes
  *   (the last bytes of the value, kept in the chunk instead of a mostly empty
  *   page). Value bytes [0, size - tail_len) are the extents' pages in order.
@@ -47,7 +47,7 @@
 #define MAX_PAGES	   32768u /* 32 GiB: refs are uint32 in 8-byte units */
 #define MIN_CHUNK	   48u
 #define MAX_CHUNK	   (512u << 10)
-#define MAX_CLASSES	   160
+#define MAX_CLASSES	   128 /* 118 are made */
 #define NONE		   UINT32_MAX
 #define HDR		   40u
 #define DBLK		   256u
@@ -56,22 +56,35 @@
 enum { PK_FREE = 0, PK_SLAB, PK_LARGE, PK_HELD };
 
 #define IF_REF	  1u /* CLOCK reference bit */
-#define IF_LARGE  2u /* value in pages (extent table in the chunk) */
-#define IF_LINKED 4u /* in the key and directory indexes */
-#define IF_ALLOC  8u /* chunk holds an item (clear = free chunk) */
+#define IF_LINKED 2u /* in the key and directory indexes */
+#define IF_ALLOC  4u /* chunk holds an item (clear = free chunk) */
 
+/*
+ * An item header. Locks: all of it is the store lock's (store.h), except
+ * that store_item_iov reads vsize, klen1 and large, the key, the extent table
+ * and the value bytes without it, on an item its caller holds pinned. Those
+ * are written only before the item is published, and never while anybody
+ * else holds a pin (rename's page move clears large under its own, only
+ * pin). What the store changes on a pinned item (refcount, flags, the
+ * attributes) lies outside their bit-field run, which C11 counts as one
+ * memory location: refcount and flags are plain integers, not bit-fields.
+ */
 struct item {
-	__extension__ uint64_t version : 48;
-	__extension__ uint64_t refcount : 16;
-	__extension__ uint64_t vsize : 40;
-	__extension__ uint64_t klen1 : 12; /* key length - 1 */
-	__extension__ uint64_t cls : 8;
-	__extension__ uint64_t flags : 4;
-	int64_t mtime_ns;
-	uint32_t expiry; /* unix seconds, 0 = never */
-	uint32_t mode, uid, gid;
+	__extension__ uint64_t version : 48; /* store lock (set before publish) */
+	uint16_t refcount;		     /* store lock */
+	__extension__ uint64_t vsize : 36;   /* fixed while pinned; <= 32 GiB pool */
+	__extension__ uint64_t klen1 : 12;   /* fixed while pinned: key length - 1 */
+	__extension__ uint64_t cls : 7;	     /* fixed while pinned: slab class */
+	__extension__ uint64_t large : 1;    /* fixed while pinned: value in pages */
+	uint8_t flags;			     /* store lock: IF_* */
+	int64_t mtime_ns;		     /* store lock */
+	uint32_t expiry;		     /* store lock: unix seconds, 0 = never */
+	uint32_t mode, uid, gid;	     /* store lock */
 };
 _Static_assert(sizeof(struct item) == HDR, "item header must be 40 bytes");
+_Static_assert(((uint64_t)MAX_PAGES << PAGE_SHIFT) < (1ull << 36), "vsize holds any value");
+_Static_assert(MAX_CLASSES <= 128, "cls holds any class");
+_Static_assert(KVFS_MAX_KEY <= 4096, "klen1 holds any key length");
 _Static_assert(STORE_REF_MAX < 0xffff, "store_get must leave room for one internal pin");
 
 struct page {
@@ -1145,7 +1158,7 @@ static void dir_replace(struct store *s, struct item *old, struct item *nw)
 
 static void item_free(struct store *s, struct item *it)
 {
-	if (it->flags & IF_LARGE) {
+	if (it->large) {
 		const uint32_t *t = lg_tab(it);
 		int64_t ip = i2pg(s, it);
 
@@ -1185,7 +1198,7 @@ static void touch(struct store *s, struct item *it)
 
 	it->flags |= IF_REF;
 	s->pg[i2pg(s, it)].tick = t;
-	if (it->flags & IF_LARGE) {
+	if (it->large) {
 		const uint32_t *tab = lg_tab(it);
 		int64_t ip = i2pg(s, it);
 
@@ -1347,7 +1360,7 @@ static struct item *build_large(struct store *s, const void *key, size_t klen, u
 
 	it->klen1 = klen - 1;
 	it->vsize = size;
-	it->flags |= IF_LARGE;
+	it->large = 1;
 	memcpy(ikey_w(it), key, klen);
 
 	uint32_t *t = lg_tab(it);
@@ -1721,7 +1734,7 @@ size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct 
 	if (off >= size || !len || !max)
 		return 0;
 	end = len > size - off ? size : off + len;
-	if (!(it->flags & IF_LARGE)) {
+	if (!it->large) {
 		iov[0].iov_base = (uint8_t *)ikey(it) + ikl(it) + off;
 		iov[0].iov_len = end - off;
 		*covered = end - off;
@@ -1862,7 +1875,7 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
 	if (noreplace && find_live(s, dst, dlen, s->now))
 		return -EEXIST;
 	pin(s, old);
-	if ((old->flags & IF_LARGE) && old->refcount == 1) {
+	if (old->large && old->refcount == 1) {
 		/* nobody reads it: move its pages to a new header chunk */
 		const uint32_t *t = lg_tab(old);
 		size_t need = lg_size(dlen, t[0], t[1]);
@@ -1873,7 +1886,7 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
 
 			it->klen1 = dlen - 1;
 			it->vsize = old->vsize;
-			it->flags |= IF_LARGE;
+			it->large = 1;
 			memcpy(ikey_w(it), dst, dlen);
 			uint32_t *nt = lg_tab(it);
 
@@ -1890,7 +1903,7 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
 			memcpy(lg_tailp(it), lg_tailp(old), t[1]);
 			/* old keeps no pages now */
 			item_unlink(s, old);
-			old->flags &= ~IF_LARGE;
+			old->large = 0;
 		}
 	}
 	if (!it) {
