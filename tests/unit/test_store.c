@@ -6,6 +6,8 @@
 #include "store_fixture.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -240,6 +242,92 @@ Test(store, pinned_delete_frees_on_release)
 	cr_assert_gt(stats(s).pool_used, 2 * MiB);
 	store_release(s, a2);
 	cr_assert_eq(stats(s).pool_used, 0);
+	store_close(s);
+}
+
+/*
+ * The lock contract of store.h: store_item_iov runs without the store lock on
+ * pinned items (kvfs-server's endpoint threads) while locked calls touch,
+ * re-attribute, replace and delete them and evict around them. The reader
+ * sees every pinned byte intact.
+ */
+struct unlocked_reader {
+	struct item *it[2];
+	uint64_t seed[2], len[2];
+	atomic_int stop;
+	long rounds, bad;
+};
+
+static void *read_unlocked(void *arg)
+{
+	struct unlocked_reader *r = arg;
+
+	while (!atomic_load(&r->stop) || r->rounds == 0) {
+		for (int k = 0; k < 2; k++) {
+			struct iovec iov[8];
+			uint64_t off = 0, cov;
+
+			while (off < r->len[k]) {
+				size_t n =
+				    store_item_iov(r->it[k], off, r->len[k] - off, iov, 8, &cov);
+
+				for (size_t i = 0; i < n; i++) {
+					const uint8_t *b = iov[i].iov_base;
+
+					for (size_t j = 0; j < iov[i].iov_len; j += 4093)
+						r->bad += b[j] != pat(r->seed[k], off + j);
+					off += iov[i].iov_len;
+				}
+				if (!cov)
+					break;
+			}
+			r->bad += off != r->len[k];
+		}
+		r->rounds++;
+	}
+	return NULL;
+}
+
+Test(store, pinned_reads_without_the_lock, .timeout = 60)
+{
+	struct store *s = open_store(16 * MiB, 8 * MiB, 0);
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct unlocked_reader r = {.seed = {1, 2}, .len = {300, 3 * MiB + 5}};
+	struct store_attr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL, .mode = 0600, .ttl = 100};
+	pthread_t t;
+	char key[32];
+
+	cr_assert_eq(put_pat(s, "small", 1, 300), 0);
+	cr_assert_eq(put_pat(s, "big", 2, 3 * MiB + 5), 0);
+	cr_assert_eq(store_pin(s, "small", 5, NOW, &r.it[0]), 0);
+	cr_assert_eq(store_pin(s, "big", 3, NOW, &r.it[1]), 0);
+	cr_assert_eq(pthread_create(&t, NULL, read_unlocked, &r), 0);
+	for (int i = 0; i < 4000; i++) {
+		struct item *it;
+
+		pthread_mutex_lock(&lock);
+		if (store_get(s, "small", 5, NOW, &it) == 0)
+			store_release(s, it);
+		store_stat(s, "big", 3, NOW, NULL);
+		store_setattr(s, "small", 5, &sa, NOW, NULL);
+		snprintf(key, sizeof(key), "fill%d", i);
+		cr_assert_eq(put_pat(s, key, (uint64_t)i, 1000 + (size_t)(i % 40) * 1000), 0);
+		if (i == 2000) {
+			cr_assert_eq(put_pat(s, "small", 3, 10), 0);
+			cr_assert_eq(store_delete(s, "big", 3), 0);
+		}
+		pthread_mutex_unlock(&lock);
+	}
+	atomic_store(&r.stop, 1);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_gt(r.rounds, 0);
+	cr_assert_eq(r.bad, 0, "%ld bad reads in %ld rounds", r.bad, r.rounds);
+	cr_assert_gt(stats(s).evictions, 0);
+	uint64_t used = stats(s).pool_used;
+
+	store_release(s, r.it[0]);
+	store_release(s, r.it[1]);
+	cr_assert_lt(stats(s).pool_used, used);
 	store_close(s);
 }
 
