@@ -354,20 +354,28 @@ void store_stats(struct store *s, struct store_stats *out)
 	out->uploads = s->nuploads;
 }
 
+/* The live item of a checked key at now: 0, -ENOENT or a key error. */
+static int lookup(struct store *s, const void *key, size_t klen, int64_t now, struct item **it)
+{
+	int err = check_key(klen);
+
+	if (err)
+		return err;
+	note_now(s, now);
+	*it = find_live(s, key, klen, now);
+	return *it ? 0 : -ENOENT;
+}
+
 /* store_get and store_pin: refuse at limit pins. */
 static int get_pinned(struct store *s, const void *key, size_t klen, int64_t now, uint32_t limit,
 		      struct item **out)
 {
-	int err = check_key(klen);
 	struct item *it;
+	int err = lookup(s, key, klen, now, &it);
 
 	*out = NULL;
 	if (err)
 		return err;
-	note_now(s, now);
-	it = find_live(s, key, klen, now);
-	if (!it)
-		return -ENOENT;
 	if (it->refcount >= limit)
 		return -EBUSY;
 	pin(s, it);
@@ -501,15 +509,11 @@ int store_delete(struct store *s, const void *key, size_t klen)
 
 int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct kvfs_attr *out)
 {
-	int err = check_key(klen);
 	struct item *it;
+	int err = lookup(s, key, klen, now, &it);
 
 	if (err)
 		return err;
-	note_now(s, now);
-	it = find_live(s, key, klen, now);
-	if (!it)
-		return -ENOENT;
 	touch(s, it);
 	if (out)
 		store_item_attr(it, out);
@@ -519,15 +523,11 @@ int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struc
 int store_setattr(struct store *s, const void *key, size_t klen, const struct store_attr *a,
 		  int64_t now, struct kvfs_attr *out)
 {
-	int err = check_key(klen);
 	struct item *it;
+	int err = lookup(s, key, klen, now, &it);
 
 	if (err)
 		return err;
-	note_now(s, now);
-	it = find_live(s, key, klen, now);
-	if (!it)
-		return -ENOENT;
 	if (a) {
 		if (a->mask & KVFS_SET_MODE)
 			it->mode = (it->mode & S_IFMT) | (a->mode & 07777);
