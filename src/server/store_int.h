@@ -94,7 +94,10 @@ struct sclass {
 struct dnode;
 struct upload;
 
-/* Fields marked "fixed" are set by store_open and never change. */
+/*
+ * Locks: every field is the store lock's except those marked "fixed", which
+ * store_open sets and nothing changes after (store_pool_* read them unlocked).
+ */
 struct store {
 	/* pool (store_slab.c) */
 	uint8_t *base;	    /* fixed */
