@@ -2,8 +2,29 @@
  * store: the server's item memory. Owns the pool, the key index, the
  * directory index used for listing, eviction, expiry and upload sessions.
  *
- * Not thread-safe: the caller serialises all calls (kvfs-server holds its
- * store lock). Nothing here blocks or does I/O.
+ * Nothing here blocks or does I/O.
+ *
+ * Locking. The store takes no lock itself. Its caller keeps one, the store
+ * lock (kvfs-server: srv.store_lock), which guards all the store holds: the
+ * pool's pages and chunks, the key and directory indexes, the counters, every
+ * item's pins, attributes, CLOCK reference bit and link state, and every
+ * upload. Every call is made under it, except these:
+ *  - store_item_iov on an item the caller holds pinned (store_get, store_pin,
+ *    store_item_ref), and reading the value bytes it points to. A pinned item
+ *    is never freed, and what store_item_iov reads (the value's size, the
+ *    key length, whether the value lies in pages, and the key, extent table
+ *    and value bytes behind the header) is written before the item is
+ *    published and then only under the writer's own, sole pin. What the locked
+ *    calls change on a pinned item (its pin count; the reference bit, set by
+ *    every get and stat; its link state on delete or replace; its attributes)
+ *    lies in other memory locations of the header, so the two never race.
+ *    That is what lets kvfs-server's endpoint threads copy and RMA values
+ *    side by side, taking the lock only to pin and to release.
+ *  - store_pool_base, store_pool_fd, store_pool_size: fixed by store_open.
+ *  - store_upload_size: it reads only the upload's size, which only the calls
+ *    on that upload change; the upload's owner must not overlap them.
+ * store_item_attr needs the lock: store_setattr changes a pinned item's
+ * attributes.
  *
  * Memory model
  *  - One pool of `memory` bytes (mmap'd once; the server registers it once).
@@ -100,7 +121,7 @@ void store_item_attr(const struct item *it, struct kvfs_attr *out);
  * Fill iov (at most max entries) with the pool ranges holding value bytes
  * [off, off+len) (clamped to the value size). Returns the entries used;
  * *covered = bytes covered (less than requested when max was too small:
- * call again from off + *covered).
+ * call again from off + *covered). Needs no lock on a pinned item (Locking).
  */
 size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct iovec *iov,
 		      size_t max, uint64_t *covered);
