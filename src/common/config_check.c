@@ -295,10 +295,7 @@ int cfg_validate(const struct kvfs_config *c, const struct where *w_servers,
 			return -EINVAL;
 		}
 	}
-	if (!memchr(c->provider, '\0', sizeof(c->provider)) ||
-	    (strcmp(c->provider, "auto") && strcmp(c->provider, "verbs") &&
-	     strcmp(c->provider, "efa") && strcmp(c->provider, "tcp") &&
-	     strcmp(c->provider, "shm"))) {
+	if (!memchr(c->provider, '\0', sizeof(c->provider)) || !cfg_known_provider(c->provider)) {
 		cfg_errf(err, errlen, &any, "fabric.provider",
 			 "unknown provider; valid: " VALID_PROVIDERS);
 		return -EINVAL;

@@ -63,6 +63,8 @@ struct setting_desc {
 extern const struct setting_desc cfg_settings[];
 extern const size_t cfg_n_settings;
 const char *cfg_valid_names(char *buf, size_t len, const char *group);
+/* 1 if name is one of the providers of VALID_PROVIDERS, else 0. */
+int cfg_known_provider(const char *name);
 int cfg_add_domain(struct kvfs_config *c, const char *name, size_t len, const char *setting,
 		   const struct where *w, char *err, size_t errlen);
 

@@ -25,6 +25,14 @@
 
 static const char *const providers[] = {"auto", "verbs", "efa", "tcp", "shm", NULL};
 
+int cfg_known_provider(const char *name)
+{
+	for (int i = 0; providers[i]; i++)
+		if (strcmp(name, providers[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* The value as written, for messages. */
 static const char *val_str(char *buf, size_t len, const struct val *v)
 {
@@ -192,11 +200,9 @@ static int set_provider(struct kvfs_config *c, const struct val *v, const char *
 
 	if (rc < 0)
 		return rc;
-	for (int i = 0; providers[i]; i++) {
-		if (strcmp(v->s, providers[i]) == 0) {
-			strcpy(c->provider, providers[i]);
-			return 0;
-		}
+	if (cfg_known_provider(v->s)) {
+		strcpy(c->provider, v->s);
+		return 0;
 	}
 	cfg_errf(err, errlen, w, setting, "%s is not a provider; valid: " VALID_PROVIDERS,
 		 val_str(vs, sizeof(vs), v));

@@ -19,7 +19,12 @@ struct op_desc {
 	unsigned char key2; /* and a second one (the rename target) */
 };
 
-static const struct op_desc op_table[OP_MAX_] = {
+/*
+ * Indexed by op. Its size is that of its last row, so the assert below fails
+ * when a new op (last before OP_MAX_) has none; a row left out in between has
+ * no handler and gets -EOPNOTSUPP.
+ */
+static const struct op_desc op_table[] = {
     [OP_PING] = {.run = handle_ping},
     [OP_GET] = {.run = handle_get, .key = 1},
     [OP_PUT] = {.run = handle_put, .key = 1},
@@ -41,6 +46,9 @@ static const struct op_desc op_table[OP_MAX_] = {
     [OP_PIN_GET] = {.run = handle_pin},
     [OP_UNPIN] = {.run = handle_pin},
 };
+
+_Static_assert(sizeof(op_table) / sizeof(op_table[0]) == OP_MAX_,
+	       "op_table needs a row for every op");
 
 void svc_reply(struct svc_ep *e, struct op *o)
 {
@@ -87,8 +95,12 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 	o->item = NULL;
 	o->up = NULL;
 	o->up_id = 0;
-	/* wire_req_decode() refuses ops outside the table */
+	/* wire_req_decode() refuses ops outside 1..OP_MAX_-1, the table's rows */
 	const struct op_desc *d = ret ? NULL : &op_table[o->req.op];
+	if (!ret && !d->run) {
+		ret = -EOPNOTSUPP;
+		why = "no handler for the op";
+	}
 	if (!ret && d->key && o->req.klen == 0) {
 		ret = -EINVAL;
 		why = "empty key";

@@ -102,11 +102,7 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 		ret = rma_check_desc(s, &q->buf, q->len, FAB_ACC_REMOTE_READ, &raddr, &rkey, why);
 		if (ret)
 			return ret;
-		u->busy = 1;
-		o->up_id = u->id;
-		o->up = u->up;
-		o->src_off = q->off;
-		o->total = q->len;
+		rma_claim_upload(o, u, q->len);
 		if (q->len == 0) {
 			o->err = 0;
 			o->writing = 0; /* not left over from this op's previous request */

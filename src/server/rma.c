@@ -102,6 +102,19 @@ void rma_start(struct svc_ep *e, struct op *o, int writing, uint64_t raddr, uint
 	rma_pump(e, o);
 }
 
+/*
+ * An UP_WRITE or UP_READ of total bytes at the request's offset starts: the
+ * upload's slot is busy until up_done().
+ */
+void rma_claim_upload(struct op *o, struct upslot *u, uint64_t total)
+{
+	u->busy = 1;
+	o->up_id = u->id;
+	o->up = u->up;
+	o->src_off = o->req.off;
+	o->total = total;
+}
+
 /* An UP_WRITE or UP_READ is over: the upload's slot is free again. */
 static void up_done(struct op *o)
 {
@@ -291,11 +304,7 @@ int rma_send_upload(struct svc_ep *e, struct op *o, struct upslot *u, const char
 	int ret = rma_check_desc(o->sess, &q->buf, n, FAB_ACC_REMOTE_WRITE, &raddr, &rkey, why);
 	if (ret)
 		return ret;
-	u->busy = 1;
-	o->up_id = u->id;
-	o->up = u->up;
-	o->src_off = q->off;
-	o->total = n;
+	rma_claim_upload(o, u, n);
 	rma_start(e, o, 1, raddr, rkey);
 	return 0;
 }

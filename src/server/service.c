@@ -195,27 +195,8 @@ void svc_post_rx(struct svc_ep *e, struct op *o)
 		log_error("cannot post a receive buffer: %s", strerror(-ret));
 }
 
-void svc_post_reply(struct svc_ep *e, struct op *o)
-{
-	int ret = fab_post_send(e->ep, o->tx, (size_t)o->tx_len, fab_mr_desc(e->msg_mr),
-				o->sess->addr, &o->tx_ctx.fc);
-	if (ret == -EAGAIN) {
-		svc_pending_push(e, o);
-		return;
-	}
-	if (ret) {
-		/* The peer is unreachable; the op is over. */
-		o->sess->inflight--;
-		if (o->sess->dead && o->sess->inflight == 0)
-			sess_free(e, o->sess);
-		e->busy_ops--;
-		svc_post_rx(e, o);
-	}
-}
-
-/* ---- completions and the poll loop ---------------------------------------- */
-
-static void on_send_done(struct svc_ep *e, struct op *o)
+/* o's reply is sent (or cannot be): free its session if that was its last op, repost o. */
+static void op_over(struct svc_ep *e, struct op *o)
 {
 	struct session *s = o->sess;
 	o->sess = NULL;
@@ -224,6 +205,20 @@ static void on_send_done(struct svc_ep *e, struct op *o)
 		sess_free(e, s);
 	svc_post_rx(e, o);
 }
+
+void svc_post_reply(struct svc_ep *e, struct op *o)
+{
+	int ret = fab_post_send(e->ep, o->tx, (size_t)o->tx_len, fab_mr_desc(e->msg_mr),
+				o->sess->addr, &o->tx_ctx.fc);
+	if (ret == -EAGAIN) {
+		svc_pending_push(e, o);
+		return;
+	}
+	if (ret)
+		op_over(e, o); /* the peer is unreachable */
+}
+
+/* ---- completions and the poll loop ---------------------------------------- */
 
 static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
 {
@@ -239,7 +234,7 @@ static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
 		svc_handle_request(e, o, c->len);
 		return;
 	case CTX_SEND:
-		on_send_done(e, o);
+		op_over(e, o);
 		return;
 	case CTX_RMA:
 		x->busy = 0;

@@ -163,6 +163,7 @@ int rma_check_desc(struct session *s, const struct wire_desc *d, uint64_t need, 
 		   uint64_t *raddr, uint64_t *rkey, const char **why);
 int rma_send_item(struct svc_ep *e, struct op *o, struct item *it, const char **why);
 int rma_send_upload(struct svc_ep *e, struct op *o, struct upslot *u, const char **why);
+void rma_claim_upload(struct op *o, struct upslot *u, uint64_t total);
 void rma_start(struct svc_ep *e, struct op *o, int writing, uint64_t raddr, uint64_t rkey);
 void rma_pump(struct svc_ep *e, struct op *o);
 void rma_finish(struct svc_ep *e, struct op *o);
