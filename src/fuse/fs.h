@@ -1,6 +1,6 @@
 /*
- * fs: state shared by the kvfs mount's lowlevel operations (ops.c) and its
- * main loop (main.c).
+ * fs: state shared by the kvfs mount's lowlevel operations (ops.c and the
+ * files of ops_int.h) and its main loop (main.c).
  */
 #ifndef KVFS_FUSE_FS_H
 #define KVFS_FUSE_FS_H
@@ -43,8 +43,5 @@ struct fs_worker_buf {
 extern __thread struct fs_worker_buf *fs_tls_buf;
 
 extern const struct fuse_lowlevel_ops fs_ops;
-
-/* Map a libkvfs error to what a file system caller should see (positive errno). */
-int fs_errno(int err);
 
 #endif

@@ -9,7 +9,7 @@
 #   fs_readers.sh BUILD_DIR [SOURCE_DIR]
 . "$(dirname "$0")/mount_lib.sh"
 ml_init "$@"
-FSR=$BUILD/tests/fs_readers
+FSR=$BUILD/tests/mount/fs_readers
 [ -x "$FSR" ] || { record "fs_readers is built ($FSR)" 1; ml_finish; }
 versions=${FS_READERS_VERSIONS:-300}
 secs=${FS_READERS_SECONDS:-15}

@@ -9,7 +9,7 @@
 # FS_RANDOM_SEEDS (default "1 2 3 random").
 . "$(dirname "$0")/mount_lib.sh"
 ml_init "$@"
-FSC=$BUILD/tests/fs_check
+FSC=$BUILD/tests/mount/fs_check
 [ -x "$FSC" ] || { record "fs_check is built ($FSC)" 1; ml_finish; }
 ops=${FS_RANDOM_OPS:-3000}
 secs=${FS_RANDOM_SECONDS:-20}

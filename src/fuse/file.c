@@ -1,0 +1,453 @@
+/*
+ * file: open files of the kvfs mount (open, read, write, flush, fsync,
+ * release), each open a struct handle (ops_int.h).
+ *
+ * - Open pins the key's current value on its server (kvfs_pin_open), so a
+ *   handle reads one version from first to last byte. Reads lend the
+ *   registered receive slot (kvfs_pin_get_lease) and reply from it: the
+ *   bytes land there by RMA and go to the kernel with no copy. From a server
+ *   on this host whose pool is mapped here, they reply straight from the
+ *   pool (kvfs_pin_map), and the server moves nothing. A read-only
+ *   open of a small value fetches it whole instead (reader_open). The page
+ *   cache is kept only while the version is unchanged (see op_open).
+ * - Writes go to the handle's upload session, opened at the first write
+ *   (starting from the current value unless the file was created or
+ *   truncated by this open). FUSE_WRITE data already sits in the worker's
+ *   registered buffer, so the server pulls it from there (no copy).
+ *   flush (close) and fsync commit; readers see the old or the new value.
+ *   A handle with uncommitted writes reads them back from its upload.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "common/log.h"
+#include "fuse/ops_int.h"
+
+/*
+ * A reader uses the page cache only when no handle here has been open for
+ * writing for this long: the kernel keeps one size per inode, and a local
+ * writer moves it under readers of other versions.
+ */
+#define WRITE_QUIET_NS (2 * 1000000000LL)
+/* A read-only open of a value up to this size fetches it whole (reader_open). */
+#define WHOLE_MAX (64 * 1024)
+
+__thread struct fs_worker_buf *fs_tls_buf;
+
+/* ---- handles and uploads ---------------------------------------------------- */
+
+/* Attributes a commit must carry so a rewrite keeps mode and owner. */
+void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	pthread_mutex_lock(&fs->it.lock);
+	const struct kvfs_attr *a = &n->attr;
+	if (!(a->mode & KVFS_MODE_UNSET) && (a->mode & 07777)) {
+		sa->mask |= KVFS_SET_MODE;
+		sa->mode = S_IFREG | (a->mode & 07777);
+	}
+	if (a->uid != KVFS_ID_UNSET) {
+		sa->mask |= KVFS_SET_UID;
+		sa->uid = a->uid;
+	}
+	if (a->gid != KVFS_ID_UNSET) {
+		sa->mask |= KVFS_SET_GID;
+		sa->gid = a->gid;
+	}
+	if (n->commit_mtime) {
+		sa->mask |= KVFS_SET_MTIME;
+		sa->mtime_ns = n->commit_mtime;
+	}
+	pthread_mutex_unlock(&fs->it.lock);
+}
+
+/* Open h's upload if it has none. Caller holds h->lock. */
+static int h_upload(struct fs *fs, struct handle *h)
+{
+	if (h->up)
+		return 0;
+	char key[KEYCAP];
+	int len = itab_key(&fs->it, h->node->ino, "", key, sizeof(key));
+	if (len < 0)
+		return len;
+	int ret = kvfs_upload_open(fs->kv, key, h->fresh ? 0 : KVFS_UPLOAD_KEEP, &h->up);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&fs->it.lock);
+	h->node->nwriters++;
+	h->node->pending_size = kvfs_upload_size(h->up);
+	pthread_mutex_unlock(&fs->it.lock);
+	return 0;
+}
+
+/* After a write or truncate: the node shows the upload's size. Caller holds h->lock. */
+static void h_touched(struct fs *fs, struct handle *h)
+{
+	h->dirty = 1;
+	pthread_mutex_lock(&fs->it.lock);
+	h->node->pending_size = kvfs_upload_size(h->up);
+	h->node->commit_mtime = 0; /* a write after utimens: the commit time counts */
+	pthread_mutex_unlock(&fs->it.lock);
+}
+
+/*
+ * Publish h's writes (or drop an unused upload). Caller holds h->lock.
+ * Returns 0 or -errno; the upload is gone either way.
+ */
+static int h_commit(struct fs *fs, struct handle *h)
+{
+	if (!h->up)
+		return 0;
+	int ret = 0;
+	struct kvfs_attr a;
+	struct inode *n = h->node;
+	if (h->dirty) {
+		struct kvfs_setattr sa;
+		commit_attrs(fs, n, &sa);
+		ret = kvfs_upload_commit(h->up, &sa, &a);
+	} else {
+		kvfs_upload_abort(h->up);
+	}
+	pthread_mutex_lock(&fs->it.lock);
+	n->nwriters--;
+	if (h->dirty && !ret) {
+		do_set_attr(n, &a);
+		n->commit_mtime = 0;
+		n->cache_version = 0; /* writers bypass the page cache: it is stale */
+	}
+	pthread_mutex_unlock(&fs->it.lock);
+	h->up = NULL;
+	h->dirty = 0;
+	h->fresh = 0;
+	pthread_rwlock_wrlock(&h->pin_lock);
+	if (h->pin)
+		kvfs_pin_close(h->pin); /* reads now see what was published */
+	h->pin = NULL;
+	pthread_rwlock_unlock(&h->pin_lock);
+	return ret;
+}
+
+struct handle *handle_new(struct fs *fs, struct inode *n, int flags)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_rwlock_init(&h->pin_lock, NULL);
+	h->node = n; /* held until the handle is freed */
+	h->flags = flags;
+	itab_hold(&fs->it, n);
+	return h;
+}
+
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	itab_unhold(&fs->it, h->node);
+	pthread_mutex_destroy(&h->lock);
+	pthread_rwlock_destroy(&h->pin_lock);
+	free(h->whole);
+	free(h);
+}
+
+/* The last of an open file: publish its writes, drop its counts, free it. */
+int handle_close(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&h->lock);
+	int ret = h_commit(fs, h);
+	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_lock(&fs->it.lock);
+	if (writable(h->flags)) {
+		h->node->nwopen--;
+		h->node->write_ns = mono_ns();
+	}
+	if (h->cached)
+		h->node->ncached--;
+	pthread_mutex_unlock(&fs->it.lock);
+	if (h->pin)
+		kvfs_pin_close(h->pin);
+	handle_free(fs, h);
+	return ret;
+}
+
+/* ftruncate through a writable handle: resize its upload, published at flush. */
+int handle_truncate(struct fs *fs, struct handle *h, uint64_t size)
+{
+	pthread_mutex_lock(&h->lock);
+	if (!h->up && size == 0)
+		h->fresh = 1;
+	int ret = h_upload(fs, h);
+	if (!ret)
+		ret = kvfs_upload_truncate(h->up, size);
+	if (!ret)
+		h_touched(fs, h);
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+/*
+ * A GETATTR that names an open reader (the kernel sends one before reads
+ * when attributes are stale) gets the size of the version that reader has
+ * pinned, so the kernel does not cut its reads at the size of another
+ * version. While someone here writes the file, that answer is not cached.
+ */
+int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, double *timeout)
+{
+	struct handle *h = fi ? handle_of(fi) : NULL;
+	int ok = 0;
+	if (!h)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	if (!h->up) {
+		pthread_rwlock_rdlock(&h->pin_lock);
+		if (h->pin || h->whole) {
+			*a = h->pin_attr;
+			ok = 1;
+		}
+		pthread_rwlock_unlock(&h->pin_lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	*timeout = attr_ttl(fs, h->node);
+	return ok;
+}
+
+/*
+ * Open key for reading into h: a value of at most WHOLE_MAX bytes is fetched
+ * whole by one GET (inline when the size last seen fits a message) and the
+ * handle's reads are served from memory, with no pin to take and drop: one
+ * round trip for open, read and close of a small file. A larger value is
+ * pinned. *a gets the version's attributes.
+ */
+static int reader_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
+{
+	struct kvfs_limits lim;
+	kvfs_limits(fs->kv, &lim);
+	pthread_mutex_lock(&fs->it.lock);
+	uint64_t seen = h->node->attr.version ? h->node->attr.size : 0;
+	pthread_mutex_unlock(&fs->it.lock);
+	if (seen <= WHOLE_MAX) {
+		size_t want = seen <= lim.inline_threshold ? lim.inline_threshold : WHOLE_MAX;
+		char *buf = malloc(want ? want : 1);
+		ssize_t n = buf ? kvfs_get(fs->kv, key, buf, want, 0, a) : -ENOMEM;
+		if (n >= 0 && a->size == (uint64_t)n) {
+			char *fit = realloc(buf, n ? (size_t)n : 1);
+			h->whole = fit ? fit : buf;
+			h->whole_len = (size_t)n;
+			return 0;
+		}
+		free(buf);
+		if (n < 0 && n != -EAGAIN)
+			return (int)n;
+		/* it grew (or changed while read): pin it */
+	}
+	return kvfs_pin_open(fs->kv, key, &h->pin, a);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	char key[KEYCAP];
+	struct inode *n = itab_get(&fs->it, ino);
+	struct kvfs_attr a;
+	int ret = 0;
+	if (!n) {
+		reply_err(req, -ENOENT);
+		return;
+	}
+	if (n->type == S_IFDIR) {
+		reply_err(req, -EISDIR);
+		return;
+	}
+	if (fs->o.ro && (writable(fi->flags) || (fi->flags & O_TRUNC))) {
+		reply_err(req, -EROFS);
+		return;
+	}
+	struct handle *h = handle_new(fs, n, fi->flags);
+	if (!h) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	int len = itab_key(&fs->it, ino, "", key, sizeof(key));
+	if (len < 0) {
+		ret = len;
+		goto fail;
+	}
+	if ((fi->flags & O_TRUNC) && writable(fi->flags)) {
+		/* Atomic O_TRUNC: the new value starts empty and is published on close. */
+		h->fresh = 1;
+		ret = h_upload(fs, h);
+		if (ret)
+			goto fail;
+		h_touched(fs, h);
+	} else {
+		ret = writable(fi->flags) ? kvfs_pin_open(fs->kv, key, &h->pin, &a)
+					  : reader_open(fs, h, key, &a);
+		h->pin_attr = a;
+		if (ret)
+			goto fail;
+	}
+	/*
+	 * The page cache is one per inode and holds one version's bytes
+	 * (cache_version). A reader uses it only when nobody here writes the
+	 * file and every other cached reader reads that same version; the
+	 * others read straight from the server (direct I/O). Writers always
+	 * write through to their upload.
+	 */
+	pthread_mutex_lock(&fs->it.lock);
+	int64_t now = mono_ns();
+	if (writable(fi->flags)) {
+		n->nwopen++;
+		n->write_ns = now;
+		n->cache_version = 0;
+	} else if (n->nwopen == 0 && now - n->write_ns > WRITE_QUIET_NS &&
+		   (n->ncached == 0 || n->cache_version == a.version)) {
+		h->cached = 1;
+		n->ncached++;
+		fi->keep_cache = n->cache_version == a.version;
+		n->cache_version = a.version;
+		n->cache_attr = a;
+	}
+	if (!(fi->flags & O_TRUNC))
+		do_set_attr(n, &a);
+	pthread_mutex_unlock(&fs->it.lock);
+	fi->direct_io = !h->cached;
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_close(fs, h);
+	return;
+fail:
+	handle_free(fs, h);
+	reply_err(req, ret);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = FS(req);
+	struct handle *h = handle_of(fi);
+	char key[KEYCAP];
+	ssize_t n;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->up) {
+		/* read-your-writes: the pending value */
+		void *buf = malloc(size ? size : 1);
+		n = buf ? kvfs_upload_read(h->up, buf, size, (uint64_t)off) : -ENOMEM;
+		pthread_mutex_unlock(&h->lock);
+		if (n < 0)
+			reply_err(req, (int)n);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
+		return;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (h->whole) {
+		/*
+		 * Reply from a copy, not from h: once the reply is written the
+		 * reader may close the file and its RELEASE, on another worker,
+		 * free h while fuse_reply_buf returns (sanitizers check writev's
+		 * buffers after the call). At most WHOLE_MAX bytes.
+		 */
+		char copy[WHOLE_MAX];
+		size_t at = (uint64_t)off < h->whole_len ? (size_t)off : h->whole_len;
+		size_t len = h->whole_len - at < size ? h->whole_len - at : size;
+		memcpy(copy, h->whole + at, len);
+		fuse_reply_buf(req, copy, len);
+		return;
+	}
+	pthread_rwlock_rdlock(&h->pin_lock);
+	while (!h->pin) {
+		/* first read after this handle committed: pin what it published */
+		pthread_rwlock_unlock(&h->pin_lock);
+		pthread_rwlock_wrlock(&h->pin_lock);
+		int len = h->pin ? 0 : itab_key(&fs->it, ino, "", key, sizeof(key));
+		int ret = len < 0  ? len
+			  : h->pin ? 0
+				   : kvfs_pin_open(fs->kv, key, &h->pin, &h->pin_attr);
+		pthread_rwlock_unlock(&h->pin_lock);
+		if (ret) {
+			reply_err(req, ret == -ENOENT ? -ESTALE : ret);
+			return;
+		}
+		pthread_rwlock_rdlock(&h->pin_lock);
+	}
+	/*
+	 * From the server's pool mapped here when it runs on this host, else
+	 * from a receive slot the bytes were written into. A read of at most
+	 * 1 MiB (max_read) needs at most 3 views, so a short map is the end.
+	 */
+	struct iovec iov[8];
+	int niov = 1;
+	kvfs_lease_t *lease;
+	n = kvfs_pin_map(h->pin, (uint64_t)off, size, iov, 8, &niov, &lease);
+	if (n == -EOPNOTSUPP) {
+		const void *data;
+		n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+		iov[0] = (struct iovec){(void *)data, n > 0 ? (size_t)n : 0};
+	}
+	/*
+	 * Done with h before replying: once the reply is out, the reader may
+	 * close the file and its RELEASE, on another worker, free h. The
+	 * leased bytes do not depend on h.
+	 */
+	pthread_rwlock_unlock(&h->pin_lock);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else {
+		fuse_reply_iov(req, iov, niov);
+		kvfs_lease_release(lease);
+	}
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	      struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = FS(req);
+	struct handle *h = handle_of(fi);
+	pthread_mutex_lock(&h->lock);
+	int ret = h_upload(fs, h);
+	if (!ret) {
+		uint64_t at = (h->flags & O_APPEND) ? kvfs_upload_size(h->up) : (uint64_t)off;
+		struct fs_worker_buf *wb = fs_tls_buf;
+		if (wb && buf >= (char *)wb->mem && buf + size <= (char *)wb->mem + wb->len)
+			ret = kvfs_upload_write_mr(h->up, buf, size, at, wb->mr);
+		else
+			ret = kvfs_upload_write(h->up, buf, size, at);
+		if (!ret)
+			h_touched(fs, h);
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (ret)
+		reply_err(req, ret);
+	else
+		fuse_reply_write(req, size);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct handle *h = handle_of(fi);
+	pthread_mutex_lock(&h->lock);
+	int ret = h->dirty ? h_commit(FS(req), h) : 0;
+	pthread_mutex_unlock(&h->lock);
+	reply_err(req, ret);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	op_flush(req, ino, fi);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	int ret = handle_close(FS(req), handle_of(fi));
+	if (ret)
+		log_error("release: commit failed: %s", kvfs_strerror(ret));
+	fuse_reply_err(req, 0);
+}
