@@ -297,6 +297,10 @@ int cmd_get(struct ctl *c, int argc, char **argv)
 			size_t want = size - off < GET_PIECE ? (size_t)(size - off) : GET_PIECE;
 			ssize_t n = kvfs_get(c->kv, key, buf, want, off, &a);
 
+			if (n == -EAGAIN) { /* replaced between the pieces of this read */
+				changed = true;
+				break;
+			}
 			if (n < 0) {
 				progress_end(&pr);
 				fail("get %s: %s", key, kvfs_strerror((int)n));
