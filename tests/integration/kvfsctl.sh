@@ -95,6 +95,8 @@ check "bad config names file and line" sh -c \
 	"printf 'fabric = { provider = \"carrier-pigeon\"; };\n' > '$tmp/bad.conf'; ! '$ctl' -c '$tmp/bad.conf' ping 2>'$tmp/e'; grep -q 'bad.conf:1' '$tmp/e' && grep -q valid '$tmp/e'"
 check "unreachable server fails fast" sh -c \
 	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
+check "libkvfs logs as kvfsctl, info lines with -v" sh -c \
+	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
 check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
 check "server still up" kill -0 "$pid"

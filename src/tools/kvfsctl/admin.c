@@ -14,23 +14,19 @@
 #include <string.h>
 
 #include "kvfs/kvfs.h"
-#include "common/config.h"
 #include "tools/kvfsctl/kvfsctl.h"
 
 /* "host:port" of server idx as configured ("[v6]:port" for IPv6). */
 static const char *srv_addr(struct ctl *c, int idx, char *buf, size_t len)
 {
 	const char *name = kvfs_server_name(c->kv, idx);
+	int n = kvfs_config_server_count(c->cfg);
 
-	for (int i = 0; name && c->cfg && i < c->cfg->n_servers; i++) {
-		const struct kvfs_server_entry *e = &c->cfg->servers[i];
-
-		if (strcmp(e->name, name) != 0)
+	for (int i = 0; name && i < n; i++) {
+		if (strcmp(kvfs_config_server_name(c->cfg, i), name) != 0)
 			continue;
-		if (strchr(e->host, ':'))
-			snprintf(buf, len, "[%s]:%s", e->host, e->port);
-		else
-			snprintf(buf, len, "%s:%s", e->host, e->port);
+		if (kvfs_config_server_address(c->cfg, i, buf, len) < 0)
+			break;
 		return buf;
 	}
 	snprintf(buf, len, "?");
@@ -57,7 +53,7 @@ static int pick_servers(struct ctl *c, const char *cmd, const char *name, int *f
 			return 1;
 		}
 	}
-	fail("%s %s: no such server in %s", cmd, name, config_default_path(c->conf_arg));
+	fail("%s %s: no such server in %s", cmd, name, kvfs_config_path(c->conf_arg));
 	return -1;
 }
 
@@ -77,7 +73,7 @@ int cmd_ping(struct ctl *c, int argc, char **argv)
 	if (n < 0)
 		return EXIT_FAIL;
 	for (int i = first; i < first + n; i++) {
-		char addr[300];
+		char addr[KVFS_ADDRESS_MAX];
 		uint64_t rtt = 0;
 
 		srv_addr(c, i, addr, sizeof(addr));

@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "kvfs/kvfs.h"
-#include "common/config.h"
 #include "tools/kvfsctl/kvfsctl.h"
 #include "tools/latency.h"
 
@@ -256,7 +255,7 @@ static int bench_parse(struct ctl *c, int argc, char **argv, struct bench_opts *
 			o->op = v;
 			break;
 		case 's':
-			if (v[0] == '-' || config_parse_size(v, &o->size) < 0 ||
+			if (v[0] == '-' || kvfs_parse_size(v, &o->size) < 0 ||
 			    o->size > SIZE_MAX / 2)
 				return usage_error("bench: bad --size: %s", v);
 			have_size = true;

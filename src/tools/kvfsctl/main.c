@@ -16,8 +16,7 @@
 #include <string.h>
 
 #include "kvfs/kvfs.h"
-#include "common/config.h"
-#include "common/log.h"
+#include "common/log.h" /* our own copy (log_lib); libkvfs keeps its own */
 #include "tools/kvfsctl/kvfsctl.h"
 
 /* ------------------------------------------------------------------ */
@@ -58,7 +57,7 @@ static void usage(FILE *f)
 	      "                         measure latency and throughput\n"
 	      "\n"
 	      "options:\n"
-	      "  -c FILE  configuration (default: $KVFS_CONF, else " KVFS_DEFAULT_CONF ")\n"
+	      "  -c FILE  configuration (default: $KVFS_CONF, else " KVFS_CONFIG_DEFAULT ")\n"
 	      "  -v       more log output (repeat for debug)\n"
 	      "  -h       this help\n",
 	      f);
@@ -136,7 +135,7 @@ int parse_u64(const char *s, uint64_t *out)
 int ctl_open(struct ctl *c)
 {
 	char err[1024] = "";
-	const char *path = config_default_path(c->conf_arg);
+	const char *path = kvfs_config_path(c->conf_arg);
 	int rc;
 
 	rc = kvfs_config_load(path, &c->cfg, err, sizeof(err));
@@ -197,7 +196,9 @@ int main(int argc, char **argv)
 	int o, verbose = 0, ret;
 
 	memset(&c, 0, sizeof(c));
+	/* libkvfs's lines as ours: "kvfsctl: warning: ..." */
 	log_set_ident("kvfsctl");
+	kvfs_set_log(log_forward, NULL);
 	install_signals();
 
 	opterr = 0;
@@ -227,10 +228,12 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		return usage_error("unknown command: %s", argv[optind]);
-	if (verbose == 1)
-		log_set_level(LOG_LVL_INFO);
-	else if (verbose > 1)
-		log_set_level(LOG_LVL_DEBUG);
+	if (verbose) {
+		int lvl = verbose == 1 ? KVFS_LOG_INFO : KVFS_LOG_DEBUG;
+
+		log_set_level((enum log_level)lvl);
+		kvfs_set_log_level(lvl);
+	}
 
 	c.pos = calloc((size_t)argc + 1, sizeof(*c.pos));
 	c.opt = calloc((size_t)argc + 1, sizeof(*c.opt));
