@@ -17,7 +17,10 @@ void log_set_ident(const char *ident);
 /* NULL = stderr again. Set at start, before other threads log. */
 void log_set_sink(log_sink_fn fn, void *arg);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A sink that logs the line as this program's own (for kvfs_set_log). */
+/*
+ * A sink that logs the line as this program's own (for kvfs_set_log, whose
+ * lines come from libkvfs's copy of this module; never this copy's own sink).
+ */
 void log_forward(void *arg, int level, const char *msg);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
