@@ -86,6 +86,62 @@ int kvfs_config_set(struct kvfs_config *cfg, const char *setting, const char *va
 		    size_t errlen);
 void kvfs_config_free(struct kvfs_config *cfg);
 
+/* The configuration file used when neither a path nor $KVFS_CONF is given. */
+#define KVFS_CONFIG_DEFAULT "/etc/kvfs/kvfs.conf"
+
+/*
+ * The file kvfs_open(path) and kvfs_config_load(path) read: path when
+ * non-NULL, else $KVFS_CONF when set and not empty, else
+ * KVFS_CONFIG_DEFAULT. Never fails; the string is path, the environment's
+ * or a constant.
+ */
+const char *kvfs_config_path(const char *path);
+
+/*
+ * The servers of a configuration, in the order of cluster.servers (the
+ * indexes kvfs_server_name() and kvfs_server_of() use on a kvfs_t opened
+ * from it), without connecting to any.
+ *
+ * kvfs_config_server_count: the number of servers, or -EINVAL when cfg is NULL.
+ * kvfs_config_server_name: the name of server idx (valid while cfg is), or
+ *   NULL when cfg is NULL or idx is not in [0, count).
+ * kvfs_config_server_address: its address as configured, "host:port" or
+ *   "[v6]:port" for an IPv6 literal, into buf (at most KVFS_ADDRESS_MAX bytes
+ *   with the NUL). Returns its length; -EINVAL when cfg or buf is NULL or idx
+ *   is not in [0, count); -ERANGE when len is too small (buf then holds "").
+ */
+#define KVFS_ADDRESS_MAX 272
+int kvfs_config_server_count(const struct kvfs_config *cfg);
+const char *kvfs_config_server_name(const struct kvfs_config *cfg, int idx);
+int kvfs_config_server_address(const struct kvfs_config *cfg, int idx, char *buf, size_t len);
+
+/*
+ * A size as the configuration file takes it: decimal digits, then
+ * optionally spaces and a suffix K, M, G or T (any case, powers of 1024),
+ * which may be followed by "iB" or "B"; a "B" alone means bytes. "64M" =
+ * "64 MiB" = 67108864. Returns 0 with *out set; -EINVAL when s or out is
+ * NULL, s is not such a size (empty, a sign or space first, another suffix)
+ * or the size does not fit in 64 bits.
+ */
+int kvfs_parse_size(const char *s, uint64_t *out);
+
+/*
+ * The library's log lines (a failed connect, a lost server, ...), for the
+ * whole process. Each line whose level is at most the log level (default
+ * KVFS_LOG_WARN) goes to stderr as "kvfs: warning: text", cut at 1 KiB.
+ * kvfs_set_log hands them to fn(arg, level, text) instead, without that
+ * prefix or a newline; fn may be called from any thread of the library,
+ * several at once, and must not call into the library. fn NULL restores
+ * stderr. Set it before opening a kvfs_t: changing it while lines are
+ * logged is not synchronized. kvfs_set_log_level sets the highest level
+ * logged, with or without fn; returns 0, or -EINVAL when level is not a
+ * KVFS_LOG_* value.
+ */
+enum { KVFS_LOG_ERROR, KVFS_LOG_WARN, KVFS_LOG_INFO, KVFS_LOG_DEBUG };
+typedef void (*kvfs_log_fn)(void *arg, int level, const char *line);
+void kvfs_set_log(kvfs_log_fn fn, void *arg);
+int kvfs_set_log_level(int level);
+
 /* Open from a config file; NULL = $KVFS_CONF, else /etc/kvfs/kvfs.conf. */
 int kvfs_open(kvfs_t **out, const char *config_path);
 /* Open from a parsed config (copied; the caller keeps ownership). */

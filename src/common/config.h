@@ -20,7 +20,7 @@
 
 #include "kvfs/kvfs.h"
 
-#define KVFS_DEFAULT_CONF "/etc/kvfs/kvfs.conf"
+#define KVFS_DEFAULT_CONF KVFS_CONFIG_DEFAULT /* kvfs.h */
 #define KVFS_MAX_SERVERS  64
 #define KVFS_MAX_DOMAINS  8
 #define KVFS_NAME_MAX	  64

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/log.h"
+#include "common/log.h" /* our own copy (log_lib); libkvfs keeps its own */
 #include "fuse/fs.h"
 
 /* FUSE_MAX_MAX_PAGES (256) pages plus the request header, with room to spare. */
@@ -320,6 +320,7 @@ int main(int argc, char **argv)
 			       .max_write = MAX_IO,
 			       .threads = 8};
 	log_set_ident("kvfs");
+	kvfs_set_log(log_forward, NULL); /* libkvfs's lines as the mount's own */
 	if (fuse_opt_parse(&args, &p, kvfs_opts, parse_proc) == -1)
 		goto out;
 	fs.o = p.o;
@@ -364,8 +365,10 @@ int main(int argc, char **argv)
 	}
 	if (check_opts(&fs.o))
 		goto out;
-	if (copts.debug)
+	if (copts.debug) {
 		log_set_level(LOG_LVL_DEBUG);
+		kvfs_set_log_level(KVFS_LOG_DEBUG);
+	}
 	if (kvfs_config_load(fs.o.config, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "kvfs: %s\n", err);
 		goto out;

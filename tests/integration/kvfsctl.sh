@@ -68,10 +68,35 @@ check "ttl expired" sh -c "sleep 2.5; ! '$ctl' get t/ttl >/dev/null 2>&1"
 check "stats --json" sh -c "'$ctl' stats --json | grep -q '\"provider\"'"
 check "bench --json" sh -c "'$ctl' bench --op get --size 4096 --count 2000 --json | grep -q '\"p50_us\"'"
 check "bench put" sh -c "'$ctl' bench --op put --size 1M --count 50 --keys 4 --json | grep -q gbytes_per_s"
+# get while another client replaces the value without pause (bench put of one
+# key, 16M: two kvfs_get calls of two pieces each, client.buffer 32M): a piece
+# read that straddles two versions (kvfs_get's -EAGAIN) makes get start over;
+# each get gives the whole value or fails saying so once its attempts are spent.
+race_get() {
+	local ok=0 i
+	"$ctl" bench --op put --size 16M --count 1000000 --keys 1 --prefix race/ >/dev/null 2>&1 &
+	local writer=$!
+	for _ in $(seq 100); do "$ctl" stat race/00000000 >/dev/null 2>&1 && break; sleep 0.1; done
+	for i in $(seq 10); do
+		if "$ctl" get race/00000000 "$tmp/vr" 2>"$tmp/race.err"; then
+			[ "$(wc -c <"$tmp/vr")" -eq 16777216 ] || { echo "get $i: short"; ok=1; }
+		elif ! grep -qx 'kvfsctl: get race/00000000: value changed during get' "$tmp/race.err"; then
+			echo "get $i:"; cat "$tmp/race.err"; ok=1
+		fi
+	done
+	kill "$writer"
+	wait "$writer" 2>/dev/null
+	"$ctl" rm race/00000000
+	rm -f "$tmp/vr"
+	return $ok
+}
+check "get while the value is replaced" race_get
 check "bad config names file and line" sh -c \
 	"printf 'fabric = { provider = \"carrier-pigeon\"; };\n' > '$tmp/bad.conf'; ! '$ctl' -c '$tmp/bad.conf' ping 2>'$tmp/e'; grep -q 'bad.conf:1' '$tmp/e' && grep -q valid '$tmp/e'"
 check "unreachable server fails fast" sh -c \
 	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
+check "libkvfs logs as kvfsctl, info lines with -v" sh -c \
+	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
 check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
 check "server still up" kill -0 "$pid"
