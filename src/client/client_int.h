@@ -98,6 +98,7 @@ struct conn {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int up;		 /* (L) session established */
+	int connecting;	 /* (L) a thread sets up the session (connect_session), unlocked */
 	int broken;	 /* (L) */
 	int users;	 /* (L) threads inside calls on this conn */
 	int poller;	 /* (L) a thread is reading the CQ */

@@ -3,7 +3,7 @@
  * entering and leaving a conn (reconnecting when its session broke), and
  * teardown.
  *
- * do_connect is a chain of small steps in the order of the handshake (dial,
+ * connect_session is a chain of small steps in the order of the handshake (dial,
  * authenticate, pick the provider, open the endpoint, register the regions,
  * SETUP/READY, start the session), each undone on failure in reverse order.
  * The bootstrap socket stays open for the session: the server never speaks
@@ -56,7 +56,11 @@ static void fd_close(struct conn *c)
 	c->fd = -1;
 }
 
-static void teardown(struct conn *c)
+/*
+ * End c's session: close what it registered, its endpoint and socket.
+ * Caller holds c->lock, and c has no users and is not connecting.
+ */
+static void do_teardown(struct conn *c)
 {
 	do_mr_conn_close(c);
 	regions_close(c);
@@ -72,7 +76,7 @@ static void teardown(struct conn *c)
 
 void conn_destroy(struct conn *c)
 {
-	teardown(c);
+	do_teardown(c);
 	if (c->recv_region)
 		munmap(c->recv_region, c->region_size);
 	if (c->staging_region)
@@ -84,12 +88,12 @@ void conn_destroy(struct conn *c)
 
 /* ---- the handshake, step by step ------------------------------------------ */
 
-/* What the steps of do_connect share. */
+/* What the steps of connect_session share. */
 struct handshake {
 	const struct kvfs_config *cfg;
 	const struct kvfs_server_entry *se;
 	int tmo;
-	char err[256]; /* what failed, for do_connect's one log line */
+	char err[256]; /* what failed, for connect_session's one log line */
 	struct wire_hello hello;
 	struct wire_challenge ch;
 	struct wire_welcome w;
@@ -325,8 +329,12 @@ static int start_session(struct conn *c)
 	return 0;
 }
 
-/* Connect and set up a session. Caller holds c->lock with no other users. */
-static int do_connect(struct conn *c)
+/*
+ * Connect and set up a session. Caller has set c->connecting (nobody else
+ * touches the session's fields) and holds no lock: every step may wait for
+ * the server up to the timeout. The caller makes the session up.
+ */
+static int connect_session(struct conn *c)
 {
 	const struct kvfs_config *cfg = &c->kv->cfg;
 	struct handshake h = {.cfg = cfg, .se = &cfg->servers[c->idx], .tmo = (int)cfg->timeout_ms};
@@ -356,8 +364,6 @@ static int do_connect(struct conn *c)
 	if (ret)
 		goto close_regions;
 	c->pool = pool_attach(cfg, &h.rd.pool, se->name);
-	c->gen++;
-	c->up = 1;
 	log_info("server %s: session on %s%s", se->name, fab_provider(c->ep),
 		 c->pool ? ", reads from its pool mapped here" : "");
 	return 0;
@@ -376,36 +382,47 @@ close_fd:
 
 int conn_enter(struct conn *c)
 {
-	int ret = 0;
 	pthread_mutex_lock(&c->lock);
-	if (c->up && !c->broken) {
-		c->users++; /* the common case: one lock, no waiting */
-		pthread_mutex_unlock(&c->lock);
-		return 0;
-	}
 	for (;;) {
-		/* Wait for the users of a broken session to leave... */
-		while (c->broken && c->users > 0) {
+		/*
+		 * Wait for the users of a broken session to leave and for another
+		 * thread's connect to end; that one may have brought the conn up.
+		 */
+		while (!(c->up && !c->broken) && ((c->broken && c->users > 0) || c->connecting)) {
 			c->sleepers++;
 			pthread_cond_wait(&c->cond, &c->lock);
 			c->sleepers--;
 		}
+		if (c->up && !c->broken) {
+			c->users++; /* the common case: one lock, no waiting */
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		if (!c->broken)
+			break;
+		/* Take kv->lock first: teardown closes caller-registered memory. */
 		pthread_mutex_unlock(&c->lock);
-		/* ...then take kv->lock first: teardown closes caller-registered memory. */
 		pthread_mutex_lock(&c->kv->lock);
 		pthread_mutex_lock(&c->lock);
-		if (!(c->broken && c->users > 0))
-			break;
+		int mine = c->broken && c->users == 0 && !c->connecting;
+		if (mine)
+			do_teardown(c);
 		pthread_mutex_unlock(&c->kv->lock);
+		if (mine)
+			break;
 	}
-	if (c->broken)
-		teardown(c);
-	if (!c->up)
-		ret = do_connect(c);
-	if (!ret)
-		c->users++;
+	c->connecting = 1;
 	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_unlock(&c->kv->lock);
+	int ret = connect_session(c);
+	pthread_mutex_lock(&c->lock);
+	c->connecting = 0;
+	if (!ret) {
+		c->gen++;
+		c->up = 1;
+		c->users++;
+	}
+	wake_all(c);
+	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
 

@@ -32,11 +32,12 @@ static void unwedge(struct conn *c)
 	int64_t now = now_ns();
 	int stuck = 0;
 	pthread_mutex_lock(&c->lock);
-	for (int i = 0; i < NREQ && c->ep; i++) {
+	int look = !c->connecting && c->ep; /* the connecting thread owns the session's fields */
+	for (int i = 0; i < NREQ && look; i++) {
 		int64_t since = atomic_load(&c->reqs[i].fab_since);
 		stuck |= c->reqs[i].active && since && now - since > WEDGE_NS;
 	}
-	for (int i = 0; i < NRECV && c->ep; i++) {
+	for (int i = 0; i < NRECV && look; i++) {
 		int64_t since = atomic_load(&c->rxs[i].fab_since);
 		stuck |= since && now - since > WEDGE_NS;
 	}
