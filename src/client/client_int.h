@@ -127,6 +127,15 @@ struct conn {
 	struct creq reqs[NREQ];
 	uint64_t req_free; /* (L) bitmap */
 	struct rxbuf rxs[NRECV];
+	struct mr_reg *regs; /* (L) caller memory registered on this session */
+};
+
+/* A caller-registered region's registration on one conn's session. */
+struct mr_reg {
+	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
+	uint32_t region;     /* (L) server's id for it */
+	int busy;	     /* (L) a thread registers it, c->lock released */
+	struct mr_reg *next; /* (L) on conn->regs while mr is set */
 };
 
 /* A caller-registered region, registered lazily on each conn it is used on. */
@@ -134,12 +143,8 @@ struct kvfs_mr {
 	struct kvfs *kv;
 	uint8_t *buf;
 	size_t len;
-	struct kvfs_mr *next; /* kv->lock */
-	struct {
-		struct fab_mr *mr;
-		uint64_t gen;	 /* conn generation it belongs to; 0 = none */
-		uint32_t region; /* server's id for it */
-	} per[KVFS_MAX_SERVERS]; /* conn->lock of that conn */
+	struct kvfs_mr *next;		     /* kv->lock */
+	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
 };
 
 struct kvfs_upload {
@@ -304,7 +309,7 @@ int mr_covers(const struct kvfs_mr *m, const void *buf, size_t len);
  * has entered c.
  */
 int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d);
-/* Close every caller registration on c's session; caller holds kv->lock and c->lock. */
+/* Close every caller registration on c's session; caller holds c->lock. */
 void do_mr_conn_close(struct conn *c);
 
 #pragma GCC visibility pop

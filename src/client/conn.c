@@ -383,34 +383,22 @@ close_fd:
 int conn_enter(struct conn *c)
 {
 	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		/*
-		 * Wait for the users of a broken session to leave and for another
-		 * thread's connect to end; that one may have brought the conn up.
-		 */
-		while (!(c->up && !c->broken) && ((c->broken && c->users > 0) || c->connecting)) {
-			c->sleepers++;
-			pthread_cond_wait(&c->cond, &c->lock);
-			c->sleepers--;
-		}
-		if (c->up && !c->broken) {
-			c->users++; /* the common case: one lock, no waiting */
-			pthread_mutex_unlock(&c->lock);
-			return 0;
-		}
-		if (!c->broken)
-			break;
-		/* Take kv->lock first: teardown closes caller-registered memory. */
-		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_lock(&c->kv->lock);
-		pthread_mutex_lock(&c->lock);
-		int mine = c->broken && c->users == 0 && !c->connecting;
-		if (mine)
-			do_teardown(c);
-		pthread_mutex_unlock(&c->kv->lock);
-		if (mine)
-			break;
+	/*
+	 * Wait for the users of a broken session to leave and for another
+	 * thread's connect to end; that one may have brought the conn up.
+	 */
+	while (!(c->up && !c->broken) && ((c->broken && c->users > 0) || c->connecting)) {
+		c->sleepers++;
+		pthread_cond_wait(&c->cond, &c->lock);
+		c->sleepers--;
 	}
+	if (c->up && !c->broken) {
+		c->users++; /* the common case: one lock, no waiting */
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	if (c->broken)
+		do_teardown(c);
 	c->connecting = 1;
 	pthread_mutex_unlock(&c->lock);
 	int ret = connect_session(c);

@@ -4,6 +4,12 @@
  * registered on a conn's session the first time a call on that conn uses it
  * (mr_desc), and the registration ends with the session (a late RMA of an
  * old session cannot land) or at kvfs_mr_close.
+ *
+ * Each registration is state of its conn (m->per[i], on conns[i].regs),
+ * guarded by that conn's lock: registering on one server, or a teardown,
+ * touches no other conn and no kvfs-wide lock, and no lock is held during
+ * the OP_REG and OP_UNREG round trips. kv->lock guards only the list of
+ * regions kvfs_close frees.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +34,60 @@ int kvfs_mr_reg(kvfs_t *kv, void *buf, size_t len, kvfs_mr_t **out)
 	return 0;
 }
 
+/*
+ * Take reg (m's registration on c) off c's list of registrations. Caller
+ * holds c->lock.
+ */
+static void do_reg_unlink(struct conn *c, struct mr_reg *reg)
+{
+	for (struct mr_reg **p = &c->regs; *p; p = &(*p)->next) {
+		if (*p == reg) {
+			*p = reg->next;
+			break;
+		}
+	}
+	reg->next = NULL;
+}
+
+/* Caller holds c->lock; returns with it held, reg not busy. */
+static void do_wait_reg(struct conn *c, struct mr_reg *reg)
+{
+	while (reg->busy) {
+		c->sleepers++;
+		pthread_cond_wait(&c->cond, &c->lock);
+		c->sleepers--;
+	}
+}
+
+/*
+ * End m's registration on c: OP_UNREG when the session is healthy (with
+ * c->lock released for the round trip), then the local one.
+ */
+static void mr_conn_close(struct conn *c, struct kvfs_mr *m)
+{
+	struct mr_reg *reg = &m->per[c->idx];
+	pthread_mutex_lock(&c->lock);
+	do_wait_reg(c, reg);
+	struct fab_mr *mr = reg->mr;
+	uint32_t region = reg->region;
+	reg->mr = NULL;
+	if (mr)
+		do_reg_unlink(c, reg);
+	if (!mr || !c->up || c->broken) {
+		fab_mr_close(mr); /* a broken session's endpoint is still open */
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->users++; /* holds off the teardown while we use the endpoint */
+	pthread_mutex_unlock(&c->lock);
+	struct wire_req q;
+	req_init(c, &q, OP_UNREG);
+	q.handle = region;
+	call_simple(c, &q, NULL);
+	fab_mr_close(mr);
+	conn_leave(c);
+}
+
 void kvfs_mr_close(kvfs_mr_t *m)
 {
 	if (!m)
@@ -40,69 +100,55 @@ void kvfs_mr_close(kvfs_mr_t *m)
 			break;
 		}
 	}
-	for (int i = 0; i < kv->cfg.n_servers; i++) {
-		struct conn *c = &kv->conns[i];
-		pthread_mutex_lock(&c->lock);
-		if (m->per[i].mr && c->up && !c->broken && c->gen == m->per[i].gen) {
-			uint32_t region = m->per[i].region;
-			c->users++;
-			pthread_mutex_unlock(&c->lock);
-			struct wire_req q;
-			req_init(c, &q, OP_UNREG);
-			q.handle = region;
-			call_simple(c, &q, NULL);
-			pthread_mutex_lock(&c->lock);
-			c->users--;
-			if (c->users == 0 && c->broken)
-				wake_all(c);
-		}
-		if (m->per[i].mr)
-			fab_mr_close(m->per[i].mr);
-		pthread_mutex_unlock(&c->lock);
-	}
 	pthread_mutex_unlock(&kv->lock);
+	for (int i = 0; i < kv->cfg.n_servers; i++)
+		mr_conn_close(&kv->conns[i], m);
 	free(m);
 }
 
 /*
  * Make sure m is registered on c's current session; returns the server's
- * region id. Caller has entered c.
+ * region id. Caller has entered c, so the session stays while we register;
+ * c->lock is released for the round trip, other threads that want m on c
+ * meanwhile wait for it (reg->busy).
  */
 static int mr_on_conn(struct conn *c, struct kvfs_mr *m, uint32_t *region)
 {
-	struct kvfs *kv = c->kv;
-	pthread_mutex_lock(&kv->lock);
+	struct mr_reg *reg = &m->per[c->idx];
 	pthread_mutex_lock(&c->lock);
-	uint64_t gen = c->gen;
-	if (m->per[c->idx].mr && m->per[c->idx].gen == gen) {
-		*region = m->per[c->idx].region;
+	do_wait_reg(c, reg);
+	if (reg->mr) {
+		*region = reg->region;
 		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_unlock(&kv->lock);
 		return 0;
 	}
+	reg->busy = 1;
 	pthread_mutex_unlock(&c->lock);
 	struct fab_mr *mr;
+	struct wire_rep rep;
 	int ret =
 	    fab_mr_reg(c->ep, m->buf, m->len, FAB_ACC_REMOTE_WRITE | FAB_ACC_REMOTE_READ, &mr);
-	if (ret)
-		goto out;
-	struct wire_req q;
-	struct wire_rep rep;
-	req_init(c, &q, OP_REG);
-	q.buf = (struct wire_desc){0, fab_mr_remote_base(mr), m->len};
-	q.handle = fab_mr_key(mr);
-	q.off = 3; /* remote write and read */
-	ret = call_simple(c, &q, &rep);
-	if (ret) {
-		fab_mr_close(mr);
-		goto out;
+	if (!ret) {
+		struct wire_req q;
+		req_init(c, &q, OP_REG);
+		q.buf = (struct wire_desc){0, fab_mr_remote_base(mr), m->len};
+		q.handle = fab_mr_key(mr);
+		q.off = 3; /* remote write and read */
+		ret = call_simple(c, &q, &rep);
+		if (ret)
+			fab_mr_close(mr);
 	}
-	m->per[c->idx].mr = mr;
-	m->per[c->idx].gen = gen;
-	m->per[c->idx].region = (uint32_t)rep.handle;
-	*region = (uint32_t)rep.handle;
-out:
-	pthread_mutex_unlock(&kv->lock);
+	pthread_mutex_lock(&c->lock);
+	if (!ret) {
+		reg->mr = mr;
+		reg->region = (uint32_t)rep.handle;
+		reg->next = c->regs;
+		c->regs = reg;
+		*region = reg->region;
+	}
+	reg->busy = 0;
+	wake_all(c);
+	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
 
@@ -127,11 +173,11 @@ int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wi
 
 void do_mr_conn_close(struct conn *c)
 {
-	for (struct kvfs_mr *m = c->kv->mrs; m; m = m->next) {
-		if (m->per[c->idx].mr) {
-			fab_mr_close(m->per[c->idx].mr);
-			m->per[c->idx].mr = NULL;
-			m->per[c->idx].gen = 0;
-		}
+	for (struct mr_reg *reg = c->regs, *next; reg; reg = next) {
+		next = reg->next;
+		fab_mr_close(reg->mr);
+		reg->mr = NULL;
+		reg->next = NULL;
 	}
+	c->regs = NULL;
 }
