@@ -165,8 +165,10 @@ struct kvfs_pin {
 	_Atomic int refs;
 	/* where the value lies in pool, fetched by the first kvfs_pin_map */
 	pthread_mutex_t map_lock;
+	pthread_cond_t map_cond; /* map_fetching ended */
 	struct kvfs_lease lease; /* what kvfs_pin_map lends: {.pin = this} */
 	int map_ready;		 /* (map_lock) segs is complete */
+	int map_fetching;	 /* (map_lock) a thread fetches segs, map_lock released */
 	int nsegs;
 	struct pin_seg {
 		uint64_t voff; /* value offset of its first byte */

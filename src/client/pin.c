@@ -74,6 +74,7 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 	p->size = rep.attr.size;
 	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->map_lock, NULL);
+	pthread_cond_init(&p->map_cond, NULL);
 	p->lease.pin = p;
 	if (sess_enter(p->c, p->gen) == 0) {
 		p->pool = p->c->pool; /* stable while we are one of its users */
@@ -124,8 +125,8 @@ ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off)
 
 /*
  * Ask the server where the whole pinned value lies in its pool (up to
- * WIRE_MAP_SEGS ranges per message) into p->segs. Caller holds p->map_lock
- * and has entered p->c. Returns 0 or -errno.
+ * WIRE_MAP_SEGS ranges per message) into p->segs. Caller has set
+ * p->map_fetching and entered p->c. Returns 0 or -errno.
  */
 static int pin_fetch_map(struct kvfs_pin *p)
 {
@@ -188,12 +189,21 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov,
 		pthread_mutex_unlock(&p->c->lock);
 		ret = -EIO;
 	}
+	/* One thread fetches the map, with map_lock released; the others wait for it. */
 	pthread_mutex_lock(&p->map_lock);
-	if (!ret && !p->map_ready) {
-		ret = pin_fetch_map(p);
-		p->map_ready = !ret;
-	}
+	while (!ret && p->map_fetching)
+		pthread_cond_wait(&p->map_cond, &p->map_lock);
+	int fetch = !ret && !p->map_ready;
+	p->map_fetching = fetch;
 	pthread_mutex_unlock(&p->map_lock);
+	if (fetch) {
+		ret = pin_fetch_map(p);
+		pthread_mutex_lock(&p->map_lock);
+		p->map_ready = !ret;
+		p->map_fetching = 0;
+		pthread_cond_broadcast(&p->map_cond);
+		pthread_mutex_unlock(&p->map_lock);
+	}
 	conn_leave(p->c);
 	if (ret)
 		return ret;
@@ -233,6 +243,7 @@ void pin_put(struct kvfs_pin *p)
 	}
 	pool_put(p->pool);
 	pthread_mutex_destroy(&p->map_lock);
+	pthread_cond_destroy(&p->map_cond);
 	free(p->segs);
 	free(p);
 }
