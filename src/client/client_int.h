@@ -29,8 +29,38 @@
  * down (closing its memory registrations, so a late RMA from the old session
  * cannot land) and connects anew.
  *
- * Lock order: kv->lock before conn->lock. conn->lock protects the fields
- * marked (L).
+ * Locks, and what each guards:
+ *
+ *   conn->lock (L)  one conn's state: up, connecting, broken, users, the
+ *                   poller and the sleepers, the session generation, the
+ *                   free bitmaps of request and buffer slots, the flags of
+ *                   each request, and the caller memory registered on that
+ *                   session (conn->regs, kvfs_mr.per[i] for conns[i]). Its
+ *                   conn->cond wakes every wait on the conn: a reply or send
+ *                   completion, a free slot, the end of a connect or of a
+ *                   registration, the last user of a broken session leaving.
+ *                   The thread that connects sets up the new session's (L)
+ *                   fields with the lock released: nothing reads them until
+ *                   it marks the conn up.
+ *   kv->lock        kv->mrs, the regions kvfs_close frees; nothing else.
+ *   pin->map_lock   map_ready and map_fetching of one pin (map_cond).
+ *   kv->wd_lock     wd_stop (wd_cond wakes the watchdog to stop).
+ *
+ * Lock order: none nest; each is dropped before another is taken. No lock
+ * is held across a network round trip, the TCP handshake included: a thread
+ * that waits for a server first marks what it owns (conn->connecting,
+ * mr_reg.busy, kvfs_pin.map_fetching, a request or buffer slot) and waits
+ * on a condition variable with the lock released. So a call waits only on
+ * the conn of its own server, and a silent server stalls no other.
+ *
+ * Fields no lock guards say why:
+ *   (S) the session's: written by the one thread that connects (it set
+ *       conn->connecting) or by the teardown (conn->lock held, no users);
+ *       read by the conn's users (conn_enter or sess_enter to conn_leave),
+ *       for whom they do not change.
+ *   (I) set when the object is made (kvfs_open, conn_init, ..._open), then
+ *       read-only.
+ *   (O) the owner's: whoever holds that request or buffer slot.
  */
 #ifndef KVFS_CLIENT_INT_H
 #define KVFS_CLIENT_INT_H
@@ -54,16 +84,16 @@
 struct conn;
 
 struct creq {
-	struct fab_ctx send_ctx; /* first */
-	struct conn *c;
-	uint64_t id;   /* (L) slot index | sequence << 8 */
-	int active;    /* (L) */
-	int sent;      /* (L) send completion seen */
-	int replied;   /* (L) reply matched */
-	int failed;    /* (L) status of a failed send or a broken conn */
-	int rx;	       /* (L) receive buffer holding the reply, -1 none */
-	size_t rx_len; /* (L) */
-	uint8_t *tx;
+	struct fab_ctx send_ctx;   /* first; the provider's while the send is posted */
+	struct conn *c;		   /* (S) */
+	uint64_t id;		   /* (L) slot index | sequence << 8 */
+	int active;		   /* (L) */
+	int sent;		   /* (L) send completion seen */
+	int replied;		   /* (L) reply matched */
+	int failed;		   /* (L) status of a failed send or a broken conn */
+	int rx;			   /* (L) receive buffer holding the reply, -1 none */
+	size_t rx_len;		   /* (L) */
+	uint8_t *tx;		   /* (S) the send buffer; its bytes (O) */
 	_Atomic int64_t fab_since; /* inside fab_post_send/fab_poll since (0: not); see unwedge() */
 };
 
@@ -73,39 +103,40 @@ struct creq {
  * and each hold a reference to the pin.
  */
 struct kvfs_lease {
-	struct conn *c;
-	int slot;
-	struct kvfs_pin *pin;
+	struct conn *c;	      /* (O) of receive slot `slot` */
+	int slot;	      /* (O) */
+	struct kvfs_pin *pin; /* (I) */
 };
 
 /* A server's pool mapped read-only; held by the conn and by each pin on it. */
 struct pool_map {
 	_Atomic int refs;
-	const uint8_t *base;
-	size_t len;
+	const uint8_t *base; /* (I) */
+	size_t len;	     /* (I) */
 };
 
 struct rxbuf {
-	struct fab_ctx ctx; /* first */
-	struct conn *c;
-	int idx;
+	struct fab_ctx ctx;	   /* first; the provider's while the receive is posted */
+	struct conn *c;		   /* (S) */
+	int idx;		   /* (S) */
 	_Atomic int64_t fab_since; /* inside fab_post_recv since (0: not); see unwedge() */
 };
 
 struct conn {
-	struct kvfs *kv;
-	int idx;
+	struct kvfs *kv; /* (I) */
+	int idx;	 /* (I) */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int up;		 /* (L) session established */
-	int connecting;	 /* (L) a thread sets up the session (connect_session), unlocked */
-	int broken;	 /* (L) */
-	int users;	 /* (L) threads inside calls on this conn */
-	int poller;	 /* (L) a thread is reading the CQ */
-	int sleepers;	 /* (L) threads waiting on cond */
-	int res_waiters; /* (L) of them, those waiting for a free request or buffer slot */
-	uint64_t gen;	 /* (L) session generation, bumped on every connect */
+	pthread_cond_t cond; /* with lock: see the top of this file */
+	int up;		     /* (L) session established */
+	int connecting;	     /* (L) a thread sets up the session (connect_session), unlocked */
+	int broken;	     /* (L) */
+	int users;	     /* (L) threads inside calls on this conn */
+	int poller;	     /* (L) a thread is reading the CQ */
+	int sleepers;	     /* (L) threads waiting on cond */
+	int res_waiters;     /* (L) of them, those waiting for a free request or buffer slot */
+	uint64_t gen;	     /* (L) session generation, bumped on every connect */
 
+	/* (S): the session */
 	int fd;
 	struct fab_ep *ep;
 	fab_addr_t srv_addr;
@@ -115,22 +146,22 @@ struct conn {
 	uint64_t session, token;
 	struct pool_map *pool; /* the server's pool, when mapped (see pool_attach) */
 
-	size_t region_size, slot_size;
-	int n_slots;
-	uint8_t *recv_region, *staging_region;
-	struct fab_mr *recv_mr, *staging_mr, *msg_mr;
-	uint64_t recv_free, staging_free;    /* (L) bitmaps of free slots */
-	struct kvfs_lease leases[MAX_SLOTS]; /* leases[i] lends receive slot i */
+	size_t region_size, slot_size;		      /* (I) */
+	int n_slots;				      /* (I) */
+	uint8_t *recv_region, *staging_region;	      /* (S) a slot's bytes (O) */
+	struct fab_mr *recv_mr, *staging_mr, *msg_mr; /* (S) */
+	uint64_t recv_free, staging_free;	      /* (L) bitmaps of free slots */
+	struct kvfs_lease leases[MAX_SLOTS];	      /* (O) leases[i] lends receive slot i */
 
-	size_t msg_size;
-	uint8_t *msgs;
-	struct creq reqs[NREQ];
-	uint64_t req_free; /* (L) bitmap */
-	struct rxbuf rxs[NRECV];
-	struct mr_reg *regs; /* (L) caller memory registered on this session */
+	size_t msg_size;	 /* (S) */
+	uint8_t *msgs;		 /* (S) the send and receive buffers */
+	struct creq reqs[NREQ];	 /* fields as marked */
+	uint64_t req_free;	 /* (L) bitmap */
+	struct rxbuf rxs[NRECV]; /* fields as marked */
+	struct mr_reg *regs;	 /* (L) caller memory registered on this session */
 };
 
-/* A caller-registered region's registration on one conn's session. */
+/* A caller-registered region's registration on one conn's session; (L) of that conn. */
 struct mr_reg {
 	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
 	uint32_t region;     /* (L) server's id for it */
@@ -140,35 +171,37 @@ struct mr_reg {
 
 /* A caller-registered region, registered lazily on each conn it is used on. */
 struct kvfs_mr {
-	struct kvfs *kv;
-	uint8_t *buf;
-	size_t len;
+	struct kvfs *kv;		     /* (I) */
+	uint8_t *buf;			     /* (I) */
+	size_t len;			     /* (I) */
 	struct kvfs_mr *next;		     /* kv->lock */
 	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
 };
 
 struct kvfs_upload {
-	struct conn *c;
-	uint64_t gen, handle, size;
-	char key[KVFS_MAX_KEY + 1];
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle;	    /* (I) */
+	uint64_t size;		    /* no lock: each call on the upload sets it from its reply */
+	char key[KVFS_MAX_KEY + 1]; /* (I) */
 };
 
 /*
  * A value pinned on c's server in session generation gen. Immutable but for
- * refs: kvfs_pin_close and each kvfs_pin_map lease hold one; the last drop
- * unpins (pin_put).
+ * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
+ * reference; the last drop unpins (pin_put).
  */
 struct kvfs_pin {
-	struct conn *c;
-	uint64_t gen, handle, size;
-	struct pool_map *pool; /* c->pool when pinned, with a reference */
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle, size; /* (I) */
+	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
 	_Atomic int refs;
 	/* where the value lies in pool, fetched by the first kvfs_pin_map */
 	pthread_mutex_t map_lock;
 	pthread_cond_t map_cond; /* map_fetching ended */
-	struct kvfs_lease lease; /* what kvfs_pin_map lends: {.pin = this} */
+	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
 	int map_ready;		 /* (map_lock) segs is complete */
 	int map_fetching;	 /* (map_lock) a thread fetches segs, map_lock released */
+	/* nsegs, segs: the fetching thread's; read-only once map_ready */
 	int nsegs;
 	struct pin_seg {
 		uint64_t voff; /* value offset of its first byte */
@@ -178,12 +211,12 @@ struct kvfs_pin {
 };
 
 struct kvfs {
-	struct kvfs_config cfg;
+	struct kvfs_config cfg; /* (I) */
 	pthread_mutex_t lock;
 	struct kvfs_mr *mrs; /* lock */
 	struct conn conns[KVFS_MAX_SERVERS];
-	uint64_t name_hash[KVFS_MAX_SERVERS];
-	pthread_t wd; /* watchdog(), started by watchdog_start */
+	uint64_t name_hash[KVFS_MAX_SERVERS]; /* (I) */
+	pthread_t wd;			      /* (I) watchdog(), started by watchdog_start */
 	pthread_mutex_t wd_lock;
 	pthread_cond_t wd_cond;
 	int wd_stop; /* wd_lock */

@@ -3,9 +3,12 @@
  * entering and leaving a conn (reconnecting when its session broke), and
  * teardown.
  *
- * connect_session is a chain of small steps in the order of the handshake (dial,
- * authenticate, pick the provider, open the endpoint, register the regions,
- * SETUP/READY, start the session), each undone on failure in reverse order.
+ * connect_session is a chain of small steps in the order of the handshake
+ * (dial, greet, authenticate, pick the provider, open the endpoint, register
+ * the regions, SETUP/READY, start the session, attach the pool map), each
+ * undone on failure in reverse order. It runs with no lock held: conn_enter
+ * marks the conn connecting, and the conn's other callers wait for the end
+ * on its condition variable, while calls to other servers go on.
  * The bootstrap socket stays open for the session: the server never speaks
  * on it again, so anything readable on it means the session is over.
  */
