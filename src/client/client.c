@@ -170,12 +170,19 @@ int kvfs_server_of(kvfs_t *kv, const char *key)
 	return best;
 }
 
-int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
+/* Enter the conn of server idx. */
+static int server_enter(struct kvfs *kv, int idx, struct conn **out)
 {
 	if (idx < 0 || idx >= kv->cfg.n_servers)
 		return -EINVAL;
-	struct conn *c = &kv->conns[idx];
-	int ret = conn_enter(c);
+	*out = &kv->conns[idx];
+	return conn_enter(*out);
+}
+
+int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
+{
+	struct conn *c;
+	int ret = server_enter(kv, idx, &c);
 	if (ret)
 		return ret;
 	struct wire_req q;
@@ -195,10 +202,8 @@ int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
 
 int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns)
 {
-	if (idx < 0 || idx >= kv->cfg.n_servers)
-		return -EINVAL;
-	struct conn *c = &kv->conns[idx];
-	int ret = conn_enter(c);
+	struct conn *c;
+	int ret = server_enter(kv, idx, &c);
 	if (ret)
 		return ret;
 	struct wire_req q;

@@ -18,20 +18,32 @@
 #define POLL_NAP_NS 20000	/* ...then nap this long between polls */
 #define LIVENESS_MS 1
 
-static struct creq *req_get(struct conn *c)
+/*
+ * Take the lowest free slot of bitmap *mask, waiting while there is none.
+ * Returns its index, or -1 when c broke. Caller holds c->lock.
+ */
+static int do_take_free(struct conn *c, uint64_t *mask)
 {
-	struct creq *r = NULL;
-	pthread_mutex_lock(&c->lock);
-	while (!c->broken && !c->req_free) {
+	while (!c->broken && !*mask) {
 		c->sleepers++;
 		c->res_waiters++;
 		pthread_cond_wait(&c->cond, &c->lock);
 		c->res_waiters--;
 		c->sleepers--;
 	}
-	if (!c->broken) {
-		int i = __builtin_ctzll(c->req_free);
-		c->req_free &= ~(1ull << i);
+	if (c->broken)
+		return -1;
+	int i = __builtin_ctzll(*mask);
+	*mask &= ~(1ull << i);
+	return i;
+}
+
+static struct creq *req_get(struct conn *c)
+{
+	struct creq *r = NULL;
+	pthread_mutex_lock(&c->lock);
+	int i = do_take_free(c, &c->req_free);
+	if (i >= 0) {
 		r = &c->reqs[i];
 		r->id = (uint64_t)i | ((r->id >> 8) + 1) << 8;
 		r->active = 1;
@@ -300,19 +312,8 @@ int call_simple(struct conn *c, struct wire_req *q, struct wire_rep *rep_out)
 
 int slot_get(struct conn *c, uint64_t *mask)
 {
-	int s = -1;
 	pthread_mutex_lock(&c->lock);
-	while (!c->broken && !*mask) {
-		c->sleepers++;
-		c->res_waiters++;
-		pthread_cond_wait(&c->cond, &c->lock);
-		c->res_waiters--;
-		c->sleepers--;
-	}
-	if (!c->broken) {
-		s = __builtin_ctzll(*mask);
-		*mask &= ~(1ull << s);
-	}
+	int s = do_take_free(c, mask);
 	pthread_mutex_unlock(&c->lock);
 	return s;
 }
