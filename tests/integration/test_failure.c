@@ -1,13 +1,15 @@
 /*
  * Integration: failures. A killed server gives errors within the timeout and
  * works again after a restart without reopening the client; SIGTERM exits
- * cleanly; a wrong secret gets nothing; a client's death frees its uploads.
+ * cleanly; a wrong secret gets nothing; a client's death frees its uploads;
+ * a frozen server does not hold up calls to the others.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -237,4 +239,135 @@ Test(failure, client_death_frees_uploads, .timeout = 60)
 		      (unsigned long long)after.pool_used, (unsigned long long)before.pool_used);
 	cr_assert_eq(kvfs_stat(kv, "pending", NULL), -ENOENT);
 	cr_assert_eq(after.sessions, 1);
+}
+
+/*
+ * One server frozen (SIGSTOP, so its port still accepts) must not hold up
+ * the others: while a thread waits out the timeout on a call to its keys
+ * (in the handshake of a fresh connection, or in the registration of memory
+ * on an established one), zero-copy calls to a healthy server's keys, with
+ * their own registration and handshake, take what they always take.
+ */
+#define FROZEN_TIMEOUT_MS 4000
+
+static int frozen = -1;
+
+static struct {
+	pthread_t t;
+	int started;
+	int zero_copy; /* kvfs_mr_reg + kvfs_get_mr, else kvfs_get */
+	char key[32];
+	ssize_t ret;
+	_Atomic int done;
+} waiter;
+
+static void start_two_frozen_timeout(void)
+{
+	struct h_opts o = {.servers = 2, .timeout_ms = FROZEN_TIMEOUT_MS};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+/* Join the waiter first (it ends by its timeout): kvfs_close needs no calls running. */
+static void join_waiter(void)
+{
+	if (waiter.started)
+		pthread_join(waiter.t, NULL);
+	waiter.started = 0;
+}
+
+static void thaw_and_stop(void)
+{
+	join_waiter();
+	if (frozen >= 0)
+		kill(cl.pids[frozen], SIGCONT);
+	frozen = -1;
+	stop();
+}
+
+/* A key of server idx. */
+static void key_of(int idx, const char *prefix, char *out, size_t n)
+{
+	for (int i = 0;; i++) {
+		snprintf(out, n, "%s-%d", prefix, i);
+		if (kvfs_server_of(kv, out) == idx)
+			return;
+	}
+}
+
+static void *wait_on_frozen(void *arg)
+{
+	(void)arg;
+	static uint8_t buf[1u << 20];
+	kvfs_mr_t *mr = NULL;
+	ssize_t n = 0;
+	if (waiter.zero_copy)
+		n = kvfs_mr_reg(kv, buf, sizeof(buf), &mr);
+	if (!n && waiter.zero_copy)
+		n = kvfs_get_mr(kv, waiter.key, buf, sizeof(buf), 0, mr, NULL);
+	else if (!n)
+		n = kvfs_get(kv, waiter.key, buf, sizeof(buf), 0, NULL);
+	kvfs_mr_close(mr);
+	waiter.ret = n;
+	atomic_store(&waiter.done, 1);
+	return NULL;
+}
+
+/* Freeze server `frozen`, start the waiter on its key, time a healthy server's zero-copy calls. */
+static void zero_copy_beside_frozen(int zero_copy)
+{
+	char key[32];
+	size_t len = 1u << 20; /* above every inline threshold: by RMA, registered */
+	uint8_t *v = malloc(len);
+	cr_assert_not_null(v);
+	frozen = 1;
+	key_of(frozen, "frozen", waiter.key, sizeof(waiter.key));
+	key_of(0, "healthy", key, sizeof(key));
+	waiter.zero_copy = zero_copy;
+	atomic_store(&waiter.done, 0);
+	cr_assert_eq(kill(cl.pids[frozen], SIGSTOP), 0);
+	cr_assert_eq(pthread_create(&waiter.t, NULL, wait_on_frozen, NULL), 0);
+	waiter.started = 1;
+	usleep(300 * 1000); /* the waiter is inside its call by now */
+
+	int64_t t0 = h_now_ms();
+	kvfs_mr_t *mr;
+	h_fill(v, len, 11, 0);
+	cr_assert_eq(kvfs_mr_reg(kv, v, len, &mr), 0);
+	int ret = kvfs_put_mr(kv, key, v, len, mr, NULL);
+	cr_assert_eq(ret, 0, "put_mr: %s", kvfs_strerror(ret));
+	memset(v, 0, len);
+	ssize_t n = kvfs_get_mr(kv, key, v, len, 0, mr, NULL);
+	cr_assert_eq(n, (ssize_t)len, "get_mr: %s", n < 0 ? kvfs_strerror((int)n) : "short");
+	kvfs_mr_close(mr);
+	int64_t dt = h_now_ms() - t0;
+	int waiting = !atomic_load(&waiter.done);
+
+	join_waiter(); /* it waits out the timeout */
+	kill(cl.pids[frozen], SIGCONT);
+	frozen = -1;
+	cr_assert(h_check(v, len, 11, 0));
+	cr_assert(waiting, "the call to the frozen server ended first (%zd)", waiter.ret);
+	cr_assert_leq(dt, FROZEN_TIMEOUT_MS / 4,
+		      "zero-copy calls beside a frozen server took %lld ms", (long long)dt);
+	cr_assert(waiter.ret == -ETIMEDOUT || waiter.ret == -EIO, "call to the frozen server: %zd",
+		  waiter.ret);
+	free(v);
+}
+
+Test(failure, frozen_server_handshake_holds_up_no_other, .init = start_two_frozen_timeout,
+     .fini = thaw_and_stop, .timeout = 60)
+{
+	zero_copy_beside_frozen(0); /* a fresh client: both connect during the test */
+}
+
+Test(failure, frozen_server_registration_holds_up_no_other, .init = start_two_frozen_timeout,
+     .fini = thaw_and_stop, .timeout = 60)
+{
+	char k[32];
+	for (int i = 0; i < 2; i++) { /* both connected */
+		key_of(i, "warm", k, sizeof(k));
+		cr_assert_eq(kvfs_put(kv, k, "v", 1, NULL), 0);
+	}
+	zero_copy_beside_frozen(1);
 }

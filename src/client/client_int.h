@@ -1,0 +1,352 @@
+/*
+ * libkvfs internals: the structs and calls the files of src/client share;
+ * only the files of src/client include this. See include/kvfs/kvfs.h for the API.
+ *
+ * One struct conn per configured server: a TCP bootstrap/liveness socket, a
+ * FI_THREAD_SAFE endpoint, two registered regions the server may write
+ * (receive) or read (staging), NREQ request slots with their own send buffers
+ * and NRECV posted reply buffers. Regions are cut into slots for bulk bytes.
+ *
+ * Progress: the first waiting thread becomes the conn's poller and reads the
+ * CQ (spinning, then yielding the core between polls); others sleep on the
+ * conn's condition variable and are woken when a reply or send completion
+ * lands, the conn breaks, or the poller leaves (so another takes over); an
+ * empty poll wakes nobody. A freed request or buffer slot wakes them only
+ * when someone waits for one. No lock is held across a round trip. A reply is
+ * handed over in its receive buffer (no copy); the waiter re-posts the buffer
+ * when done with it.
+ *
+ * A watchdog thread per kvfs_t frees a call stuck inside libfabric on a lock
+ * a dead shm server left held (watchdog.c).
+ *
+ * Same-host reads: when the server runs on this host and we may ptrace it,
+ * the conn maps the server's pool read-only (pool_attach) and kvfs_pin_map
+ * answers with where a pinned value's bytes lie in it instead of moving them.
+ *
+ * Failure: a closed TCP channel, a fabric error or a timeout marks the conn
+ * broken; every waiter fails (-EIO, or -ETIMEDOUT for the one whose deadline
+ * passed), and the next call after the last user has left tears the endpoint
+ * down (closing its memory registrations, so a late RMA from the old session
+ * cannot land) and connects anew.
+ *
+ * Locks, and what each guards:
+ *
+ *   conn->lock (L)  one conn's state: up, connecting, broken, users, the
+ *                   poller and the sleepers, the session generation, the
+ *                   free bitmaps of request and buffer slots, the flags of
+ *                   each request, and the caller memory registered on that
+ *                   session (conn->regs, kvfs_mr.per[i] for conns[i]). Its
+ *                   conn->cond wakes every wait on the conn: a reply or send
+ *                   completion, a free slot, the end of a connect or of a
+ *                   registration, the last user of a broken session leaving.
+ *                   The thread that connects sets up the new session's (L)
+ *                   fields with the lock released: nothing reads them until
+ *                   it marks the conn up.
+ *   kv->lock        kv->mrs, the regions kvfs_close frees; nothing else.
+ *   pin->map_lock   map_ready and map_fetching of one pin (map_cond).
+ *   kv->wd_lock     wd_stop (wd_cond wakes the watchdog to stop).
+ *
+ * Lock order: none nest; each is dropped before another is taken. No lock
+ * is held across a network round trip, the TCP handshake included: a thread
+ * that waits for a server first marks what it owns (conn->connecting,
+ * mr_reg.busy, kvfs_pin.map_fetching, a request or buffer slot) and waits
+ * on a condition variable with the lock released. So a call waits only on
+ * the conn of its own server, and a silent server stalls no other.
+ *
+ * Fields no lock guards say why:
+ *   (S) the session's: written by the one thread that connects (it set
+ *       conn->connecting) or by the teardown (conn->lock held, no users);
+ *       read by the conn's users (conn_enter or sess_enter to conn_leave),
+ *       for whom they do not change.
+ *   (I) set when the object is made (kvfs_open, conn_init, ..._open), then
+ *       read-only.
+ *   (O) the owner's: whoever holds that request or buffer slot.
+ */
+#ifndef KVFS_CLIENT_INT_H
+#define KVFS_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "kvfs/kvfs.h"
+
+#include "common/config.h"
+#include "common/wire.h"
+#include "fabric/fabric.h"
+
+#define NREQ	  64
+#define NRECV	  (NREQ + 16)
+#define MAX_SLOTS 64
+
+struct conn;
+
+struct creq {
+	struct fab_ctx send_ctx;   /* first; the provider's while the send is posted */
+	struct conn *c;		   /* (S) */
+	uint64_t id;		   /* (L) slot index | sequence << 8 */
+	int active;		   /* (L) */
+	int sent;		   /* (L) send completion seen */
+	int replied;		   /* (L) reply matched */
+	int failed;		   /* (L) status of a failed send or a broken conn */
+	int rx;			   /* (L) receive buffer holding the reply, -1 none */
+	size_t rx_len;		   /* (L) */
+	uint8_t *tx;		   /* (S) the send buffer; its bytes (O) */
+	_Atomic int64_t fab_since; /* inside fab_post_send/fab_poll since (0: not); see unwedge() */
+};
+
+/*
+ * A receive slot lent to the caller; one per slot, so lending allocates
+ * nothing. Or (pin set) kvfs_pin_map's leases of that pin, which share one
+ * and each hold a reference to the pin.
+ */
+struct kvfs_lease {
+	struct conn *c;	      /* (O) of receive slot `slot` */
+	int slot;	      /* (O) */
+	struct kvfs_pin *pin; /* (I) */
+};
+
+/* A server's pool mapped read-only; held by the conn and by each pin on it. */
+struct pool_map {
+	_Atomic int refs;
+	const uint8_t *base; /* (I) */
+	size_t len;	     /* (I) */
+};
+
+struct rxbuf {
+	struct fab_ctx ctx;	   /* first; the provider's while the receive is posted */
+	struct conn *c;		   /* (S) */
+	int idx;		   /* (S) */
+	_Atomic int64_t fab_since; /* inside fab_post_recv since (0: not); see unwedge() */
+};
+
+struct conn {
+	struct kvfs *kv; /* (I) */
+	int idx;	 /* (I) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* with lock: see the top of this file */
+	int up;		     /* (L) session established */
+	int connecting;	     /* (L) a thread sets up the session (connect_session), unlocked */
+	int broken;	     /* (L) */
+	int users;	     /* (L) threads inside calls on this conn */
+	int poller;	     /* (L) a thread is reading the CQ */
+	int sleepers;	     /* (L) threads waiting on cond */
+	int res_waiters;     /* (L) of them, those waiting for a free request or buffer slot */
+	uint64_t gen;	     /* (L) session generation, bumped on every connect */
+
+	/* (S): the session */
+	int fd;
+	struct fab_ep *ep;
+	fab_addr_t srv_addr;
+	char provider[32];
+	struct wire_limits limits;
+	uint64_t get_inline; /* largest zero-copy GET answered inline (see open_endpoint) */
+	uint64_t session, token;
+	struct pool_map *pool; /* the server's pool, when mapped (see pool_attach) */
+
+	size_t region_size, slot_size;		      /* (I) */
+	int n_slots;				      /* (I) */
+	uint8_t *recv_region, *staging_region;	      /* (S) a slot's bytes (O) */
+	struct fab_mr *recv_mr, *staging_mr, *msg_mr; /* (S) */
+	uint64_t recv_free, staging_free;	      /* (L) bitmaps of free slots */
+	struct kvfs_lease leases[MAX_SLOTS];	      /* (O) leases[i] lends receive slot i */
+
+	size_t msg_size;	 /* (S) */
+	uint8_t *msgs;		 /* (S) the send and receive buffers */
+	struct creq reqs[NREQ];	 /* fields as marked */
+	uint64_t req_free;	 /* (L) bitmap */
+	struct rxbuf rxs[NRECV]; /* fields as marked */
+	struct mr_reg *regs;	 /* (L) caller memory registered on this session */
+};
+
+/* A caller-registered region's registration on one conn's session; (L) of that conn. */
+struct mr_reg {
+	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
+	uint32_t region;     /* (L) server's id for it */
+	int busy;	     /* (L) a thread registers it, c->lock released */
+	struct mr_reg *next; /* (L) on conn->regs while mr is set */
+};
+
+/* A caller-registered region, registered lazily on each conn it is used on. */
+struct kvfs_mr {
+	struct kvfs *kv;		     /* (I) */
+	uint8_t *buf;			     /* (I) */
+	size_t len;			     /* (I) */
+	struct kvfs_mr *next;		     /* kv->lock */
+	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
+};
+
+struct kvfs_upload {
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle;	    /* (I) */
+	uint64_t size;		    /* no lock: each call on the upload sets it from its reply */
+	char key[KVFS_MAX_KEY + 1]; /* (I) */
+};
+
+/*
+ * A value pinned on c's server in session generation gen. Immutable but for
+ * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
+ * reference; the last drop unpins (pin_put).
+ */
+struct kvfs_pin {
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle, size; /* (I) */
+	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
+	_Atomic int refs;
+	/* where the value lies in pool, fetched by the first kvfs_pin_map */
+	pthread_mutex_t map_lock;
+	pthread_cond_t map_cond; /* map_fetching ended */
+	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
+	int map_ready;		 /* (map_lock) segs is complete */
+	int map_fetching;	 /* (map_lock) a thread fetches segs, map_lock released */
+	/* nsegs, segs: the fetching thread's; read-only once map_ready */
+	int nsegs;
+	struct pin_seg {
+		uint64_t voff; /* value offset of its first byte */
+		uint64_t len;
+		const uint8_t *addr;
+	} * segs;
+};
+
+struct kvfs {
+	struct kvfs_config cfg; /* (I) */
+	pthread_mutex_t lock;
+	struct kvfs_mr *mrs; /* lock */
+	struct conn conns[KVFS_MAX_SERVERS];
+	uint64_t name_hash[KVFS_MAX_SERVERS]; /* (I) */
+	pthread_t wd;			      /* (I) watchdog(), started by watchdog_start */
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;
+	int wd_stop; /* wd_lock */
+};
+
+static inline int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CLOCK_REALTIME ns (< 1 s) from now, for pthread_cond_timedwait. */
+static inline struct timespec realtime_in(long ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += ns;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+/* Caller holds c->lock. */
+static inline void wake_all(struct conn *c)
+{
+	if (c->sleepers)
+		pthread_cond_broadcast(&c->cond);
+}
+
+#pragma GCC visibility push(hidden)
+
+/* ---- conn.c: connections ---- */
+void conn_init(struct conn *c, struct kvfs *kv, int idx, size_t slot_size, int n_slots);
+/* Tear down c's session and free its buffers; nobody uses c any more. */
+void conn_destroy(struct conn *c);
+/* Enter a call on conn c: (re)connect when needed. Returns 0 or -errno. */
+int conn_enter(struct conn *c);
+void conn_leave(struct conn *c);
+/*
+ * Enter c for a call on the server-side state (an upload, a pin) of session
+ * generation gen. Returns 0, or -EIO without connecting when that session is
+ * gone (and the state with it) or the conn is broken.
+ */
+int sess_enter(struct conn *c, uint64_t gen);
+/* Mark broken; caller holds c->lock. */
+void do_break(struct conn *c, const char *why);
+/* Is the server's TCP channel still quiet (0: it closed or spoke)? */
+int liveness_ok(struct conn *c);
+
+/* ---- rpc.c: request slots and round trips ---- */
+void req_init(struct conn *c, struct wire_req *q, uint8_t op);
+/*
+ * One request/reply. On success returns 0 and the caller owns *out (reply
+ * buffer) until it calls req_put(c, *out).
+ */
+int call(struct conn *c, struct wire_req *q, struct wire_rep *rep, struct creq **out);
+/*
+ * Release a request slot. If the send never completed (broken conn), the
+ * slot stays out of use until the teardown resets everything.
+ */
+void req_put(struct conn *c, struct creq *r);
+/*
+ * call() for replies without payload: returns the status, attr copied out
+ * (*rep_out is zeroed first, so it is defined on every path).
+ */
+int call_simple(struct conn *c, struct wire_req *q, struct wire_rep *rep_out);
+/* Take a free slot of bitmap *mask (c->recv_free, c->staging_free); -1 when c broke. */
+int slot_get(struct conn *c, uint64_t *mask);
+void slot_put(struct conn *c, uint64_t *mask, int s);
+
+/* ---- watchdog.c: the libfabric 1.17 shm lock watchdog ---- */
+int watchdog_start(struct kvfs *kv);
+void watchdog_stop(struct kvfs *kv);
+
+/* ---- kv.c: keyed requests ---- */
+void sa_to_wire(struct wire_sa *w, const struct kvfs_setattr *sa);
+/*
+ * Read [off, off+len) into buf by requests like *tmpl (OP_GET, OP_UP_READ or
+ * OP_PIN_GET with its key or handle): inline while what is left fits a
+ * message, else in pieces of at most slot_size through one receive slot,
+ * copied out. Stops at the end of the value (reply attr.size). Returns the bytes read, or -errno;
+ * -EAGAIN when the value's version changed between pieces. *attr gets the last
+ * reply's attributes. Caller has entered c.
+ */
+ssize_t read_range(struct conn *c, const struct wire_req *tmpl, void *buf, size_t len, uint64_t off,
+		   struct kvfs_attr *attr);
+/*
+ * Read one piece by request q (OP_GET or OP_PIN_GET with its key or handle,
+ * off and len) into a free receive slot and lend it. Returns the bytes read;
+ * the lease then keeps c entered (kvfs_lease_release leaves it). On error
+ * (-EINVAL when len > slot_size) the caller leaves c.
+ */
+ssize_t lease_piece(struct conn *c, struct wire_req *q, const void **data, kvfs_lease_t **lease,
+		    struct kvfs_attr *attr);
+/*
+ * Open server-side state of key (an upload or a pin) by request op: on
+ * success *cp and *gen (the session it lives in) say where it is, and *rep
+ * holds its handle and the value's attributes. Returns 0 or -errno.
+ */
+int state_open(kvfs_t *kv, const char *key, uint8_t op, uint8_t flags, struct conn **cp,
+	       uint64_t *gen, struct wire_rep *rep);
+
+/* ---- pin.c: pins and same-host pool maps ---- */
+/*
+ * Map the pool the server offers (wire_pool) read-only, when it is the one
+ * the server described: same host, and we may ptrace the server (what
+ * pidfd_getfd asks, as shm's cross-memory attach does). Returns NULL
+ * otherwise; the conn then reads by RMA as always.
+ */
+struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_pool *wp,
+			     const char *name);
+void pool_put(struct pool_map *m);
+/* Drop a reference to p; the last one unpins it. */
+void pin_put(struct kvfs_pin *p);
+
+/* ---- mr.c: caller-registered memory ---- */
+/* Does [buf, buf+len) lie inside m? */
+int mr_covers(const struct kvfs_mr *m, const void *buf, size_t len);
+/*
+ * The descriptor of [buf, buf+len) inside m on c's session, registering m
+ * there first when needed. Returns 0, -EFAULT outside m, or -errno. Caller
+ * has entered c.
+ */
+int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d);
+/* Close every caller registration on c's session; caller holds c->lock. */
+void do_mr_conn_close(struct conn *c);
+
+#pragma GCC visibility pop
+
+#endif

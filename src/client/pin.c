@@ -1,0 +1,255 @@
+/*
+ * libkvfs pins: a value held on its server (kvfs_pin_*) so that reads of it
+ * see one version, and, when the server is on this host, its pool mapped
+ * read-only here (pool_attach) so that kvfs_pin_map answers with where the
+ * pinned bytes lie instead of moving them.
+ *
+ * A pin lives in one session of its server, like an upload; the pool map is
+ * held by the conn and by every pin taken on it, so a pin's bytes stay
+ * mapped while it is open even after the conn reconnects.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client/client_int.h"
+
+#include "common/log.h"
+
+void pool_put(struct pool_map *m)
+{
+	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+		munmap((void *)m->base, m->len);
+		free(m);
+	}
+}
+
+struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_pool *wp,
+			     const char *name)
+{
+	if (!cfg->local_map || !wp->pid || !wp->len || wp->len > SIZE_MAX)
+		return NULL;
+	int pfd = pidfd_open((pid_t)wp->pid, 0);
+	int fd = pfd >= 0 ? pidfd_getfd(pfd, wp->fd, 0) : -1;
+	int err = fd < 0 ? errno : 0;
+	if (pfd >= 0)
+		close(pfd);
+	struct stat st;
+	void *p = MAP_FAILED;
+	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == wp->dev &&
+	    (uint64_t)st.st_ino == wp->ino && (uint64_t)st.st_size >= wp->len)
+		p = mmap(NULL, (size_t)wp->len, PROT_READ, MAP_SHARED, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	struct pool_map *m = p == MAP_FAILED ? NULL : malloc(sizeof(*m));
+	if (!m) {
+		if (p != MAP_FAILED)
+			munmap(p, (size_t)wp->len);
+		log_debug("server %s: reads by RMA (its pool is not mappable here: %s)", name,
+			  err ? strerror(err) : "not the pool the server described");
+		return NULL;
+	}
+	atomic_init(&m->refs, 1);
+	m->base = p;
+	m->len = (size_t)wp->len;
+	return m;
+}
+
+int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr)
+{
+	struct wire_rep rep;
+	struct kvfs_pin *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	int ret = state_open(kv, key, OP_PIN, 0, &p->c, &p->gen, &rep);
+	if (ret) {
+		free(p);
+		return ret;
+	}
+	p->handle = rep.handle;
+	p->size = rep.attr.size;
+	atomic_init(&p->refs, 1);
+	pthread_mutex_init(&p->map_lock, NULL);
+	pthread_cond_init(&p->map_cond, NULL);
+	p->lease.pin = p;
+	if (sess_enter(p->c, p->gen) == 0) {
+		p->pool = p->c->pool; /* stable while we are one of its users */
+		if (p->pool)
+			atomic_fetch_add(&p->pool->refs, 1);
+		conn_leave(p->c);
+	}
+	if (attr)
+		*attr = rep.attr;
+	*out = p;
+	return 0;
+}
+
+static void pin_req(struct kvfs_pin *p, struct wire_req *q, uint8_t op)
+{
+	req_init(p->c, q, op);
+	q->handle = p->handle;
+}
+
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
+			   kvfs_lease_t **lease)
+{
+	struct wire_req q;
+	int ret = sess_enter(p->c, p->gen);
+	if (ret)
+		return ret;
+	pin_req(p, &q, OP_PIN_GET);
+	q.off = off;
+	q.len = len;
+	ssize_t n = lease_piece(p->c, &q, data, lease, NULL);
+	if (n < 0)
+		conn_leave(p->c);
+	return n; /* a lease keeps the conn entered */
+}
+
+ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off)
+{
+	struct wire_req q;
+	int ret = sess_enter(p->c, p->gen);
+	if (ret)
+		return ret;
+	pin_req(p, &q, OP_PIN_GET);
+	/* the pinned version never changes, so no -EAGAIN between pieces */
+	ssize_t n = read_range(p->c, &q, buf, len, off, NULL);
+	conn_leave(p->c);
+	return n;
+}
+
+/*
+ * Ask the server where the whole pinned value lies in its pool (up to
+ * WIRE_MAP_SEGS ranges per message) into p->segs. Caller has set
+ * p->map_fetching and entered p->c. Returns 0 or -errno.
+ */
+static int pin_fetch_map(struct kvfs_pin *p)
+{
+	struct wire_seg seg[WIRE_MAP_SEGS];
+	uint64_t done = 0;
+	int cap = 0;
+	p->nsegs = 0;
+	while (done < p->size) {
+		struct wire_req q;
+		struct wire_rep rep;
+		struct creq *r;
+		pin_req(p, &q, OP_PIN_GET);
+		q.flags = RQ_MAP;
+		q.off = done;
+		q.len = p->size - done;
+		int k = call(p->c, &q, &rep, &r);
+		if (k)
+			return k;
+		k = rep.status;
+		if (!k && (rep.n == 0 || rep.n > q.len))
+			k = -EPROTO;
+		if (!k)
+			k = wire_segs_decode(rep.data, rep.dlen, rep.n, p->pool->len, seg,
+					     WIRE_MAP_SEGS);
+		req_put(p->c, r);
+		if (k >= 0 && p->nsegs + k > cap) {
+			cap = 2 * (p->nsegs + k);
+			struct pin_seg *n = realloc(p->segs, (size_t)cap * sizeof(*n));
+			if (n)
+				p->segs = n;
+			else
+				k = -ENOMEM;
+		}
+		if (k < 0)
+			return k;
+		for (int i = 0; i < k; i++) {
+			p->segs[p->nsegs++] =
+			    (struct pin_seg){done, seg[i].len, p->pool->base + seg[i].off};
+			done += seg[i].len;
+		}
+	}
+	return 0;
+}
+
+ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+		     kvfs_lease_t **lease)
+{
+	if (!p->pool)
+		return -EOPNOTSUPP;
+	/*
+	 * The bytes would outlive the server (the mapping keeps them), but a
+	 * pin of a lost session is gone, as for every other read.
+	 */
+	int ret = sess_enter(p->c, p->gen);
+	if (ret)
+		return ret;
+	if (!liveness_ok(p->c)) {
+		pthread_mutex_lock(&p->c->lock);
+		do_break(p->c, "server closed the session");
+		pthread_mutex_unlock(&p->c->lock);
+		ret = -EIO;
+	}
+	/* One thread fetches the map, with map_lock released; the others wait for it. */
+	pthread_mutex_lock(&p->map_lock);
+	while (!ret && p->map_fetching)
+		pthread_cond_wait(&p->map_cond, &p->map_lock);
+	int fetch = !ret && !p->map_ready;
+	p->map_fetching = fetch;
+	pthread_mutex_unlock(&p->map_lock);
+	if (fetch) {
+		ret = pin_fetch_map(p);
+		pthread_mutex_lock(&p->map_lock);
+		p->map_ready = !ret;
+		p->map_fetching = 0;
+		pthread_cond_broadcast(&p->map_cond);
+		pthread_mutex_unlock(&p->map_lock);
+	}
+	conn_leave(p->c);
+	if (ret)
+		return ret;
+	/* segs, complete and immutable now: the first one holding off, then on */
+	int lo = 0, hi = p->nsegs, n = 0;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (p->segs[mid].voff + p->segs[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t total = 0;
+	for (int i = lo; i < p->nsegs && total < len && n < max; i++, n++) {
+		uint64_t skip = off + total - p->segs[i].voff;
+		uint64_t take = p->segs[i].len - skip;
+		if (take > len - total)
+			take = len - total;
+		iov[n] = (struct iovec){(void *)(p->segs[i].addr + skip), (size_t)take};
+		total += (size_t)take;
+	}
+	atomic_fetch_add(&p->refs, 1);
+	*lease = &p->lease;
+	*niov = n;
+	return (ssize_t)total;
+}
+
+void pin_put(struct kvfs_pin *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	if (sess_enter(p->c, p->gen) == 0) {
+		struct wire_req q;
+		pin_req(p, &q, OP_UNPIN);
+		call_simple(p->c, &q, NULL);
+		conn_leave(p->c);
+	}
+	pool_put(p->pool);
+	pthread_mutex_destroy(&p->map_lock);
+	pthread_cond_destroy(&p->map_cond);
+	free(p->segs);
+	free(p);
+}
+
+void kvfs_pin_close(kvfs_pin_t *p)
+{
+	if (p)
+		pin_put(p);
+}
