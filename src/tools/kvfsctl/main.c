@@ -23,18 +23,25 @@
 /* Messages                                                           */
 /* ------------------------------------------------------------------ */
 
-void fail(const char *fmt, ...)
+/* One line "kvfsctl: MESSAGE" on stderr; line breaks in it become spaces. */
+static void vfail(const char *fmt, va_list ap)
 {
 	char line[16384];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
 	for (char *p = line; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	fprintf(stderr, "kvfsctl: %s\n", line);
+}
+
+void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(fmt, ap);
+	va_end(ap);
 }
 
 static void usage(FILE *f)
@@ -65,13 +72,11 @@ static void usage(FILE *f)
 
 int usage_error(const char *fmt, ...)
 {
-	char line[8192];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vfail(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "kvfsctl: %s\n", line);
 	usage(stderr);
 	return EXIT_USAGE;
 }
