@@ -24,7 +24,8 @@
 
 /* An open file (fi->fh). */
 struct handle {
-	pthread_mutex_t lock; /* guards the fields below */
+	/* guards fresh, up, dirty and cached; node and flags never change after open */
+	pthread_mutex_t lock;
 	struct inode *node;
 	int flags;	   /* open flags */
 	int fresh;	   /* value known empty (created or O_TRUNC): no KEEP needed */
@@ -37,8 +38,8 @@ struct handle {
 	 * the whole read; replacing the pin takes it exclusively.
 	 */
 	pthread_rwlock_t pin_lock;
-	kvfs_pin_t *pin;
-	struct kvfs_attr pin_attr; /* the pinned (or whole) version's attributes */
+	kvfs_pin_t *pin;	   /* pin_lock */
+	struct kvfs_attr pin_attr; /* pin_lock: the pinned (or whole) version's attributes */
 	/*
 	 * A reader of a small value holds the whole value instead of a pin
 	 * (see reader_open); immutable once open.
