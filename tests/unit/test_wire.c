@@ -7,7 +7,7 @@
 #include "common/wire.h"
 
 static const struct wire_limits lim = {
-    .max_key = KVFS_MAX_KEY, .max_value = 1 << 30, .inline_threshold = 4096, .msg_size = 16384};
+    .max_key = PROTO_MAX_KEY, .max_value = 1 << 30, .inline_threshold = 4096, .msg_size = 16384};
 
 static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *data, uint32_t dlen)
 {
@@ -20,7 +20,7 @@ static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *
 			     .len = dlen,
 			     .handle = 9,
 			     .buf = {REGION_STAGING, 4096, 8192},
-			     .sa = {KVFS_SET_MODE | KVFS_SET_TTL, 0100600, 1, 2, -5, 60},
+			     .sa = {PROTO_SET_MODE | PROTO_SET_TTL, 0100600, 1, 2, -5, 60},
 			     .key = (const uint8_t *)key,
 			     .klen = (uint32_t)strlen(key),
 			     .key2 = (const uint8_t *)"dst",
@@ -82,15 +82,15 @@ Test(wire, request_trailing_bytes_refused)
 Test(wire, oversized_key_and_inline_data_refused)
 {
 	uint8_t *buf = malloc(3 * 65536);
-	char *key = malloc(KVFS_MAX_KEY + 2);
-	memset(key, 'k', KVFS_MAX_KEY + 1);
-	key[KVFS_MAX_KEY + 1] = 0;
+	char *key = malloc(PROTO_MAX_KEY + 2);
+	memset(key, 'k', PROTO_MAX_KEY + 1);
+	key[PROTO_MAX_KEY + 1] = 0;
 	struct wire_req q;
 	const char *why;
 	int n = encode_sample(buf, 3 * 65536, key, "", 0);
 	cr_assert_gt(n, 0);
 	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -ENAMETOOLONG);
-	key[KVFS_MAX_KEY] = 0; /* exactly the limit: fine */
+	key[PROTO_MAX_KEY] = 0; /* exactly the limit: fine */
 	n = encode_sample(buf, 3 * 65536, key, "", 0);
 	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
 
@@ -151,7 +151,7 @@ Test(wire, random_garbage_never_crashes)
 		const char *name;
 		size_t nlen;
 		int pfx;
-		struct kvfs_attr a;
+		struct proto_attr a;
 		int k = wire_entry_decode(buf, len, &name, &nlen, &pfx, &a);
 		if (k >= 0)
 			cr_assert_leq((size_t)k, len);
@@ -281,7 +281,7 @@ Test(wire, pool_segments_checked)
 Test(wire, entries_and_stats)
 {
 	uint8_t buf[512];
-	struct kvfs_attr a = {.size = 10, .version = 2, .mode = 0100644};
+	struct proto_attr a = {.size = 10, .version = 2, .mode = 0100644};
 	int n1 = wire_entry_encode(buf, sizeof(buf), "dir/f", 5, &a);
 	int n2 = wire_entry_encode(buf + n1, sizeof(buf) - (size_t)n1, "dir/sub/", 8, NULL);
 	cr_assert_gt(n1, 0);
@@ -289,7 +289,7 @@ Test(wire, entries_and_stats)
 	const char *name;
 	size_t nlen;
 	int pfx;
-	struct kvfs_attr d;
+	struct proto_attr d;
 	cr_assert_eq(wire_entry_decode(buf, (size_t)(n1 + n2), &name, &nlen, &pfx, &d), n1);
 	cr_assert_eq(pfx, 0);
 	cr_assert_eq(d.size, 10);
@@ -298,7 +298,7 @@ Test(wire, entries_and_stats)
 	cr_assert_eq(memcmp(name, "dir/sub/", 8), 0);
 	cr_assert_eq(wire_entry_decode(buf + n1, (size_t)n2 - 1, &name, &nlen, &pfx, &d), -EPROTO);
 
-	struct kvfs_stats st = {.gets = 1, .uptime_s = 77, .provider = "shm"}, o;
+	struct proto_stats st = {.gets = 1, .uptime_s = 77, .provider = "shm"}, o;
 	int n = wire_stats_encode(buf, sizeof(buf), &st);
 	cr_assert_eq(wire_stats_decode(buf, (size_t)n, &o), 0);
 	cr_assert_eq(o.uptime_s, 77);
