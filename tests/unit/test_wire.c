@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/convert.h"
 #include "common/wire.h"
 
 static const struct wire_limits lim = {
@@ -304,6 +305,63 @@ Test(wire, entries_and_stats)
 	cr_assert_eq(o.uptime_s, 77);
 	cr_assert_str_eq(o.provider, "shm");
 	cr_assert_eq(wire_stats_decode(buf, (size_t)n - 1, &o), -EPROTO);
+}
+
+/* libkvfs's edge (client/convert.h): a kvfs_attr survives a listing entry. */
+Test(wire, client_conversion)
+{
+	const struct kvfs_attr a = {.size = 1ull << 40,
+				    .version = 0x0102030405060708ull,
+				    .mtime_ns = -5,
+				    .expiry = 1700000000,
+				    .mode = 0100600 | KVFS_MODE_UNSET,
+				    .uid = KVFS_ID_UNSET,
+				    .gid = 77};
+	struct proto_attr p;
+	struct kvfs_attr b;
+	uint8_t buf[512];
+	attr_to_proto(&p, &a);
+	int n = wire_entry_encode(buf, sizeof(buf), "k", 1, &p);
+	cr_assert_gt(n, 0);
+	const char *name;
+	size_t nlen;
+	int pfx;
+	cr_assert_eq(wire_entry_decode(buf, (size_t)n, &name, &nlen, &pfx, &p), n);
+	attr_from_proto(&b, &p);
+	cr_assert_eq(b.size, a.size);
+	cr_assert_eq(b.version, a.version);
+	cr_assert_eq(b.mtime_ns, a.mtime_ns);
+	cr_assert_eq(b.expiry, a.expiry);
+	cr_assert_eq(b.mode, a.mode);
+	cr_assert_eq(b.uid, a.uid);
+	cr_assert_eq(b.gid, a.gid);
+
+	const struct kvfs_setattr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL | KVFS_SET_GID,
+					.mode = 0100640,
+					.uid = 3,
+					.gid = 4,
+					.mtime_ns = -1,
+					.ttl = 60};
+	struct proto_setattr ps = {0};
+	setattr_to_proto(&ps, NULL);
+	cr_assert_eq(ps.mask, 0, "no setattr: nothing set");
+	setattr_to_proto(&ps, &sa);
+	cr_assert_eq(ps.mask, PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_GID);
+	cr_assert_eq(ps.mode, sa.mode);
+	cr_assert_eq(ps.uid, sa.uid);
+	cr_assert_eq(ps.gid, sa.gid);
+	cr_assert_eq(ps.mtime_ns, sa.mtime_ns);
+	cr_assert_eq(ps.ttl, sa.ttl);
+
+	struct proto_stats st = {
+	    .gets = 1, .deletes = 5, .keys = 10, .uptime_s = 14, .provider = "tcp"};
+	struct kvfs_stats ks;
+	stats_from_proto(&ks, &st);
+	cr_assert_eq(ks.gets, 1);
+	cr_assert_eq(ks.deletes, 5);
+	cr_assert_eq(ks.keys, 10);
+	cr_assert_eq(ks.uptime_s, 14);
+	cr_assert_str_eq(ks.provider, "tcp");
 }
 
 Test(wire, mac_depends_on_secret_and_nonces)
