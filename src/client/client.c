@@ -187,13 +187,16 @@ int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
 		return ret;
 	struct wire_req q;
 	struct wire_rep rep;
+	struct proto_stats st;
 	struct creq *r;
 	req_init(c, &q, OP_STATS);
 	ret = call(c, &q, &rep, &r);
 	if (!ret) {
 		ret = rep.status;
-		if (!ret && wire_stats_decode(rep.data, rep.dlen, out))
-			ret = -EPROTO;
+		if (!ret) {
+			ret = wire_stats_decode(rep.data, rep.dlen, &st) ? -EPROTO : 0;
+			stats_from_proto(out, &st);
+		}
 		req_put(c, r);
 	}
 	conn_leave(c);

@@ -73,6 +73,7 @@
 
 #include "kvfs/kvfs.h"
 
+#include "client/convert.h"
 #include "common/config.h"
 #include "common/wire.h"
 #include "fabric/fabric.h"
@@ -295,7 +296,6 @@ int watchdog_start(struct kvfs *kv);
 void watchdog_stop(struct kvfs *kv);
 
 /* ---- kv.c: keyed requests ---- */
-void sa_to_wire(struct wire_sa *w, const struct kvfs_setattr *sa);
 /*
  * Read [off, off+len) into buf by requests like *tmpl (OP_GET, OP_UP_READ or
  * OP_PIN_GET with its key or handle): inline while what is left fits a

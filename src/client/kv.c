@@ -53,18 +53,6 @@ static int route_req(struct kvfs *kv, const char *key, uint8_t op, struct conn *
 	return 0;
 }
 
-void sa_to_wire(struct wire_sa *w, const struct kvfs_setattr *sa)
-{
-	if (!sa)
-		return;
-	w->mask = sa->mask;
-	w->mode = sa->mode;
-	w->uid = sa->uid;
-	w->gid = sa->gid;
-	w->mtime_ns = sa->mtime_ns;
-	w->ttl = sa->ttl;
-}
-
 /*
  * Read one piece [q->off, q->off + q->len) by request q (OP_GET, OP_UP_READ
  * or OP_PIN_GET, key or handle filled in): inline (region 0) or into desc.
@@ -93,7 +81,7 @@ static ssize_t read_piece(struct conn *c, struct wire_req *q, const struct wire_
 				memcpy(dst, rep.data, rep.n);
 		}
 		if (attr)
-			*attr = rep.attr;
+			attr_from_proto(attr, &rep.attr);
 	}
 	req_put(c, r);
 	return n;
@@ -239,7 +227,7 @@ static int put_one(struct conn *c, const char *key, size_t klen, const void *buf
 	q.key = (const uint8_t *)key;
 	q.klen = (uint32_t)klen;
 	q.len = len;
-	sa_to_wire(&q.sa, sa);
+	setattr_to_proto(&q.sa, sa);
 	if (desc) {
 		q.buf = *desc;
 	} else {
@@ -296,10 +284,10 @@ static int key_call(struct kvfs *kv, const char *key, uint8_t op, const struct k
 	int ret = route_req(kv, key, op, &c, &q);
 	if (ret)
 		return ret;
-	sa_to_wire(&q.sa, sa);
+	setattr_to_proto(&q.sa, sa);
 	ret = call_simple(c, &q, &rep);
 	if (!ret && attr)
-		*attr = rep.attr;
+		attr_from_proto(attr, &rep.attr);
 	conn_leave(c);
 	return ret;
 }

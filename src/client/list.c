@@ -14,7 +14,7 @@ struct lentry {
 	char *name;
 	size_t nlen;
 	int is_prefix;
-	struct kvfs_attr attr;
+	struct proto_attr attr;
 };
 
 struct lstream {
@@ -155,8 +155,8 @@ ssize_t kvfs_list(kvfs_t *kv, const char *prefix, char delim, kvfs_list_cb cb, v
 		struct kvfs_entry out = {.name = e->name,
 					 .name_len = e->nlen,
 					 .is_prefix = e->is_prefix,
-					 .attr = e->attr,
 					 .server = best};
+		attr_from_proto(&out.attr, &e->attr);
 		count++;
 		if (cb && cb(arg, &out))
 			break;

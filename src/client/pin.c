@@ -83,7 +83,7 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 		conn_leave(p->c);
 	}
 	if (attr)
-		*attr = rep.attr;
+		attr_from_proto(attr, &rep.attr);
 	*out = p;
 	return 0;
 }

@@ -131,7 +131,7 @@ static int up_simple(struct kvfs_upload *up, uint8_t op, uint64_t len,
 	req_init(up->c, &q, op);
 	q.handle = up->handle;
 	q.len = len;
-	sa_to_wire(&q.sa, sa);
+	setattr_to_proto(&q.sa, sa);
 	ret = call_simple(up->c, &q, rep);
 	conn_leave(up->c);
 	return ret;
@@ -156,7 +156,7 @@ int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa, struct 
 	struct wire_rep rep;
 	int ret = up_simple(up, OP_UP_COMMIT, 0, sa, &rep);
 	if (!ret && attr_out)
-		*attr_out = rep.attr;
+		attr_from_proto(attr_out, &rep.attr);
 	free(up);
 	return ret;
 }

@@ -10,6 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The public header declares the kvfs_config_* calls defined here; this is
+ * the only file of src/common, src/server and src/fabric to include it.
+ */
+#include "kvfs/kvfs.h"
+
+_Static_assert(__builtin_strcmp(KVFS_DEFAULT_CONF, KVFS_CONFIG_DEFAULT) == 0,
+	       "config.h's default path is the public one");
+
 const char *config_default_path(const char *arg)
 {
 	const char *env;

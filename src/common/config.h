@@ -18,9 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kvfs/kvfs.h"
-
-#define KVFS_DEFAULT_CONF KVFS_CONFIG_DEFAULT /* kvfs.h */
+/*
+ * Without include/kvfs/kvfs.h, so that the server sees none of the public
+ * API through it: config.c, which implements the public kvfs_config_* calls,
+ * includes kvfs.h and checks that this equals KVFS_CONFIG_DEFAULT.
+ */
+#define KVFS_DEFAULT_CONF "/etc/kvfs/kvfs.conf"
 #define KVFS_MAX_SERVERS  64
 #define KVFS_MAX_DOMAINS  8
 #define KVFS_NAME_MAX	  64

@@ -308,7 +308,7 @@ int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, co
 
 size_t wire_msg_size(uint64_t inline_threshold)
 {
-	size_t n = WIRE_REQ_FIXED + 2 * KVFS_MAX_KEY + inline_threshold;
+	size_t n = WIRE_REQ_FIXED + 2 * PROTO_MAX_KEY + inline_threshold;
 	return (n + 4095) & ~(size_t)4095; /* whole pages: buffers are page-aligned arrays */
 }
 
@@ -403,7 +403,7 @@ int wire_req_decode(const void *buf, size_t len, const struct wire_limits *lim, 
 	return r.bad ? -EPROTO : 0;
 }
 
-static void w_attr(struct wr *w, const struct kvfs_attr *a)
+static void w_attr(struct wr *w, const struct proto_attr *a)
 {
 	w_u64(w, a->size);
 	w_u64(w, a->version);
@@ -414,7 +414,7 @@ static void w_attr(struct wr *w, const struct kvfs_attr *a)
 	w_u32(w, a->gid);
 	w_u32(w, 0);
 }
-static void r_attr(struct rd *r, struct kvfs_attr *a)
+static void r_attr(struct rd *r, struct proto_attr *a)
 {
 	a->size = r_u64(r);
 	a->version = r_u64(r);
@@ -484,7 +484,7 @@ int wire_rep_decode(const void *buf, size_t len, struct wire_rep *p, const char 
 }
 
 int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
-		      const struct kvfs_attr *attr)
+		      const struct proto_attr *attr)
 {
 	struct wr w = {buf, cap, 0, 0};
 	if (nlen > UINT16_MAX)
@@ -498,7 +498,7 @@ int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
 }
 
 int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nlen, int *is_prefix,
-		      struct kvfs_attr *attr)
+		      struct proto_attr *attr)
 {
 	struct rd r = {buf, len, 0, 0};
 	*nlen = r_u16(&r);
@@ -542,7 +542,7 @@ int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_
 }
 
 #define N_STATS 14
-static uint64_t *stat_field(struct kvfs_stats *st, int i)
+static uint64_t *stat_field(struct proto_stats *st, int i)
 {
 	uint64_t *f[N_STATS] = {&st->gets,	&st->hits,	&st->misses,	  &st->puts,
 				&st->deletes,	&st->evictions, &st->expirations, &st->bytes_in,
@@ -551,17 +551,17 @@ static uint64_t *stat_field(struct kvfs_stats *st, int i)
 	return f[i];
 }
 
-int wire_stats_encode(void *buf, size_t cap, const struct kvfs_stats *st)
+int wire_stats_encode(void *buf, size_t cap, const struct proto_stats *st)
 {
 	struct wr w = {buf, cap, 0, 0};
 	w_u8(&w, N_STATS);
 	for (int i = 0; i < N_STATS; i++)
-		w_u64(&w, *stat_field((struct kvfs_stats *)st, i));
+		w_u64(&w, *stat_field((struct proto_stats *)st, i));
 	w_str(&w, st->provider, sizeof(st->provider));
 	return w.over ? -EMSGSIZE : (int)w.pos;
 }
 
-int wire_stats_decode(const void *buf, size_t len, struct kvfs_stats *st)
+int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st)
 {
 	struct rd r = {buf, len, 0, 0};
 	memset(st, 0, sizeof(*st));

@@ -1,6 +1,7 @@
 /*
  * wire: the kvfs protocol's messages, encoded little-endian with explicit
- * bounds checks. Two channels:
+ * bounds checks. What the records they carry mean (set-mask, attributes,
+ * counters) is proto.h's. Two channels:
  *
  * Bootstrap over TCP, framed: [u32 magic "KVFS"][u16 proto][u16 type][u32 len][body].
  *   c->s HELLO {proto, client nonce}
@@ -40,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kvfs/kvfs.h"
+#include "proto.h"
 
 #define WIRE_MAGIC     0x5346564bu /* "KVFS" */
 #define WIRE_PROTO     1
@@ -161,11 +162,6 @@ struct wire_desc {
 	uint64_t off, len;
 };
 
-struct wire_sa {
-	uint32_t mask, mode, uid, gid;
-	int64_t mtime_ns, ttl;
-};
-
 /* Request flags. */
 #define RQ_KEEP	     1u /* UP_OPEN: start from current value */
 #define RQ_NOREPLACE 2u /* RENAME */
@@ -179,7 +175,7 @@ struct wire_req {
 	uint64_t off, len;
 	uint64_t handle; /* upload id; pin id; REG: remote key; UNREG: region id */
 	struct wire_desc buf;
-	struct wire_sa sa;
+	struct proto_setattr sa;
 	const uint8_t *key, *key2, *data;
 	uint32_t klen, k2len, dlen;
 };
@@ -193,7 +189,7 @@ struct wire_rep {
 	uint64_t req_id;
 	uint64_t n;	 /* bytes moved / entries listed */
 	uint64_t handle; /* upload id / pin id / region id */
-	struct kvfs_attr attr;
+	struct proto_attr attr;
 	const uint8_t *data;
 	uint32_t dlen;
 };
@@ -221,10 +217,10 @@ int wire_rep_decode(const void *buf, size_t len, struct wire_rep *r, const char 
 
 /* Listing entries (in LIST replies): u16 nlen, u8 is_prefix, attr (if not), name. */
 int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
-		      const struct kvfs_attr *attr);
+		      const struct proto_attr *attr);
 /* Decode one entry at buf; returns bytes consumed or -EPROTO. name is not NUL-terminated. */
 int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nlen, int *is_prefix,
-		      struct kvfs_attr *attr);
+		      struct proto_attr *attr);
 
 /* A range of the server's pool (PIN_GET with RQ_MAP), 16 bytes on the wire. */
 struct wire_seg {
@@ -244,8 +240,8 @@ int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_
 		     struct wire_seg *seg, int max);
 
 /* Stats payload (OP_STATS reply data). */
-int wire_stats_encode(void *buf, size_t cap, const struct kvfs_stats *st);
-int wire_stats_decode(const void *buf, size_t len, struct kvfs_stats *st);
+int wire_stats_encode(void *buf, size_t cap, const struct proto_stats *st);
+int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st);
 
 /* HMAC-SHA256(secret, label || a || b) into mac. */
 void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const char *label,

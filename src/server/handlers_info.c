@@ -15,7 +15,7 @@ struct list_ctx {
 	int more;
 };
 
-static int list_cb(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a)
+static int list_cb(void *arg, const char *name, size_t nlen, const struct proto_attr *a)
 {
 	struct list_ctx *l = arg;
 	if (l->max && l->count >= l->max) {
@@ -57,7 +57,7 @@ int handle_list(struct svc_ep *e, struct op *o, const char **why)
 int handle_stats(struct svc_ep *e, struct op *o, const char **why)
 {
 	struct srv *srv = e->srv;
-	struct kvfs_stats st = {0};
+	struct proto_stats st = {0};
 	struct store_stats ss;
 	(void)why;
 	pthread_mutex_lock(&srv->store_lock);

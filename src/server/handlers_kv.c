@@ -30,9 +30,7 @@ int handle_put(struct svc_ep *e, struct op *o, const char **why)
 {
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
-	struct store_attr a;
 	int ret;
-	store_attr_from(&a, &q->sa);
 	atomic_fetch_add(&srv->ctr.puts, 1);
 	if (q->len > srv->limits.max_value)
 		return -EFBIG;
@@ -42,7 +40,8 @@ int handle_put(struct svc_ep *e, struct op *o, const char **why)
 			return -EINVAL;
 		}
 		pthread_mutex_lock(&srv->store_lock);
-		ret = store_put(srv->store, q->key, q->klen, q->data, q->dlen, &a, now_s(), NULL);
+		ret =
+		    store_put(srv->store, q->key, q->klen, q->data, q->dlen, &q->sa, now_s(), NULL);
 		if (!ret)
 			ret = store_stat(srv->store, q->key, q->klen, now_s(), &o->rep.attr);
 		pthread_mutex_unlock(&srv->store_lock);
@@ -103,11 +102,9 @@ int handle_setattr(struct svc_ep *e, struct op *o, const char **why)
 {
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
-	struct store_attr a;
 	(void)why;
-	store_attr_from(&a, &q->sa);
 	pthread_mutex_lock(&srv->store_lock);
-	int ret = store_setattr(srv->store, q->key, q->klen, &a, now_s(), &o->rep.attr);
+	int ret = store_setattr(srv->store, q->key, q->klen, &q->sa, now_s(), &o->rep.attr);
 	pthread_mutex_unlock(&srv->store_lock);
 	svc_reply_status(e, o, ret);
 	return 0;

@@ -41,7 +41,6 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
 	struct session *s = o->sess;
-	struct store_attr a;
 	int ret = 0;
 
 	if (q->op == OP_UP_OPEN) {
@@ -120,9 +119,8 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_unlock(&srv->store_lock);
 		break;
 	case OP_UP_COMMIT:
-		store_attr_from(&a, &q->sa);
 		pthread_mutex_lock(&srv->store_lock);
-		ret = store_upload_commit(srv->store, u->up, &a, now_s(), &o->rep.attr);
+		ret = store_upload_commit(srv->store, u->up, &q->sa, now_s(), &o->rep.attr);
 		pthread_mutex_unlock(&srv->store_lock);
 		/* commit frees the upload whether or not it succeeds */
 		up_remove(s, u);

@@ -144,11 +144,10 @@ void rma_finish(struct svc_ep *e, struct op *o)
 			atomic_fetch_add(&srv->ctr.bytes_out, o->total);
 	} else if (!o->up_id) {
 		/* Whole-value PUT through an internal upload: publish or drop. */
-		struct store_attr a;
-		store_attr_from(&a, &o->req.sa);
 		pthread_mutex_lock(&srv->store_lock);
 		if (!err)
-			err = store_upload_commit(srv->store, o->up, &a, now_s(), &o->rep.attr);
+			err = store_upload_commit(srv->store, o->up, &o->req.sa, now_s(),
+						  &o->rep.attr);
 		else
 			store_upload_abort(srv->store, o->up);
 		pthread_mutex_unlock(&srv->store_lock);

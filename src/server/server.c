@@ -324,7 +324,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const struct kvfs_server_entry *me = &srv.cfg.servers[srv.self];
-	srv.limits = (struct wire_limits){.max_key = KVFS_MAX_KEY,
+	srv.limits = (struct wire_limits){.max_key = PROTO_MAX_KEY,
 					  .max_value = srv.cfg.server_max_value,
 					  .inline_threshold = srv.cfg.inline_threshold,
 					  .msg_size = wire_msg_size(srv.cfg.inline_threshold)};

@@ -116,16 +116,6 @@ static inline int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
-static inline void store_attr_from(struct store_attr *a, const struct wire_sa *sa)
-{
-	a->mask = sa->mask;
-	a->mode = sa->mode;
-	a->uid = sa->uid;
-	a->gid = sa->gid;
-	a->mtime_ns = sa->mtime_ns;
-	a->ttl = sa->ttl;
-}
-
 static inline struct upslot *up_find(struct session *s, uint64_t id)
 {
 	for (int i = 0; i < s->n_ups; i++)

@@ -269,20 +269,20 @@ static uint32_t clamp_expiry(int64_t now, int64_t ttl)
 /* A client-supplied mode: S_IFREG unless typed; never the "unset" flag. */
 static uint32_t mode_for_new(uint32_t m)
 {
-	m &= ~KVFS_MODE_UNSET;
+	m &= ~PROTO_MODE_UNSET;
 	return (m & S_IFMT) ? m : (S_IFREG | (m & 07777));
 }
 
-void set_new_attrs(struct item *it, const struct store_attr *a, int64_t now)
+void set_new_attrs(struct item *it, const struct proto_setattr *a, int64_t now)
 {
 	uint32_t mask = a ? a->mask : 0;
 
 	it->mode =
-	    (mask & KVFS_SET_MODE) ? mode_for_new(a->mode) : (S_IFREG | 0644 | KVFS_MODE_UNSET);
-	it->uid = (mask & KVFS_SET_UID) ? a->uid : KVFS_ID_UNSET;
-	it->gid = (mask & KVFS_SET_GID) ? a->gid : KVFS_ID_UNSET;
-	it->mtime_ns = (mask & KVFS_SET_MTIME) ? a->mtime_ns : now * 1000000000LL;
-	it->expiry = (mask & KVFS_SET_TTL) ? clamp_expiry(now, a->ttl) : 0;
+	    (mask & PROTO_SET_MODE) ? mode_for_new(a->mode) : (S_IFREG | 0644 | PROTO_MODE_UNSET);
+	it->uid = (mask & PROTO_SET_UID) ? a->uid : PROTO_ID_UNSET;
+	it->gid = (mask & PROTO_SET_GID) ? a->gid : PROTO_ID_UNSET;
+	it->mtime_ns = (mask & PROTO_SET_MTIME) ? a->mtime_ns : now * 1000000000LL;
+	it->expiry = (mask & PROTO_SET_TTL) ? clamp_expiry(now, a->ttl) : 0;
 }
 
 /* ---------------------------------------------------------------- public */
@@ -408,7 +408,7 @@ void store_release(struct store *s, struct item *it)
 		unpin(s, it);
 }
 
-void store_item_attr(const struct item *it, struct kvfs_attr *out)
+void store_item_attr(const struct item *it, struct proto_attr *out)
 {
 	out->size = it->vsize;
 	out->version = it->version;
@@ -470,7 +470,7 @@ size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct 
 }
 
 int store_put(struct store *s, const void *key, size_t klen, const void *val, size_t vlen,
-	      const struct store_attr *a, int64_t now, uint64_t *version)
+	      const struct proto_setattr *a, int64_t now, uint64_t *version)
 {
 	int err = check_key(klen);
 	struct vsrc v = {.buf = val};
@@ -507,7 +507,7 @@ int store_delete(struct store *s, const void *key, size_t klen)
 	return 0;
 }
 
-int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct kvfs_attr *out)
+int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct proto_attr *out)
 {
 	struct item *it;
 	int err = lookup(s, key, klen, now, &it);
@@ -520,8 +520,8 @@ int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struc
 	return 0;
 }
 
-int store_setattr(struct store *s, const void *key, size_t klen, const struct store_attr *a,
-		  int64_t now, struct kvfs_attr *out)
+int store_setattr(struct store *s, const void *key, size_t klen, const struct proto_setattr *a,
+		  int64_t now, struct proto_attr *out)
 {
 	struct item *it;
 	int err = lookup(s, key, klen, now, &it);
@@ -529,15 +529,15 @@ int store_setattr(struct store *s, const void *key, size_t klen, const struct st
 	if (err)
 		return err;
 	if (a) {
-		if (a->mask & KVFS_SET_MODE)
+		if (a->mask & PROTO_SET_MODE)
 			it->mode = (it->mode & S_IFMT) | (a->mode & 07777);
-		if (a->mask & KVFS_SET_UID)
+		if (a->mask & PROTO_SET_UID)
 			it->uid = a->uid;
-		if (a->mask & KVFS_SET_GID)
+		if (a->mask & PROTO_SET_GID)
 			it->gid = a->gid;
-		if (a->mask & KVFS_SET_MTIME)
+		if (a->mask & PROTO_SET_MTIME)
 			it->mtime_ns = a->mtime_ns;
-		if (a->mask & KVFS_SET_TTL)
+		if (a->mask & PROTO_SET_TTL)
 			it->expiry = clamp_expiry(now, a->ttl);
 	}
 	touch(s, it);

@@ -51,7 +51,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "kvfs/kvfs.h"
+#include "common/proto.h"
 
 #define STORE_PAGE_SIZE (1u << 20)
 
@@ -116,7 +116,7 @@ int store_pin(struct store *s, const void *key, size_t klen, int64_t now, struct
 int store_item_ref(struct store *s, struct item *it);
 /* Unpin; frees the item if it was deleted/replaced meanwhile. */
 void store_release(struct store *s, struct item *it);
-void store_item_attr(const struct item *it, struct kvfs_attr *out);
+void store_item_attr(const struct item *it, struct proto_attr *out);
 /*
  * Fill iov (at most max entries) with the pool ranges holding value bytes
  * [off, off+len) (clamped to the value size). Returns the entries used;
@@ -127,26 +127,19 @@ size_t store_item_iov(const struct item *it, uint64_t off, uint64_t len, struct 
 		      size_t max, uint64_t *covered);
 
 /*
- * Attributes given with a PUT or commit. Unset fields (mask) take defaults:
- * mode S_IFREG|0644|KVFS_MODE_UNSET, uid/gid KVFS_ID_UNSET, mtime now, no
- * expiry. A given mode never carries KVFS_MODE_UNSET (it is stripped).
+ * Insert or replace key with a copy of val. *version (may be NULL) gets the
+ * new version. a (may be NULL; so for store_upload_commit): the fields not in
+ * its mask take proto_setattr's defaults; a given mode never carries
+ * PROTO_MODE_UNSET (it is stripped).
  */
-struct store_attr {
-	uint32_t mask; /* KVFS_SET_* */
-	uint32_t mode, uid, gid;
-	int64_t mtime_ns;
-	int64_t ttl; /* seconds from now; 0 = never */
-};
-
-/* Insert or replace key with a copy of val. *version (may be NULL) gets the new version. */
 int store_put(struct store *s, const void *key, size_t klen, const void *val, size_t vlen,
-	      const struct store_attr *a, int64_t now, uint64_t *version);
+	      const struct proto_setattr *a, int64_t now, uint64_t *version);
 /* -ENOENT when absent. */
 int store_delete(struct store *s, const void *key, size_t klen);
-int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct kvfs_attr *out);
-/* Apply the KVFS_SET_* fields of a; the version does not change. */
-int store_setattr(struct store *s, const void *key, size_t klen, const struct store_attr *a,
-		  int64_t now, struct kvfs_attr *out);
+int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct proto_attr *out);
+/* Apply the PROTO_SET_* fields of a; the version does not change. */
+int store_setattr(struct store *s, const void *key, size_t klen, const struct proto_setattr *a,
+		  int64_t now, struct proto_attr *out);
 /* Atomic rename. -ENOENT (no src), -EEXIST (dst exists and noreplace). */
 int store_rename(struct store *s, const void *src, size_t slen, const void *dst, size_t dlen,
 		 int noreplace);
@@ -159,7 +152,7 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
  * delivered: resume with the last delivered name as cursor). Visits only
  * the entries listed, not every key. Returns entries delivered, or -errno.
  */
-typedef int (*store_list_cb)(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a);
+typedef int (*store_list_cb)(void *arg, const char *name, size_t nlen, const struct proto_attr *a);
 long store_list(struct store *s, const void *prefix, size_t plen, char delim, const void *cursor,
 		size_t clen, int64_t now, store_list_cb cb, void *arg);
 
@@ -190,8 +183,8 @@ size_t store_upload_read_iov(const struct store *s, const struct upload *up, uin
 			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered);
 int store_upload_truncate(struct store *s, struct upload *up, uint64_t size);
 uint64_t store_upload_size(const struct upload *up);
-int store_upload_commit(struct store *s, struct upload *up, const struct store_attr *a, int64_t now,
-			struct kvfs_attr *out);
+int store_upload_commit(struct store *s, struct upload *up, const struct proto_setattr *a,
+			int64_t now, struct proto_attr *out);
 void store_upload_abort(struct store *s, struct upload *up);
 
 /* Reclaim up to budget expired items. Returns how many. */

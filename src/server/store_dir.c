@@ -531,7 +531,7 @@ static void list_node(struct lister *L, const struct dnode *d, bool top)
 				L->stop = 1;
 				return;
 			}
-			struct kvfs_attr a;
+			struct proto_attr a;
 
 			memcpy(s->namebuf, ikey(it), ikl(it));
 			s->namebuf[ikl(it)] = 0;
@@ -576,7 +576,7 @@ long store_list(struct store *s, const void *prefix, size_t plen, char delim, co
 
 	if (delim != 0 && delim != '/')
 		return -EINVAL;
-	if (plen > KVFS_MAX_KEY || clen > KVFS_MAX_KEY)
+	if (plen > PROTO_MAX_KEY || clen > PROTO_MAX_KEY)
 		return -ENAMETOOLONG;
 	note_now(s, now);
 	d = dir_lookup(s, prefix, plen ? dir_len(prefix, plen) : 0);
@@ -591,7 +591,7 @@ int store_has_prefix(struct store *s, const void *prefix, size_t plen, int64_t n
 	struct lister L = {.s = s, .pre = prefix, .plen = plen, .now = now, .probe = 1};
 	const struct dnode *d;
 
-	if (plen > KVFS_MAX_KEY)
+	if (plen > PROTO_MAX_KEY)
 		return 0;
 	note_now(s, now);
 	d = dir_lookup(s, prefix, plen ? dir_len(prefix, plen) : 0);

@@ -67,7 +67,7 @@ struct item {
 _Static_assert(sizeof(struct item) == HDR, "item header must be 40 bytes");
 _Static_assert(((uint64_t)MAX_PAGES << PAGE_SHIFT) < (1ull << 36), "vsize holds any value");
 _Static_assert(MAX_CLASSES <= 128, "cls holds any class");
-_Static_assert(KVFS_MAX_KEY <= 4096, "klen1 holds any key length");
+_Static_assert(PROTO_MAX_KEY <= 4096, "klen1 holds any key length");
 _Static_assert(STORE_REF_MAX < 0xffff, "store_get must leave room for one internal pin");
 
 struct page {
@@ -134,7 +134,7 @@ struct store {
 	struct upload *uploads; /* store_upload.c */
 
 	uint32_t exp_pg, exp_idx;
-	char namebuf[KVFS_MAX_KEY + 1];
+	char namebuf[PROTO_MAX_KEY + 1];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -219,7 +219,7 @@ static inline int check_key(size_t klen)
 {
 	if (klen == 0)
 		return -EINVAL;
-	if (klen > KVFS_MAX_KEY)
+	if (klen > PROTO_MAX_KEY)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -300,7 +300,7 @@ struct item *make_item(struct store *s, const void *key, size_t klen, uint64_t s
  */
 struct item *build_large(struct store *s, const void *key, size_t klen, uint64_t size,
 			 const uint32_t *pages);
-void set_new_attrs(struct item *it, const struct store_attr *a, int64_t now);
+void set_new_attrs(struct item *it, const struct proto_setattr *a, int64_t now);
 
 /*
  * Callers keep refcount <= STORE_REF_MAX (0xfffe), so the store's own short

@@ -226,8 +226,8 @@ uint64_t store_upload_size(const struct upload *up)
 	return up->size;
 }
 
-int store_upload_commit(struct store *s, struct upload *up, const struct store_attr *a, int64_t now,
-			struct kvfs_attr *out)
+int store_upload_commit(struct store *s, struct upload *up, const struct proto_setattr *a,
+			int64_t now, struct proto_attr *out)
 {
 	struct item *it;
 	int err = 0;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "kvfs/kvfs.h" /* the public kvfs_config_* calls */
 
 #ifndef KVFS_SOURCE_DIR
 #define KVFS_SOURCE_DIR "."

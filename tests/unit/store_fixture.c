@@ -79,7 +79,7 @@ uint64_t read_item(const struct item *it, uint64_t off, uint64_t len, uint8_t *o
 int check_key(struct store *s, const char *key, uint64_t seed, uint64_t len)
 {
 	struct item *it;
-	struct kvfs_attr a;
+	struct proto_attr a;
 	int r = store_get(s, key, strlen(key), NOW, &it);
 
 	if (r)
@@ -117,7 +117,7 @@ struct store_stats stats(struct store *s)
 	return st;
 }
 
-int count_cb(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a)
+int count_cb(void *arg, const char *name, size_t nlen, const struct proto_attr *a)
 {
 	(void)name;
 	(void)nlen;
@@ -154,7 +154,7 @@ long up_write(struct store *s, struct upload *up, uint64_t off, const uint8_t *b
 void check_val(struct store *s, const char *key, const uint8_t *ref, uint64_t len)
 {
 	struct item *it;
-	struct kvfs_attr a;
+	struct proto_attr a;
 	uint8_t *b = malloc(len + 1);
 
 	cr_assert_eq(store_get(s, key, strlen(key), NOW, &it), 0);
@@ -166,7 +166,7 @@ void check_val(struct store *s, const char *key, const uint8_t *ref, uint64_t le
 	free(b);
 }
 
-int collect(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a)
+int collect(void *arg, const char *name, size_t nlen, const struct proto_attr *a)
 {
 	struct names *L = arg;
 

@@ -27,7 +27,7 @@ int check_key(struct store *s, const char *key, uint64_t seed, uint64_t len);
 int put_pat(struct store *s, const char *key, uint64_t seed, size_t len);
 struct store_stats stats(struct store *s);
 /* A store_list callback counting into *(long *)arg. */
-int count_cb(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a);
+int count_cb(void *arg, const char *name, size_t nlen, const struct proto_attr *a);
 /* Write buf into [off, off+len) of the upload through iovs of at most max entries. */
 long up_write(struct store *s, struct upload *up, uint64_t off, const uint8_t *buf, uint64_t len,
 	      size_t max);
@@ -41,7 +41,7 @@ struct names {
 	size_t n, cap;
 	size_t limit; /* stop (return 1) when n reaches limit */
 };
-int collect(void *arg, const char *name, size_t nlen, const struct kvfs_attr *a);
+int collect(void *arg, const char *name, size_t nlen, const struct proto_attr *a);
 void names_free(struct names *L);
 
 #endif

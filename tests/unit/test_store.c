@@ -57,9 +57,9 @@ Test(store, roundtrip)
 {
 	struct store *s = open_store(32 * MiB, 8 * MiB, 0);
 	struct item *it;
-	struct kvfs_attr a;
+	struct proto_attr a;
 	uint64_t v1 = 0, v2 = 0, v3 = 0;
-	char big[KVFS_MAX_KEY + 1];
+	char big[PROTO_MAX_KEY + 1];
 	uint8_t buf[64];
 
 	cr_assert_eq(store_put(s, "k", 1, "", 0, NULL, NOW, &v1), 0);
@@ -70,9 +70,9 @@ Test(store, roundtrip)
 	store_item_attr(it, &a);
 	cr_assert_eq(a.size, 0);
 	cr_assert_eq(a.version, v1);
-	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
-	cr_assert_eq(a.uid, KVFS_ID_UNSET);
-	cr_assert_eq(a.gid, KVFS_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | PROTO_MODE_UNSET);
+	cr_assert_eq(a.uid, PROTO_ID_UNSET);
+	cr_assert_eq(a.gid, PROTO_ID_UNSET);
 	cr_assert_eq(a.mtime_ns, NOW * 1000000000LL);
 	cr_assert_eq(a.expiry, 0);
 	uint64_t cov = 7;
@@ -89,10 +89,11 @@ Test(store, roundtrip)
 
 	memset(big, 'q', sizeof(big));
 	big[0] = 'Z';
-	cr_assert_eq(store_put(s, big, KVFS_MAX_KEY, "val", 3, NULL, NOW, NULL), 0);
-	cr_assert_eq(store_put(s, big, KVFS_MAX_KEY + 1, "val", 3, NULL, NOW, NULL), -ENAMETOOLONG);
+	cr_assert_eq(store_put(s, big, PROTO_MAX_KEY, "val", 3, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_put(s, big, PROTO_MAX_KEY + 1, "val", 3, NULL, NOW, NULL),
+		     -ENAMETOOLONG);
 	cr_assert_eq(store_put(s, big, 0, "val", 3, NULL, NOW, NULL), -EINVAL);
-	cr_assert_eq(store_get(s, big, KVFS_MAX_KEY, NOW, &it), 0);
+	cr_assert_eq(store_get(s, big, PROTO_MAX_KEY, NOW, &it), 0);
 	store_item_attr(it, &a);
 	cr_assert_eq(a.size, 3);
 	cr_assert_eq(read_item(it, 1, 10, buf, 1), 2);
@@ -100,12 +101,12 @@ Test(store, roundtrip)
 	store_release(s, it);
 
 	/* replace: new version, new bytes */
-	struct store_attr sa = {.mask =
-				    KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID | KVFS_SET_MTIME,
-				.mode = 0600,
-				.uid = 7,
-				.gid = 8,
-				.mtime_ns = 42};
+	struct proto_setattr sa = {.mask = PROTO_SET_MODE | PROTO_SET_UID | PROTO_SET_GID |
+					   PROTO_SET_MTIME,
+				   .mode = 0600,
+				   .uid = 7,
+				   .gid = 8,
+				   .mtime_ns = 42};
 
 	cr_assert_eq(store_put(s, "one", 3, "yz", 2, &sa, NOW, &v3), 0);
 	cr_assert_gt(v3, v2);
@@ -118,8 +119,8 @@ Test(store, roundtrip)
 	cr_assert_eq(a.mtime_ns, 42);
 
 	/* setattr keeps the version and the type bits */
-	struct store_attr sb = {
-	    .mask = KVFS_SET_MODE | KVFS_SET_TTL, .mode = S_IFDIR | 0755, .ttl = 100};
+	struct proto_setattr sb = {
+	    .mask = PROTO_SET_MODE | PROTO_SET_TTL, .mode = S_IFDIR | 0755, .ttl = 100};
 
 	cr_assert_eq(store_setattr(s, "one", 3, &sb, NOW, &a), 0);
 	cr_assert_eq(a.version, v3);
@@ -130,14 +131,14 @@ Test(store, roundtrip)
 	struct store_stats st = stats(s);
 
 	cr_assert_eq(st.keys, 3);
-	cr_assert_eq(st.item_bytes, 1 + 0 + 3 + 2 + KVFS_MAX_KEY + 3);
+	cr_assert_eq(st.item_bytes, 1 + 0 + 3 + 2 + PROTO_MAX_KEY + 3);
 
 	cr_assert_eq(store_delete(s, "one", 3), 0);
 	cr_assert_eq(store_delete(s, "one", 3), -ENOENT);
 	cr_assert_eq(store_get(s, "one", 3, NOW, &it), -ENOENT);
 	cr_assert_eq(store_stat(s, "one", 3, NOW, &a), -ENOENT);
 	cr_assert_eq(store_delete(s, "k", 1), 0);
-	cr_assert_eq(store_delete(s, big, KVFS_MAX_KEY), 0);
+	cr_assert_eq(store_delete(s, big, PROTO_MAX_KEY), 0);
 	st = stats(s);
 	cr_assert_eq(st.keys, 0);
 	cr_assert_eq(st.item_bytes, 0);
@@ -158,7 +159,7 @@ Test(store, pinning)
 {
 	struct store *s = open_store(16 * MiB, 8 * MiB, 0);
 	struct item *a, *b, *c;
-	struct kvfs_attr at;
+	struct proto_attr at;
 	uint8_t *r = malloc(4 * MiB);
 	char key[32];
 
@@ -293,7 +294,8 @@ Test(store, pinned_reads_without_the_lock, .timeout = 60)
 	struct store *s = open_store(16 * MiB, 8 * MiB, 0);
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	struct unlocked_reader r = {.seed = {1, 2}, .len = {300, 3 * MiB + 5}};
-	struct store_attr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL, .mode = 0600, .ttl = 100};
+	struct proto_setattr sa = {
+	    .mask = PROTO_SET_MODE | PROTO_SET_TTL, .mode = 0600, .ttl = 100};
 	pthread_t t;
 	char key[32];
 
@@ -393,8 +395,8 @@ Test(store, pin_limits, .timeout = 60)
 Test(store, ttl)
 {
 	struct store *s = open_store(32 * MiB, MiB, 0);
-	struct store_attr ta = {.mask = KVFS_SET_TTL, .ttl = 10};
-	struct kvfs_attr at;
+	struct proto_setattr ta = {.mask = PROTO_SET_TTL, .ttl = 10};
+	struct proto_attr at;
 	char key[32];
 	uint8_t v[50] = {0};
 	struct item *it;
@@ -440,13 +442,13 @@ Test(store, ttl)
 	cr_assert_eq(store_expire(s, NOW + 11, 100000), 0);
 	/* setattr: ttl 0 = never; a new ttl */
 	cr_assert_eq(store_setattr(s, "t/0", 3,
-				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 5}, NOW + 11,
-				   &at),
+				   &(struct proto_setattr){.mask = PROTO_SET_TTL, .ttl = 5},
+				   NOW + 11, &at),
 		     0);
 	cr_assert_eq(at.expiry, NOW + 16);
 	cr_assert_eq(store_setattr(s, "t/0", 3,
-				   &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 0}, NOW + 11,
-				   &at),
+				   &(struct proto_setattr){.mask = PROTO_SET_TTL, .ttl = 0},
+				   NOW + 11, &at),
 		     0);
 	cr_assert_eq(at.expiry, 0);
 	cr_assert_eq(store_stat(s, "t/0", 3, NOW + 1100000, &at), 0);
@@ -462,40 +464,41 @@ Test(store, ttl)
 Test(store, unset_owner_and_mode)
 {
 	struct store *s = open_store(32 * MiB, 8 * MiB, 0);
-	struct kvfs_attr a;
+	struct proto_attr a;
 	struct upload *up;
 
 	/* defaults: no owner, mode 0644 flagged as not stored */
 	cr_assert_eq(store_put(s, "d", 1, "x", 1, NULL, NOW, NULL), 0);
 	cr_assert_eq(store_stat(s, "d", 1, NOW, &a), 0);
-	cr_assert_eq(a.uid, KVFS_ID_UNSET);
-	cr_assert_eq(a.gid, KVFS_ID_UNSET);
-	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(a.uid, PROTO_ID_UNSET);
+	cr_assert_eq(a.gid, PROTO_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | PROTO_MODE_UNSET);
 	/* an empty mask is the same as no attributes */
 	cr_assert_eq(
-	    store_put(s, "d", 1, "x", 1, &(struct store_attr){.mask = 0, .uid = 3}, NOW, NULL), 0);
+	    store_put(s, "d", 1, "x", 1, &(struct proto_setattr){.mask = 0, .uid = 3}, NOW, NULL),
+	    0);
 	cr_assert_eq(store_stat(s, "d", 1, NOW, &a), 0);
-	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	cr_assert_eq(a.uid, PROTO_ID_UNSET);
 	/* setattr of the owner alone leaves the mode flagged */
-	struct store_attr o = {.mask = KVFS_SET_UID, .uid = 1000};
+	struct proto_setattr o = {.mask = PROTO_SET_UID, .uid = 1000};
 
 	cr_assert_eq(store_setattr(s, "d", 1, &o, NOW, &a), 0);
 	cr_assert_eq(a.uid, 1000);
-	cr_assert_eq(a.gid, KVFS_ID_UNSET);
-	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
+	cr_assert_eq(a.gid, PROTO_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | PROTO_MODE_UNSET);
 	/* setting the mode clears the flag, even to the same bits */
-	struct store_attr m = {.mask = KVFS_SET_MODE, .mode = 0644};
+	struct proto_setattr m = {.mask = PROTO_SET_MODE, .mode = 0644};
 
 	cr_assert_eq(store_setattr(s, "d", 1, &m, NOW, &a), 0);
 	cr_assert_eq(a.mode, S_IFREG | 0644);
 	/* a client cannot set the flag itself */
-	m.mode = KVFS_MODE_UNSET | 0600;
+	m.mode = PROTO_MODE_UNSET | 0600;
 	cr_assert_eq(store_setattr(s, "d", 1, &m, NOW, &a), 0);
 	cr_assert_eq(a.mode, S_IFREG | 0600);
 	cr_assert_eq(store_put(s, "p", 1, "x", 1, &m, NOW, NULL), 0);
 	cr_assert_eq(store_stat(s, "p", 1, NOW, &a), 0);
 	cr_assert_eq(a.mode, S_IFREG | 0600);
-	m.mode = KVFS_MODE_UNSET | S_IFREG | 0640;
+	m.mode = PROTO_MODE_UNSET | S_IFREG | 0640;
 	cr_assert_eq(store_put(s, "p", 1, "x", 1, &m, NOW, NULL), 0);
 	cr_assert_eq(store_stat(s, "p", 1, NOW, &a), 0);
 	cr_assert_eq(a.mode, S_IFREG | 0640);
@@ -503,16 +506,18 @@ Test(store, unset_owner_and_mode)
 	cr_assert_eq(store_put(s, "r", 1, "x", 1, NULL, NOW, NULL), 0);
 	cr_assert_eq(store_rename(s, "r", 1, "r2", 2, 0), 0);
 	cr_assert_eq(store_stat(s, "r2", 2, NOW, &a), 0);
-	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
-	cr_assert_eq(a.uid, KVFS_ID_UNSET);
+	cr_assert_eq(a.mode, S_IFREG | 0644 | PROTO_MODE_UNSET);
+	cr_assert_eq(a.uid, PROTO_ID_UNSET);
 	/* commits set attributes afresh, as puts do (KEEP keeps bytes, not attributes) */
 	cr_assert_eq(store_upload_open(s, "d", 1, 1, NOW, &up), 0);
 	cr_assert_eq(store_upload_commit(s, up, NULL, NOW, &a), 0);
-	cr_assert_eq(a.mode, S_IFREG | 0644 | KVFS_MODE_UNSET);
-	cr_assert_eq(a.uid, KVFS_ID_UNSET);
-	cr_assert_eq(a.gid, KVFS_ID_UNSET);
-	struct store_attr all = {
-	    .mask = KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID, .mode = 0755, .uid = 0, .gid = 0};
+	cr_assert_eq(a.mode, S_IFREG | 0644 | PROTO_MODE_UNSET);
+	cr_assert_eq(a.uid, PROTO_ID_UNSET);
+	cr_assert_eq(a.gid, PROTO_ID_UNSET);
+	struct proto_setattr all = {.mask = PROTO_SET_MODE | PROTO_SET_UID | PROTO_SET_GID,
+				    .mode = 0755,
+				    .uid = 0,
+				    .gid = 0};
 
 	cr_assert_eq(store_upload_open(s, "d", 1, 1, NOW, &up), 0);
 	cr_assert_eq(store_upload_commit(s, up, &all, NOW, &a), 0);
@@ -527,13 +532,13 @@ Test(store, unset_owner_and_mode)
 Test(store, rename)
 {
 	struct store *s = open_store(64 * MiB, 32 * MiB, 0);
-	struct kvfs_attr a, b;
+	struct proto_attr a, b;
 	struct item *pinned;
 	uint64_t v;
 
 	cr_assert_eq(store_rename(s, "a", 1, "b", 1, 0), -ENOENT);
 	cr_assert_eq(store_put(s, "a", 1, "AAA", 3,
-			       &(struct store_attr){.mask = KVFS_SET_UID, .uid = 5}, NOW, &v),
+			       &(struct proto_setattr){.mask = PROTO_SET_UID, .uid = 5}, NOW, &v),
 		     0);
 	cr_assert_eq(store_put(s, "b", 1, "BB", 2, NULL, NOW, NULL), 0);
 	cr_assert_eq(store_rename(s, "a", 1, "b", 1, 1), -EEXIST);

@@ -18,7 +18,7 @@ static void ref_list(char **keys, size_t nk, const char *prefix, char delim, con
 		     struct names *out)
 {
 	size_t pl = strlen(prefix);
-	char last[KVFS_MAX_KEY + 1] = "";
+	char last[PROTO_MAX_KEY + 1] = "";
 	int have_last = 0;
 
 	for (size_t i = 0; i < nk; i++) {
@@ -27,7 +27,7 @@ static void ref_list(char **keys, size_t nk, const char *prefix, char delim, con
 		if (strncmp(k, prefix, pl))
 			continue;
 		const char *sl = delim ? strchr(k + pl, delim) : NULL;
-		char name[KVFS_MAX_KEY + 1];
+		char name[PROTO_MAX_KEY + 1];
 		int isp = sl != NULL;
 
 		if (sl) {
@@ -42,7 +42,7 @@ static void ref_list(char **keys, size_t nk, const char *prefix, char delim, con
 		have_last = 1;
 		if (cursor && strcmp(name, cursor) <= 0)
 			continue;
-		struct kvfs_attr a = {0};
+		struct proto_attr a = {0};
 
 		collect(out, name, strlen(name), isp ? NULL : &a);
 	}
@@ -70,7 +70,7 @@ static void list_all(struct store *s, const char *prefix, char delim, const char
 static void list_paged(struct store *s, const char *prefix, char delim, size_t page,
 		       struct names *out)
 {
-	char cur[KVFS_MAX_KEY + 1] = "";
+	char cur[PROTO_MAX_KEY + 1] = "";
 
 	for (;;) {
 		struct names p = {.limit = page};
@@ -81,7 +81,7 @@ static void list_paged(struct store *s, const char *prefix, char delim, size_t p
 		cr_assert_leq(p.n, page);
 		for (size_t i = 0; i < p.n; i++)
 			collect(out, p.v[i], strlen(p.v[i]),
-				p.pfx[i] ? NULL : &(struct kvfs_attr){0});
+				p.pfx[i] ? NULL : &(struct proto_attr){0});
 		if (p.n)
 			strcpy(cur, p.v[p.n - 1]);
 		size_t got = p.n;

@@ -74,7 +74,7 @@ Test(store, overhead_1m, .timeout = 60)
 	/* spot check */
 	for (uint64_t i = 0; i < N; i += 9973) {
 		uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull;
-		struct kvfs_attr a;
+		struct proto_attr a;
 
 		h ^= h >> 29;
 		snprintf(key, sizeof(key), "%016llx", (unsigned long long)h);

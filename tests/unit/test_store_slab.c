@@ -236,7 +236,7 @@ Test(store, pinned_pool_full_enospc, .timeout = 60)
 	}
 	uint8_t *r = malloc(big);
 	for (int i = 0; i < 6; i++) {
-		struct kvfs_attr a;
+		struct proto_attr a;
 		store_item_attr(p[i], &a);
 		cr_assert_eq(a.size, big);
 		cr_assert_eq(read_item(p[i], 0, big, r, 3), big);

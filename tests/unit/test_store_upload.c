@@ -103,7 +103,7 @@ Test(store, upload_random_writes)
 	cr_assert_eq(store_upload_size(up), size);
 	/* not visible before commit */
 	cr_assert_eq(store_stat(s, "up/one", 6, NOW, NULL), -ENOENT);
-	struct kvfs_attr a;
+	struct proto_attr a;
 
 	cr_assert_eq(store_upload_commit(s, up, NULL, NOW, &a), 0);
 	cr_assert_eq(a.size, size);
@@ -113,7 +113,7 @@ Test(store, upload_random_writes)
 	/* small commit path, with attributes */
 	cr_assert_eq(store_upload_open(s, "up/small", 8, 0, NOW, &up), 0);
 	cr_assert_eq(up_write(s, up, 10, src, 20, 1), 0);
-	struct store_attr sa = {.mask = KVFS_SET_MODE, .mode = 0444};
+	struct proto_setattr sa = {.mask = PROTO_SET_MODE, .mode = 0444};
 
 	cr_assert_eq(store_upload_commit(s, up, &sa, NOW, &a), 0);
 	cr_assert_eq(a.mode, S_IFREG | 0444);
@@ -156,7 +156,7 @@ Test(store, upload_keep_and_atomic_commit)
 	struct upload *up;
 	struct item *old;
 	uint64_t v_old, cov;
-	struct kvfs_attr a;
+	struct proto_attr a;
 
 	fill(ref, old_len, 4);
 	cr_assert_eq(store_put(s, "f", 1, ref, old_len, NULL, NOW, &v_old), 0);
@@ -312,7 +312,7 @@ Test(store, concurrent_uploads_and_close)
 	cr_assert_eq(store_stat(s, "x", 1, NOW, NULL), -ENOENT);
 	/* a put over an expired key replaces it and counts the expiration */
 	cr_assert_eq(store_put(s, "t", 1, "a", 1,
-			       &(struct store_attr){.mask = KVFS_SET_TTL, .ttl = 1}, NOW, NULL),
+			       &(struct proto_setattr){.mask = PROTO_SET_TTL, .ttl = 1}, NOW, NULL),
 		     0);
 	cr_assert_eq(store_put(s, "t", 1, "b", 1, NULL, NOW + 5, NULL), 0);
 	cr_assert_eq(stats(s).expirations, 1);

@@ -4,10 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/convert.h"
 #include "common/wire.h"
 
 static const struct wire_limits lim = {
-    .max_key = KVFS_MAX_KEY, .max_value = 1 << 30, .inline_threshold = 4096, .msg_size = 16384};
+    .max_key = PROTO_MAX_KEY, .max_value = 1 << 30, .inline_threshold = 4096, .msg_size = 16384};
 
 static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *data, uint32_t dlen)
 {
@@ -20,7 +21,7 @@ static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *
 			     .len = dlen,
 			     .handle = 9,
 			     .buf = {REGION_STAGING, 4096, 8192},
-			     .sa = {KVFS_SET_MODE | KVFS_SET_TTL, 0100600, 1, 2, -5, 60},
+			     .sa = {PROTO_SET_MODE | PROTO_SET_TTL, 0100600, 1, 2, -5, 60},
 			     .key = (const uint8_t *)key,
 			     .klen = (uint32_t)strlen(key),
 			     .key2 = (const uint8_t *)"dst",
@@ -82,15 +83,15 @@ Test(wire, request_trailing_bytes_refused)
 Test(wire, oversized_key_and_inline_data_refused)
 {
 	uint8_t *buf = malloc(3 * 65536);
-	char *key = malloc(KVFS_MAX_KEY + 2);
-	memset(key, 'k', KVFS_MAX_KEY + 1);
-	key[KVFS_MAX_KEY + 1] = 0;
+	char *key = malloc(PROTO_MAX_KEY + 2);
+	memset(key, 'k', PROTO_MAX_KEY + 1);
+	key[PROTO_MAX_KEY + 1] = 0;
 	struct wire_req q;
 	const char *why;
 	int n = encode_sample(buf, 3 * 65536, key, "", 0);
 	cr_assert_gt(n, 0);
 	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), -ENAMETOOLONG);
-	key[KVFS_MAX_KEY] = 0; /* exactly the limit: fine */
+	key[PROTO_MAX_KEY] = 0; /* exactly the limit: fine */
 	n = encode_sample(buf, 3 * 65536, key, "", 0);
 	cr_assert_eq(wire_req_decode(buf, (size_t)n, &lim, &q, &why), 0);
 
@@ -151,7 +152,7 @@ Test(wire, random_garbage_never_crashes)
 		const char *name;
 		size_t nlen;
 		int pfx;
-		struct kvfs_attr a;
+		struct proto_attr a;
 		int k = wire_entry_decode(buf, len, &name, &nlen, &pfx, &a);
 		if (k >= 0)
 			cr_assert_leq((size_t)k, len);
@@ -281,7 +282,7 @@ Test(wire, pool_segments_checked)
 Test(wire, entries_and_stats)
 {
 	uint8_t buf[512];
-	struct kvfs_attr a = {.size = 10, .version = 2, .mode = 0100644};
+	struct proto_attr a = {.size = 10, .version = 2, .mode = 0100644};
 	int n1 = wire_entry_encode(buf, sizeof(buf), "dir/f", 5, &a);
 	int n2 = wire_entry_encode(buf + n1, sizeof(buf) - (size_t)n1, "dir/sub/", 8, NULL);
 	cr_assert_gt(n1, 0);
@@ -289,7 +290,7 @@ Test(wire, entries_and_stats)
 	const char *name;
 	size_t nlen;
 	int pfx;
-	struct kvfs_attr d;
+	struct proto_attr d;
 	cr_assert_eq(wire_entry_decode(buf, (size_t)(n1 + n2), &name, &nlen, &pfx, &d), n1);
 	cr_assert_eq(pfx, 0);
 	cr_assert_eq(d.size, 10);
@@ -298,12 +299,69 @@ Test(wire, entries_and_stats)
 	cr_assert_eq(memcmp(name, "dir/sub/", 8), 0);
 	cr_assert_eq(wire_entry_decode(buf + n1, (size_t)n2 - 1, &name, &nlen, &pfx, &d), -EPROTO);
 
-	struct kvfs_stats st = {.gets = 1, .uptime_s = 77, .provider = "shm"}, o;
+	struct proto_stats st = {.gets = 1, .uptime_s = 77, .provider = "shm"}, o;
 	int n = wire_stats_encode(buf, sizeof(buf), &st);
 	cr_assert_eq(wire_stats_decode(buf, (size_t)n, &o), 0);
 	cr_assert_eq(o.uptime_s, 77);
 	cr_assert_str_eq(o.provider, "shm");
 	cr_assert_eq(wire_stats_decode(buf, (size_t)n - 1, &o), -EPROTO);
+}
+
+/* libkvfs's edge (client/convert.h): a kvfs_attr survives a listing entry. */
+Test(wire, client_conversion)
+{
+	const struct kvfs_attr a = {.size = 1ull << 40,
+				    .version = 0x0102030405060708ull,
+				    .mtime_ns = -5,
+				    .expiry = 1700000000,
+				    .mode = 0100600 | KVFS_MODE_UNSET,
+				    .uid = KVFS_ID_UNSET,
+				    .gid = 77};
+	struct proto_attr p;
+	struct kvfs_attr b;
+	uint8_t buf[512];
+	attr_to_proto(&p, &a);
+	int n = wire_entry_encode(buf, sizeof(buf), "k", 1, &p);
+	cr_assert_gt(n, 0);
+	const char *name;
+	size_t nlen;
+	int pfx;
+	cr_assert_eq(wire_entry_decode(buf, (size_t)n, &name, &nlen, &pfx, &p), n);
+	attr_from_proto(&b, &p);
+	cr_assert_eq(b.size, a.size);
+	cr_assert_eq(b.version, a.version);
+	cr_assert_eq(b.mtime_ns, a.mtime_ns);
+	cr_assert_eq(b.expiry, a.expiry);
+	cr_assert_eq(b.mode, a.mode);
+	cr_assert_eq(b.uid, a.uid);
+	cr_assert_eq(b.gid, a.gid);
+
+	const struct kvfs_setattr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL | KVFS_SET_GID,
+					.mode = 0100640,
+					.uid = 3,
+					.gid = 4,
+					.mtime_ns = -1,
+					.ttl = 60};
+	struct proto_setattr ps = {0};
+	setattr_to_proto(&ps, NULL);
+	cr_assert_eq(ps.mask, 0, "no setattr: nothing set");
+	setattr_to_proto(&ps, &sa);
+	cr_assert_eq(ps.mask, PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_GID);
+	cr_assert_eq(ps.mode, sa.mode);
+	cr_assert_eq(ps.uid, sa.uid);
+	cr_assert_eq(ps.gid, sa.gid);
+	cr_assert_eq(ps.mtime_ns, sa.mtime_ns);
+	cr_assert_eq(ps.ttl, sa.ttl);
+
+	struct proto_stats st = {
+	    .gets = 1, .deletes = 5, .keys = 10, .uptime_s = 14, .provider = "tcp"};
+	struct kvfs_stats ks;
+	stats_from_proto(&ks, &st);
+	cr_assert_eq(ks.gets, 1);
+	cr_assert_eq(ks.deletes, 5);
+	cr_assert_eq(ks.keys, 10);
+	cr_assert_eq(ks.uptime_s, 14);
+	cr_assert_str_eq(ks.provider, "tcp");
 }
 
 Test(wire, mac_depends_on_secret_and_nonces)
