@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 #define KVFS_VERSION_MAJOR 0
-#define KVFS_VERSION_MINOR 1
+#define KVFS_VERSION_MINOR 2
 
 /* Longest key in bytes. */
 #define KVFS_MAX_KEY 4096
@@ -143,9 +143,9 @@ void kvfs_set_log(kvfs_log_fn fn, void *arg);
 int kvfs_set_log_level(int level);
 
 /* Open from a config file; NULL = $KVFS_CONF, else /etc/kvfs/kvfs.conf. */
-int kvfs_open(kvfs_t **out, const char *config_path);
+int kvfs_open(const char *config_path, kvfs_t **out);
 /* Open from a parsed config (copied; the caller keeps ownership). */
-int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg);
+int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);
 void kvfs_close(kvfs_t *kv);
 const char *kvfs_strerror(int err);
 
@@ -170,7 +170,7 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
  * *data points at the bytes (valid until kvfs_lease_release). No copy is made.
  * len may be at most limits.slot_size.
  */
-ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, const void **data,
 		       kvfs_lease_t **lease, struct kvfs_attr *attr);
 void kvfs_lease_release(kvfs_lease_t *lease);
 
@@ -278,11 +278,11 @@ void kvfs_upload_abort(kvfs_upload_t *up);
  * whose end released the pin) and frees p; p may be NULL.
  */
 int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr);
-ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, size_t len, uint64_t off, const void **data,
 			   kvfs_lease_t **lease);
 ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off);
 struct iovec;
-ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov, int max, int *niov,
 		     kvfs_lease_t **lease);
 void kvfs_pin_close(kvfs_pin_t *p);
 

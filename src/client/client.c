@@ -77,7 +77,7 @@ static int open_common(struct kvfs *kv)
 	return watchdog_start(kv);
 }
 
-int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg)
+int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out)
 {
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	if (!kv)
@@ -92,7 +92,7 @@ int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg)
 	return 0;
 }
 
-int kvfs_open(kvfs_t **out, const char *path)
+int kvfs_open(const char *path, kvfs_t **out)
 {
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	char err[512];

@@ -201,7 +201,7 @@ ssize_t lease_piece(struct conn *c, struct wire_req *q, const void **data, kvfs_
 	return n;
 }
 
-ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, const void **data,
 		       kvfs_lease_t **lease, struct kvfs_attr *attr)
 {
 	struct conn *c;

@@ -94,7 +94,7 @@ static void pin_req(struct kvfs_pin *p, struct wire_req *q, uint8_t op)
 	q->handle = p->handle;
 }
 
-ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, size_t len, uint64_t off, const void **data,
 			   kvfs_lease_t **lease)
 {
 	struct wire_req q;
@@ -171,7 +171,7 @@ static int pin_fetch_map(struct kvfs_pin *p)
 	return 0;
 }
 
-ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov, int max, int *niov,
 		     kvfs_lease_t **lease)
 {
 	if (!p->pool)

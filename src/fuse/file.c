@@ -382,10 +382,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	struct iovec iov[8];
 	int niov = 1;
 	kvfs_lease_t *lease;
-	n = kvfs_pin_map(h->pin, (uint64_t)off, size, iov, 8, &niov, &lease);
+	n = kvfs_pin_map(h->pin, size, (uint64_t)off, iov, 8, &niov, &lease);
 	if (n == -EOPNOTSUPP) {
 		const void *data;
-		n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+		n = kvfs_pin_get_lease(h->pin, size, (uint64_t)off, &data, &lease);
 		iov[0] = (struct iovec){(void *)data, n > 0 ? (size_t)n : 0};
 	}
 	/*

@@ -220,7 +220,7 @@ static int move_across(struct fs *fs, const char *src, const char *dst, int nore
 		const void *data;
 		kvfs_lease_t *lease;
 		uint64_t want = a.size - off < lim.slot_size ? a.size - off : lim.slot_size;
-		ssize_t n = kvfs_pin_get_lease(pin, off, want, &data, &lease);
+		ssize_t n = kvfs_pin_get_lease(pin, want, off, &data, &lease);
 		if (n <= 0) {
 			ret = n < 0 ? (int)n : -EIO;
 			break;
