@@ -149,14 +149,17 @@ int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);
 void kvfs_close(kvfs_t *kv);
 const char *kvfs_strerror(int err);
 
-/* Limits agreed with the servers (valid after the first successful call). */
+/*
+ * Limits of server (an index as for kvfs_server_name), as agreed when this
+ * client connected to it; connects first when needed.
+ */
 struct kvfs_limits {
 	uint64_t max_key;
 	uint64_t max_value;
 	uint64_t inline_threshold;
 	uint64_t slot_size; /* largest single RMA transfer per request */
 };
-void kvfs_limits(kvfs_t *kv, struct kvfs_limits *out);
+int kvfs_limits(kvfs_t *kv, int server, struct kvfs_limits *out);
 
 /*
  * GET [off, off+len) of key into buf. Returns the bytes copied (short at the

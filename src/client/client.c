@@ -129,19 +129,28 @@ void kvfs_close(kvfs_t *kv)
 	free(kv);
 }
 
-void kvfs_limits(kvfs_t *kv, struct kvfs_limits *out)
+/* Enter the conn of server idx. */
+static int server_enter(struct kvfs *kv, int idx, struct conn **out)
 {
-	struct conn *c = &kv->conns[0];
-	out->max_key = KVFS_MAX_KEY;
-	out->max_value = kv->cfg.server_max_value;
-	out->inline_threshold = kv->cfg.inline_threshold;
-	pthread_mutex_lock(&c->lock);
-	if (c->up) {
-		out->max_value = c->limits.max_value;
-		out->inline_threshold = c->limits.inline_threshold;
-	}
-	pthread_mutex_unlock(&c->lock);
-	out->slot_size = c->slot_size;
+	if (idx < 0 || idx >= kv->cfg.n_servers)
+		return -EINVAL;
+	*out = &kv->conns[idx];
+	return conn_enter(*out);
+}
+
+/* The session's limits: set by its connect, so stable while we are entered. */
+int kvfs_limits(kvfs_t *kv, int server, struct kvfs_limits *out)
+{
+	struct conn *c;
+	int ret = server_enter(kv, server, &c);
+	if (ret)
+		return ret;
+	*out = (struct kvfs_limits){.max_key = KVFS_MAX_KEY,
+				    .max_value = c->limits.max_value,
+				    .inline_threshold = c->limits.inline_threshold,
+				    .slot_size = c->slot_size};
+	conn_leave(c);
+	return 0;
 }
 
 int kvfs_server_count(kvfs_t *kv)
@@ -168,15 +177,6 @@ int kvfs_server_of(kvfs_t *kv, const char *key)
 		}
 	}
 	return best;
-}
-
-/* Enter the conn of server idx. */
-static int server_enter(struct kvfs *kv, int idx, struct conn **out)
-{
-	if (idx < 0 || idx >= kv->cfg.n_servers)
-		return -EINVAL;
-	*out = &kv->conns[idx];
-	return conn_enter(*out);
 }
 
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)

@@ -292,7 +292,7 @@ Test(cache, upload_read_your_writes, .init = setup1, .fini = teardown_all, .time
 	cr_assert(v && ref && r);
 	h_fill(v, cap, 31, 0);
 	cr_assert_eq(kvfs_put(kv, "ryw", "old", 3, NULL), 0);
-	kvfs_limits(kv, &lim);
+	cr_assert_eq(kvfs_limits(kv, kvfs_server_of(kv, "ryw"), &lim), 0);
 	uint64_t slot = lim.slot_size;
 	cr_assert_geq(slot, M);
 
@@ -676,7 +676,7 @@ Test(cache, pin_keeps_its_version, .init = setup1, .fini = teardown_all, .timeou
 	cr_assert_eq(kvfs_pin_open(kv, "pin/big", &p, &a), 0);
 	cr_assert_eq(kvfs_pin_open(kv, "pin/small", &small, NULL), 0);
 	cr_assert_eq(a.size, size);
-	kvfs_limits(kv, &lim);
+	cr_assert_eq(kvfs_limits(kv, kvfs_server_of(kv, "pin/big"), &lim), 0);
 	cr_assert_geq(lim.slot_size, 4096);
 	cr_assert_lt(lim.slot_size, size / 2, "the value must take several slot-size pieces");
 
