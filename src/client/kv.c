@@ -28,7 +28,7 @@ static int check_key(const char *key, size_t *len)
 /* Enter the conn of key's server. */
 static int route(struct kvfs *kv, const char *key, size_t *klen, struct conn **out)
 {
-	int ret = check_key(key, klen);
+	int ret = kv ? check_key(key, klen) : -EINVAL;
 	if (ret)
 		return ret;
 	struct conn *c = &kv->conns[kvfs_server_of(kv, key)];
@@ -170,6 +170,8 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
 	struct conn *c;
 	struct kvfs_attr a;
 	struct wire_req q;
+	if (len && !buf)
+		return -EINVAL;
 	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
@@ -206,6 +208,11 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, co
 {
 	struct conn *c;
 	struct wire_req q;
+	if (!lease)
+		return -EINVAL;
+	*lease = NULL;
+	if (!data)
+		return -EINVAL;
 	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
@@ -254,6 +261,8 @@ int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 {
 	struct conn *c;
 	size_t klen;
+	if (len && !buf)
+		return -EINVAL;
 	int ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
@@ -323,6 +332,8 @@ int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 {
 	size_t slen, dlen;
+	if (!kv)
+		return -EINVAL;
 	int ret = check_key(dst, &dlen);
 	if (ret)
 		return ret;
@@ -353,7 +364,9 @@ ssize_t kvfs_get_mr(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t
 	struct conn *c;
 	size_t klen;
 	struct wire_desc d;
-	int ret = route(kv, key, &klen, &c);
+	int ret = mr_check(kv, mr, buf, len);
+	if (!ret)
+		ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
 	ssize_t n;
@@ -374,7 +387,9 @@ int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_m
 	struct conn *c;
 	size_t klen;
 	struct wire_desc d;
-	int ret = route(kv, key, &klen, &c);
+	int ret = mr_check(kv, mr, buf, len);
+	if (!ret)
+		ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
 	if (len <= c->limits.inline_threshold) {

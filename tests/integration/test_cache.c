@@ -377,10 +377,10 @@ Test(cache, upload_write_zero_copy, .init = setup1, .fini = teardown_all, .timeo
 		cr_assert_eq(ret, 0, "write %zu: %s", i, kvfs_strerror(ret));
 	}
 	cr_assert_eq(kvfs_upload_size(up), len);
-	/* Not inside mr: refused locally. */
-	cr_assert_eq(kvfs_upload_write_mr(up, r, M, 0, mr), -EINVAL);
-	cr_assert_eq(kvfs_upload_write_mr(up, z + 8192, len + 1, 0, mr), -EINVAL);
-	cr_assert_eq(kvfs_upload_write_mr(up, z - 1, 2, 0, mr), -EINVAL);
+	/* Not inside mr: refused locally (-EFAULT, as kvfs_get_mr does); no mr: -EINVAL. */
+	cr_assert_eq(kvfs_upload_write_mr(up, r, M, 0, mr), -EFAULT);
+	cr_assert_eq(kvfs_upload_write_mr(up, z + 8192, len + 1, 0, mr), -EFAULT);
+	cr_assert_eq(kvfs_upload_write_mr(up, z - 1, 2, 0, mr), -EFAULT);
 	cr_assert_eq(kvfs_upload_write_mr(up, z, M, 0, NULL), -EINVAL);
 	cr_assert_eq(kvfs_upload_size(up), len);
 	/* Readers see the old value until commit; then every byte. */
