@@ -223,6 +223,7 @@ static int move_across(struct fs *fs, const char *src, const char *dst, int nore
 		uint64_t want = a.size - off < lim.slot_size ? a.size - off : lim.slot_size;
 		ssize_t n = kvfs_pin_get_lease(pin, want, off, &data, &lease);
 		if (n <= 0) {
+			kvfs_lease_release(lease); /* 0 bytes hold one too; NULL on failure */
 			ret = n < 0 ? (int)n : -EIO;
 			break;
 		}
