@@ -160,7 +160,8 @@ int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa, struct 
 	int ret = up_simple(up, OP_UP_COMMIT, 0, sa, &rep);
 	if (!ret && attr_out)
 		*attr_out = rep.attr;
-	free(up);
+	if (ret != -EBUSY) /* the server keeps a busy upload, and another call is using up */
+		free(up);
 	return ret;
 }
 
