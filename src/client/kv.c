@@ -358,21 +358,27 @@ int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 	return ret;
 }
 
+/* Check a zero-copy call's buffer and region (mr_check), then route. */
+static int route_mr(struct kvfs *kv, const char *key, const kvfs_mr_t *mr, const void *buf,
+		    size_t len, size_t *klen, struct conn **out)
+{
+	int ret = mr_check(kv, mr, buf, len);
+	return ret ? ret : route(kv, key, klen, out);
+}
+
 ssize_t kvfs_get_mr(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off, kvfs_mr_t *mr,
 		    struct kvfs_attr *attr)
 {
 	struct conn *c;
 	size_t klen;
-	struct wire_desc d;
-	int ret = mr_check(kv, mr, buf, len);
-	if (!ret)
-		ret = route(kv, key, &klen, &c);
+	int ret = route_mr(kv, key, mr, buf, len, &klen, &c);
 	if (ret)
 		return ret;
 	ssize_t n;
 	if (len <= c->get_inline) {
 		n = get_piece(c, key, klen, off, len, NULL, buf, attr);
 	} else {
+		struct wire_desc d;
 		n = mr_desc(c, mr, buf, len, &d);
 		if (!n)
 			n = get_piece(c, key, klen, off, len, &d, NULL, attr);
@@ -387,9 +393,7 @@ int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_m
 	struct conn *c;
 	size_t klen;
 	struct wire_desc d;
-	int ret = mr_check(kv, mr, buf, len);
-	if (!ret)
-		ret = route(kv, key, &klen, &c);
+	int ret = route_mr(kv, key, mr, buf, len, &klen, &c);
 	if (ret)
 		return ret;
 	if (len <= c->limits.inline_threshold) {
