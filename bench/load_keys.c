@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 	if (deadline_s > 0)
 		alarm((unsigned)deadline_s);
 
-	int r = kvfs_open(&kv, config);
+	int r = kvfs_open(config, &kv);
 	if (r) {
 		fprintf(stderr, "load_keys: kvfs_open(%s): %s\n", config, kvfs_strerror(r));
 		return 1;

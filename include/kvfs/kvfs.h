@@ -1,14 +1,56 @@
 /*
  * libkvfs: the client of a kvfs cluster.
  *
- * A kvfs_t holds one connection per configured server (opened lazily, re-opened
- * by the next call after a failure). Keys are routed to servers by rendezvous
- * hashing over the server names. Every call is thread-safe: many threads may
- * have requests in flight on one kvfs_t; no lock is held across a round trip.
+ * A kvfs_t holds one connection per configured server, opened by the first
+ * call that needs it and re-opened by the next call after a failure. Keys
+ * are routed to servers by rendezvous hashing over the server names. Every
+ * call is thread-safe: many threads may have requests in flight on one
+ * kvfs_t; no lock is held across a round trip.
  *
- * All functions return 0 (or a non-negative count) on success and a negative
- * errno on failure; kvfs_strerror() describes it. A dead or silent server
- * yields -EIO or -ETIMEDOUT within client.timeout_ms.
+ * Conventions
+ *  - Calls return 0 (or a count >= 0) on success and a negative errno on
+ *    failure; kvfs_strerror() describes it.
+ *  - Arguments: the object (kv, up, p), the key, then buf, len, off (len,
+ *    off without a buffer), other inputs, and out-parameters last; an err,
+ *    errlen message buffer ends the list.
+ *  - A pointer may be NULL only where it says "may be NULL"; otherwise NULL
+ *    is refused with -EINVAL before anything is sent. A buffer may be NULL
+ *    when its length is 0, and a callback's arg is passed on as it is.
+ *    Calls that return nothing accept NULL.
+ *  - Out-parameters are written only on success (after -EPROTO they may be
+ *    partly written), except *lease and kvfs_config_load's *out, which are
+ *    set to NULL on failure. After a failed read, buf holds undefined bytes.
+ *
+ * Errors. Each call lists its own. Besides them, a call that talks to a
+ * server may return:
+ *   -EIO        the server cannot be reached (refused, unreachable, no TCP
+ *               answer within client.timeout_ms, or it refused the session),
+ *               the connection was lost, or an RMA of the value failed
+ *               (rarely, the fabric's own errno instead); every request in
+ *               flight on a lost connection fails; the next call reconnects
+ *   -ETIMEDOUT  no answer within client.timeout_ms; the connection is then
+ *               dropped (-EIO for the other requests on it)
+ *   -EACCES     (connecting) a secret is required and none is configured, or
+ *               the secrets differ
+ *   -EPROTONOSUPPORT  (connecting) no common protocol version or provider
+ *   -ESHUTDOWN  the server is shutting down
+ *   -ENOMEM     out of memory, here or on the server
+ *   -EPROTO     the server's reply makes no sense
+ * After -EIO or -ETIMEDOUT, a call that changes a key may or may not have
+ * taken effect. Calls taking a key also return -EINVAL (key NULL or "") and
+ * -ENAMETOOLONG (longer than KVFS_MAX_KEY). Calls on an upload or a pin
+ * never reconnect: once the session it lives in is gone (server restart,
+ * lost connection) they return -EIO, for good.
+ *
+ * Receive and staging slots. Each connection has client.buffer / slot_size
+ * receive slots (8 to 64) and as many staging slots. A copying read
+ * (kvfs_get, kvfs_upload_read, kvfs_pin_get) of more than
+ * limits.inline_threshold bytes and every lease take a receive slot; such a
+ * write (kvfs_put, kvfs_upload_write), a staging slot. A call waits, without
+ * a timeout, for a free one. So release leases soon: holding them all
+ * blocks every such call to that server, and while a lease is held a lost
+ * connection to its server cannot be re-opened (calls to it wait for the
+ * release).
  */
 #ifndef KVFS_KVFS_H
 #define KVFS_KVFS_H
@@ -22,7 +64,8 @@ extern "C" {
 #endif
 
 #define KVFS_VERSION_MAJOR 0
-#define KVFS_VERSION_MINOR 1
+/* 0.2: (len, off) in the lease and map calls, kvfs_open's out last, kvfs_limits per server */
+#define KVFS_VERSION_MINOR 2
 
 /* Longest key in bytes. */
 #define KVFS_MAX_KEY 4096
@@ -33,6 +76,7 @@ typedef struct kvfs_mr kvfs_mr_t;
 typedef struct kvfs_lease kvfs_lease_t;
 typedef struct kvfs_pin kvfs_pin_t;
 struct kvfs_config;
+struct iovec;
 
 /*
  * Owner and mode of a key whose writer stored none. A key put or committed
@@ -74,10 +118,19 @@ struct kvfs_setattr {
 
 /*
  * Configuration (the libconfig file of kvfs.conf(5), or built in code).
- * kvfs_config_load: NULL path = $KVFS_CONF, else /etc/kvfs/kvfs.conf. On error
- * err gets "FILE:LINE: setting: problem; valid: ..." and -EINVAL/-errno returns.
+ *
+ * kvfs_config_new: defaults and no servers; NULL when out of memory.
+ * kvfs_config_load: reads kvfs_config_path(path) (path may be NULL). On
+ *   failure *out = NULL and err (may be NULL) gets "FILE:LINE: setting:
+ *   problem; valid: ...": -EINVAL (a syntax error, a bad setting or value),
+ *   -ENAMETOOLONG (a path too long), -errno of reading the file or
+ *   cluster.secret_file (-ENOENT, -EACCES, ...), -ENOMEM.
+ * kvfs_config_add_server: -EINVAL (a bad name or "host:port" address),
+ *   -EEXIST (the name is taken), -ENOSPC (64 servers already).
  * kvfs_config_set takes dotted names ("fabric.provider", "client.buffer", ...)
- * and string values as they would appear in the file (sizes take K/M/G).
+ *   and string values as they would appear in the file (sizes take K/M/G);
+ *   err as for kvfs_config_load. -EINVAL (unknown setting, bad value); setting
+ *   cluster.secret_file reads that file now, with its errors as above.
  */
 struct kvfs_config *kvfs_config_new(void);
 int kvfs_config_load(const char *path, struct kvfs_config **out, char *err, size_t errlen);
@@ -142,68 +195,116 @@ typedef void (*kvfs_log_fn)(void *arg, int level, const char *line);
 void kvfs_set_log(kvfs_log_fn fn, void *arg);
 int kvfs_set_log_level(int level);
 
-/* Open from a config file; NULL = $KVFS_CONF, else /etc/kvfs/kvfs.conf. */
-int kvfs_open(kvfs_t **out, const char *config_path);
-/* Open from a parsed config (copied; the caller keeps ownership). */
-int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg);
+/*
+ * Open a kvfs_t from the file kvfs_config_path(config_path) (config_path may
+ * be NULL), or from a parsed config (copied; the caller keeps it). Nothing is
+ * sent: each server is connected by the first call that needs it. Errors:
+ * those of kvfs_config_load (kvfs_open; the message goes to the log),
+ * -EINVAL (a configuration that is not valid, e.g. no servers), -ENOMEM.
+ * kvfs_close ends every connection; nothing may use kv, or any upload, pin,
+ * lease or mr of it, during or after it.
+ */
+int kvfs_open(const char *config_path, kvfs_t **out);
+int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);
 void kvfs_close(kvfs_t *kv);
+/* A description of err (negative or not); never NULL. */
 const char *kvfs_strerror(int err);
 
-/* Limits agreed with the servers (valid after the first successful call). */
+/*
+ * Limits of server (an index as for kvfs_server_name) as agreed when this
+ * client connected to it; connects first when it is not, with the errors of
+ * any call, and -EINVAL when server is out of range. A reconnect may change
+ * them (a server restarted with another configuration).
+ */
 struct kvfs_limits {
-	uint64_t max_key;
-	uint64_t max_value;
-	uint64_t inline_threshold;
-	uint64_t slot_size; /* largest single RMA transfer per request */
+	uint64_t max_key;	   /* longest key: KVFS_MAX_KEY */
+	uint64_t max_value;	   /* largest value (server.max_value); larger: -EFBIG */
+	uint64_t inline_threshold; /* ranges up to this size travel in the messages */
+	uint64_t slot_size;	   /* largest lease, piece of a copying read or write */
 };
-void kvfs_limits(kvfs_t *kv, struct kvfs_limits *out);
+int kvfs_limits(kvfs_t *kv, int server, struct kvfs_limits *out);
 
 /*
- * GET [off, off+len) of key into buf. Returns the bytes copied (short at the
- * end of the value). attr (may be NULL) receives the key's attributes.
+ * GET [off, off+len) of key into buf. Returns the bytes copied: short at the
+ * end of the value, 0 at or past it. attr (may be NULL) gets the key's
+ * attributes. -ENOENT: no such key (or it expired). A range larger than
+ * limits.slot_size is read by several requests: -EAGAIN when the value was
+ * replaced between them (read again, or pin it). -EBUSY: the value holds
+ * the most pins it can (65534, see kvfs_pin_open).
  */
 ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off,
 		 struct kvfs_attr *attr);
 
 /*
- * GET a range into the connection's registered receive buffer and lend it:
- * *data points at the bytes (valid until kvfs_lease_release). No copy is made.
- * len may be at most limits.slot_size.
+ * GET [off, off+len) of key into a receive slot and lend it, with no copy:
+ * *data points at the bytes, valid until kvfs_lease_release(*lease). Returns
+ * the bytes, as kvfs_get; every return >= 0, 0 included, holds a lease to
+ * release. len at most limits.slot_size, else -EINVAL. attr (may be NULL) as
+ * for kvfs_get. Errors of kvfs_get, but not -EAGAIN (one request).
  */
-ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, const void **data,
 		       kvfs_lease_t **lease, struct kvfs_attr *attr);
 void kvfs_lease_release(kvfs_lease_t *lease);
 
 /*
- * Register caller memory so GET/PUT move bytes straight into or out of it by
- * RMA, with no copy. The memory must stay valid until kvfs_mr_close.
+ * Register caller memory so kvfs_get_mr, kvfs_put_mr and kvfs_upload_write_mr
+ * move bytes straight into or out of it by RMA, with no copy. The memory must
+ * stay valid until kvfs_mr_close. Nothing is sent here: each server's
+ * connection registers it the first time it moves bytes by RMA there, which
+ * may then fail with -EMFILE (61 regions registered on that server by this
+ * kvfs_t) or -errno of the fabric's registration. -EINVAL: len 0.
  */
 int kvfs_mr_reg(kvfs_t *kv, void *buf, size_t len, kvfs_mr_t **out);
 void kvfs_mr_close(kvfs_mr_t *mr);
-/* Like kvfs_get, but buf must lie inside mr. */
+/*
+ * Like kvfs_get and kvfs_put, with buf inside mr: one request of any length,
+ * the server writing into or reading from buf by RMA (short ranges travel
+ * inline). -EINVAL: mr is NULL or of another kvfs_t; -EFAULT: [buf, buf+len)
+ * is not inside mr (checked whatever len). kvfs_get_mr never returns -EAGAIN.
+ */
 ssize_t kvfs_get_mr(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off, kvfs_mr_t *mr,
 		    struct kvfs_attr *attr);
-/* Like kvfs_put, but buf must lie inside mr. */
 int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_mr_t *mr,
 		const struct kvfs_setattr *sa);
 
-/* PUT the whole value (atomic replace). sa may be NULL (defaults). */
+/*
+ * PUT the whole value (atomic replace: readers see the old or the new one).
+ * sa (may be NULL: defaults) gives its attributes. -EFBIG: len over
+ * limits.max_value; -ENOSPC: the server's memory is full (eviction "none",
+ * or all of it pinned). A value over limits.slot_size goes by an upload,
+ * with its errors.
+ */
 int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 	     const struct kvfs_setattr *sa);
+/* -ENOENT: no such key. */
 int kvfs_delete(kvfs_t *kv, const char *key);
+/* attr (may be NULL) gets the key's attributes. -ENOENT: no such key. */
 int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr);
+/*
+ * Apply the fields of sa (may be NULL: none) that its mask names; the
+ * version does not change. attr_out (may be NULL) gets the result. -ENOENT.
+ */
 int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 		 struct kvfs_attr *attr_out);
-/* Atomic rename on one server; -EXDEV if src and dst live on different servers. */
+/*
+ * Atomic rename on one server, attributes kept, a new version. -EXDEV: src
+ * and dst live on different servers; -ENOENT: no src; -EEXIST: with
+ * KVFS_RENAME_NOREPLACE, dst exists (src == dst included); -ENOSPC: no room
+ * for the moved value.
+ */
 #define KVFS_RENAME_NOREPLACE 1u
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags);
 
 /*
- * LIST keys that start with prefix, in byte order. With delim '/', keys with a
- * further '/' after the prefix are folded into one common prefix entry
- * (is_prefix = 1, name ends in '/'); delim 0 lists every key. The callback
- * returns 0 to continue, non-zero to stop early. Listing visits every server
- * once (one pass, continued by cursor). Returns the number of entries or -errno.
+ * LIST keys that start with prefix (may be NULL: all keys), in byte order.
+ * With delim '/', keys with a further '/' after the prefix are folded into
+ * one common prefix entry (is_prefix = 1, name ends in '/'); delim 0 lists
+ * every key; any other delim: -EINVAL. cb (may be NULL: count only) gets each
+ * entry, valid during the call, and returns 0 to continue, non-zero to stop.
+ * Listing visits every server once (one pass, continued by cursor); one that
+ * cannot be reached fails it. Returns the number of entries passed to cb
+ * (the one it stopped at included) or -errno: -ENAMETOOLONG (prefix longer
+ * than KVFS_MAX_KEY).
  */
 struct kvfs_entry {
 	const char *name; /* the full key or common prefix, NUL-terminated */
@@ -215,29 +316,41 @@ struct kvfs_entry {
 typedef int (*kvfs_list_cb)(void *arg, const struct kvfs_entry *e);
 ssize_t kvfs_list(kvfs_t *kv, const char *prefix, char delim, kvfs_list_cb cb, void *arg);
 
-/* Uploads: a pending value written at any offset, published atomically. */
+/*
+ * Uploads: a pending value written at any offset, published atomically. An
+ * upload lives in the session of its key's server (see Errors: -EIO once
+ * that is gone; abort it then). One thread at a time per upload: while a
+ * request moves an upload's bytes by RMA, other requests on it get -EBUSY.
+ *
+ * kvfs_upload_open: -EMFILE (1024 uploads open by this kvfs_t on that
+ *   server), -ENOSPC (KVFS_UPLOAD_KEEP: no room for the copy).
+ * kvfs_upload_write: -EFBIG (off + len over limits.max_value), -ENOSPC.
+ *   Pieces written before a failure stay written.
+ * kvfs_upload_write_mr: the same, zero-copy: the server RMA-reads straight
+ *   from buf inside mr (-EINVAL, -EFAULT as for kvfs_get_mr, -EMFILE as for
+ *   kvfs_mr_reg), in pieces of at most limits.slot_size.
+ * kvfs_upload_read: [off, off+len) of the pending value into buf
+ *   (read-your-writes). Returns the bytes copied, short at its end, 0 at or
+ *   after it.
+ * kvfs_upload_truncate: -EFBIG (size over limits.max_value), -ENOSPC.
+ * kvfs_upload_size: the pending size after the last call on up; 0 if up is
+ *   NULL.
+ * kvfs_upload_commit: publish, with sa (may be NULL: defaults) as for
+ *   kvfs_put; attr_out (may be NULL) gets the new attributes. -ENOSPC. Frees
+ *   up whatever it returns but -EBUSY (up stays open: commit again or
+ *   abort); after -EIO or -ETIMEDOUT the value may or may not be published.
+ * kvfs_upload_abort: discard; frees up.
+ */
 #define KVFS_UPLOAD_KEEP 1u /* start from the current value (if any) */
 int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out);
 int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off);
-/*
- * Like kvfs_upload_write, but zero-copy: the server RMA-reads straight from
- * buf, which must lie inside mr (-EINVAL otherwise). Large writes go in pieces
- * of at most limits.slot_size.
- */
 int kvfs_upload_write_mr(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off,
 			 kvfs_mr_t *mr);
-/*
- * Read back [off, off+len) of the pending (uncommitted) value into buf
- * (read-your-writes). Returns the bytes copied, short at the pending value's
- * end, 0 at or after it. -EBUSY if another request on up is moving bytes.
- */
 ssize_t kvfs_upload_read(kvfs_upload_t *up, void *buf, size_t len, uint64_t off);
 int kvfs_upload_truncate(kvfs_upload_t *up, uint64_t size);
 uint64_t kvfs_upload_size(const kvfs_upload_t *up);
-/* Publish; attr_out (may be NULL) gets the new attributes. Frees up. */
 int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa,
 		       struct kvfs_attr *attr_out);
-/* Discard; frees up. */
 void kvfs_upload_abort(kvfs_upload_t *up);
 
 /*
@@ -249,47 +362,53 @@ void kvfs_upload_abort(kvfs_upload_t *up);
  * after the key is replaced, deleted, renamed or expires, and never evicts
  * it, until kvfs_pin_close: its memory stays in use until the last pin on it
  * closes (with pinned values filling the pool, writes fail with -ENOSPC).
- * Errors: -ENOENT (absent or expired), -EMFILE (4096 pins held by this
- * kvfs_t on that server), -EBUSY (the value holds ~61000 pins, from every
- * client), plus those of any call.
+ * -ENOENT (absent or expired), -EMFILE (4096 pins held by this kvfs_t on
+ * that server), -EBUSY (the value holds ~61000 pins, from every client).
  *
- * kvfs_pin_get_lease reads [off, off+len) of the pinned value into a receive
- * slot and lends it, as kvfs_get_lease does (len <= limits.slot_size, else
- * -EINVAL; release with kvfs_lease_release). kvfs_pin_get copies
- * [off, off+len) into buf, in pieces of at most limits.slot_size. Both return
- * the bytes read, short at the end of the value, 0 at or past it.
+ * kvfs_pin_get copies [off, off+len) into buf, in pieces of at most
+ * limits.slot_size; kvfs_pin_get_lease reads it into a receive slot and
+ * lends it, as kvfs_get_lease does (len <= limits.slot_size, else -EINVAL;
+ * every return >= 0 holds a lease). Both return the bytes read, short at the
+ * end of the value, 0 at or past it; never -EAGAIN.
  *
  * kvfs_pin_map moves nothing: when the pin's server runs on this host and its
  * pool is mapped here (client.local_map, README "Same-host reads"), it fills
- * iov (at most max entries) with read-only views of [off, off+len) of the
- * pinned value in that pool, *niov = entries used, and returns the bytes they
- * cover: short at the end of the value or when max entries are not enough (a
- * range of n MiB needs at most n + 2). The first call of a pin asks the server
- * where the value lies (one message per 128 pieces); later ones send nothing.
- * The views stay valid until the lease is released (kvfs_lease_release),
- * even if kvfs_pin_close runs first: the lease holds the pin. -EOPNOTSUPP
- * when the pool is not mapped (read with kvfs_pin_get_lease instead).
+ * iov (at most max >= 1 entries) with read-only views of [off, off+len) of
+ * the pinned value in that pool, *niov = entries used, and returns the bytes
+ * they cover: short at the end of the value or when max entries are not
+ * enough (a range of n MiB needs at most n + 2). The first call of a pin asks
+ * the server where the value lies (one message per 128 pieces); later ones
+ * send nothing. Every return >= 0 holds a lease: the views stay valid until
+ * it is released (kvfs_lease_release), even if kvfs_pin_close runs first.
+ * -EOPNOTSUPP when the pool is not mapped (read with kvfs_pin_get_lease
+ * instead).
  *
- * Once the session the pin lives in is lost (server restart, broken
- * connection), the pin is gone: reads return -EIO, and the caller re-opens a
- * pin (the value may have changed). Reads of one pin may run concurrently
- * from any number of threads; kvfs_pin_close must not run concurrently with
- * them. kvfs_pin_close sends one message (nothing when the session is gone,
- * whose end released the pin) and frees p; p may be NULL.
+ * A pin lives in its server's session: once that is lost (server restart,
+ * broken connection), reads return -EIO, and the caller re-opens a pin (the
+ * value may have changed). Reads of one pin may run concurrently from any
+ * number of threads; kvfs_pin_close must not run concurrently with them.
+ * kvfs_pin_close sends one message (nothing when the session is gone, whose
+ * end released the pin) and frees p.
  */
 int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr);
-ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
-			   kvfs_lease_t **lease);
 ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off);
-struct iovec;
-ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, size_t len, uint64_t off, const void **data,
+			   kvfs_lease_t **lease);
+ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov, int max, int *niov,
 		     kvfs_lease_t **lease);
 void kvfs_pin_close(kvfs_pin_t *p);
 
-/* Cluster information. */
+/*
+ * Cluster information. Servers are numbered 0 .. kvfs_server_count() - 1,
+ * in the order of cluster.servers. kvfs_server_count, kvfs_server_name (NULL
+ * when idx is out of range) and kvfs_server_of (the index of key's server)
+ * send nothing. kvfs_server_stats and kvfs_ping (a round trip over the
+ * fabric) connect when needed; -EINVAL when idx is out of range. kvfs_ping:
+ * *rtt_ns (may be NULL) gets the round-trip time.
+ */
 int kvfs_server_count(kvfs_t *kv);
 const char *kvfs_server_name(kvfs_t *kv, int idx);
-int kvfs_server_of(kvfs_t *kv, const char *key); /* index of the key's server */
+int kvfs_server_of(kvfs_t *kv, const char *key);
 
 struct kvfs_stats {
 	uint64_t gets, hits, misses, puts, deletes, evictions, expirations;
@@ -297,7 +416,6 @@ struct kvfs_stats {
 	char provider[32];
 };
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out);
-/* Round trip to a server over the fabric; *rtt_ns gets the time. */
 int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns);
 
 #ifdef __cplusplus

@@ -32,7 +32,7 @@ const char *kvfs_strerror(int err)
 	case EACCES:
 		return "access denied (wrong or missing secret, or region access)";
 	case ENOSPC:
-		return "server memory full (eviction \"none\")";
+		return "server memory full (eviction \"none\", or all of it pinned)";
 	case EFBIG:
 		return "value larger than server.max_value";
 	case ENAMETOOLONG:
@@ -44,9 +44,19 @@ const char *kvfs_strerror(int err)
 	case EPROTONOSUPPORT:
 		return "no common protocol version or fabric provider";
 	case EFAULT:
-		return "buffer descriptor outside the registered region";
+		return "buffer outside the registered region (kvfs_mr_t)";
 	case EBADF:
 		return "unknown upload or pin handle";
+	case EAGAIN:
+		return "value changed while it was read; read again";
+	case EBUSY:
+		return "busy: too many pins on the value, or another request on the upload";
+	case EMFILE:
+		return "too many uploads, pins or regions in this session";
+	case ESHUTDOWN:
+		return "server is shutting down";
+	case EOPNOTSUPP:
+		return "server's pool is not mapped here";
 	default:
 		return strerror(err);
 	}
@@ -77,8 +87,10 @@ static int open_common(struct kvfs *kv)
 	return watchdog_start(kv);
 }
 
-int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg)
+int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out)
 {
+	if (!cfg || !out)
+		return -EINVAL;
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	if (!kv)
 		return -ENOMEM;
@@ -92,8 +104,10 @@ int kvfs_open_config(kvfs_t **out, const struct kvfs_config *cfg)
 	return 0;
 }
 
-int kvfs_open(kvfs_t **out, const char *path)
+int kvfs_open(const char *path, kvfs_t **out)
 {
+	if (!out)
+		return -EINVAL;
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	char err[512];
 	if (!kv)
@@ -129,34 +143,45 @@ void kvfs_close(kvfs_t *kv)
 	free(kv);
 }
 
-void kvfs_limits(kvfs_t *kv, struct kvfs_limits *out)
+/* Enter the conn of server idx. */
+static int server_enter(struct kvfs *kv, int idx, struct conn **out)
 {
-	struct conn *c = &kv->conns[0];
-	out->max_key = KVFS_MAX_KEY;
-	out->max_value = kv->cfg.server_max_value;
-	out->inline_threshold = kv->cfg.inline_threshold;
-	pthread_mutex_lock(&c->lock);
-	if (c->up) {
-		out->max_value = c->limits.max_value;
-		out->inline_threshold = c->limits.inline_threshold;
-	}
-	pthread_mutex_unlock(&c->lock);
-	out->slot_size = c->slot_size;
+	if (!kv || idx < 0 || idx >= kv->cfg.n_servers)
+		return -EINVAL;
+	*out = &kv->conns[idx];
+	return conn_enter(*out);
+}
+
+/* The session's limits: set by its connect, so stable while we are entered. */
+int kvfs_limits(kvfs_t *kv, int server, struct kvfs_limits *out)
+{
+	struct conn *c;
+	int ret = out ? server_enter(kv, server, &c) : -EINVAL;
+	if (ret)
+		return ret;
+	*out = (struct kvfs_limits){.max_key = KVFS_MAX_KEY,
+				    .max_value = c->limits.max_value,
+				    .inline_threshold = c->limits.inline_threshold,
+				    .slot_size = c->slot_size};
+	conn_leave(c);
+	return 0;
 }
 
 int kvfs_server_count(kvfs_t *kv)
 {
-	return kv->cfg.n_servers;
+	return kv ? kv->cfg.n_servers : -EINVAL;
 }
 
 const char *kvfs_server_name(kvfs_t *kv, int idx)
 {
-	return idx >= 0 && idx < kv->cfg.n_servers ? kv->cfg.servers[idx].name : NULL;
+	return kv && idx >= 0 && idx < kv->cfg.n_servers ? kv->cfg.servers[idx].name : NULL;
 }
 
 /* Rendezvous hashing: the server with the highest hash(key, server) wins. */
 int kvfs_server_of(kvfs_t *kv, const char *key)
 {
+	if (!kv || !key)
+		return -EINVAL;
 	uint64_t kh = hash64(key, strlen(key), 0x6b766673);
 	int best = 0;
 	uint64_t best_score = 0;
@@ -170,19 +195,10 @@ int kvfs_server_of(kvfs_t *kv, const char *key)
 	return best;
 }
 
-/* Enter the conn of server idx. */
-static int server_enter(struct kvfs *kv, int idx, struct conn **out)
-{
-	if (idx < 0 || idx >= kv->cfg.n_servers)
-		return -EINVAL;
-	*out = &kv->conns[idx];
-	return conn_enter(*out);
-}
-
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
 {
 	struct conn *c;
-	int ret = server_enter(kv, idx, &c);
+	int ret = out ? server_enter(kv, idx, &c) : -EINVAL;
 	if (ret)
 		return ret;
 	struct wire_req q;
@@ -213,7 +229,7 @@ int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns)
 	req_init(c, &q, OP_PING);
 	int64_t t0 = now_ns();
 	ret = call_simple(c, &q, NULL);
-	if (rtt_ns)
+	if (!ret && rtt_ns)
 		*rtt_ns = (uint64_t)(now_ns() - t0);
 	conn_leave(c);
 	return ret;

@@ -336,8 +336,12 @@ void pool_put(struct pool_map *m);
 void pin_put(struct kvfs_pin *p);
 
 /* ---- mr.c: caller-registered memory ---- */
-/* Does [buf, buf+len) lie inside m? */
-int mr_covers(const struct kvfs_mr *m, const void *buf, size_t len);
+/*
+ * The arguments of a zero-copy call on kv: 0; -EINVAL when m is NULL or of
+ * another kvfs_t, or buf NULL with len > 0; -EFAULT when [buf, buf+len) is
+ * not inside m. Checked before anything is sent, whatever the length.
+ */
+int mr_check(const struct kvfs *kv, const struct kvfs_mr *m, const void *buf, size_t len);
 /*
  * The descriptor of [buf, buf+len) inside m on c's session, registering m
  * there first when needed. Returns 0, -EFAULT outside m, or -errno. Caller

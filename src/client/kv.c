@@ -28,7 +28,7 @@ static int check_key(const char *key, size_t *len)
 /* Enter the conn of key's server. */
 static int route(struct kvfs *kv, const char *key, size_t *klen, struct conn **out)
 {
-	int ret = check_key(key, klen);
+	int ret = kv ? check_key(key, klen) : -EINVAL;
 	if (ret)
 		return ret;
 	struct conn *c = &kv->conns[kvfs_server_of(kv, key)];
@@ -158,6 +158,8 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
 	struct conn *c;
 	struct kvfs_attr a;
 	struct wire_req q;
+	if (len && !buf)
+		return -EINVAL;
 	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
@@ -189,11 +191,16 @@ ssize_t lease_piece(struct conn *c, struct wire_req *q, const void **data, kvfs_
 	return n;
 }
 
-ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, const void **data,
 		       kvfs_lease_t **lease, struct kvfs_attr *attr)
 {
 	struct conn *c;
 	struct wire_req q;
+	if (!lease)
+		return -EINVAL;
+	*lease = NULL;
+	if (!data)
+		return -EINVAL;
 	int ret = route_req(kv, key, OP_GET, &c, &q);
 	if (ret)
 		return ret;
@@ -242,6 +249,8 @@ int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 {
 	struct conn *c;
 	size_t klen;
+	if (len && !buf)
+		return -EINVAL;
 	int ret = route(kv, key, &klen, &c);
 	if (ret)
 		return ret;
@@ -311,6 +320,8 @@ int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 {
 	size_t slen, dlen;
+	if (!kv)
+		return -EINVAL;
 	int ret = check_key(dst, &dlen);
 	if (ret)
 		return ret;
@@ -335,19 +346,27 @@ int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 	return ret;
 }
 
+/* Check a zero-copy call's buffer and region (mr_check), then route. */
+static int route_mr(struct kvfs *kv, const char *key, const kvfs_mr_t *mr, const void *buf,
+		    size_t len, size_t *klen, struct conn **out)
+{
+	int ret = mr_check(kv, mr, buf, len);
+	return ret ? ret : route(kv, key, klen, out);
+}
+
 ssize_t kvfs_get_mr(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off, kvfs_mr_t *mr,
 		    struct kvfs_attr *attr)
 {
 	struct conn *c;
 	size_t klen;
-	struct wire_desc d;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_mr(kv, key, mr, buf, len, &klen, &c);
 	if (ret)
 		return ret;
 	ssize_t n;
 	if (len <= c->get_inline) {
 		n = get_piece(c, key, klen, off, len, NULL, buf, attr);
 	} else {
+		struct wire_desc d;
 		n = mr_desc(c, mr, buf, len, &d);
 		if (!n)
 			n = get_piece(c, key, klen, off, len, &d, NULL, attr);
@@ -362,7 +381,7 @@ int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_m
 	struct conn *c;
 	size_t klen;
 	struct wire_desc d;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_mr(kv, key, mr, buf, len, &klen, &c);
 	if (ret)
 		return ret;
 	if (len <= c->limits.inline_threshold) {

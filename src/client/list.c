@@ -107,6 +107,8 @@ static int name_cmp(const struct lentry *a, const struct lentry *b)
 
 ssize_t kvfs_list(kvfs_t *kv, const char *prefix, char delim, kvfs_list_cb cb, void *arg)
 {
+	if (!kv || (delim && delim != '/'))
+		return -EINVAL;
 	int ns = kv->cfg.n_servers;
 	struct lstream *st = calloc((size_t)ns, sizeof(*st));
 	size_t plen = prefix ? strnlen(prefix, KVFS_MAX_KEY + 1) : 0;

@@ -18,7 +18,7 @@
 
 int kvfs_mr_reg(kvfs_t *kv, void *buf, size_t len, kvfs_mr_t **out)
 {
-	if (!buf || !len)
+	if (!kv || !buf || !len || !out)
 		return -EINVAL;
 	struct kvfs_mr *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -135,6 +135,8 @@ static int mr_on_conn(struct conn *c, struct kvfs_mr *m, uint32_t *region)
 		q.handle = fab_mr_key(mr);
 		q.off = 3; /* remote write and read */
 		ret = call_simple(c, &q, &rep);
+		if (ret == -ENOSPC)
+			ret = -EMFILE; /* the session's region table is full, as for pins */
 		if (ret)
 			fab_mr_close(mr);
 	}
@@ -152,10 +154,18 @@ static int mr_on_conn(struct conn *c, struct kvfs_mr *m, uint32_t *region)
 	return ret;
 }
 
-int mr_covers(const struct kvfs_mr *m, const void *buf, size_t len)
+/* Does [buf, buf+len) lie inside m? */
+static int mr_covers(const struct kvfs_mr *m, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	return p >= m->buf && len <= m->len && (size_t)(p - m->buf) <= m->len - len;
+}
+
+int mr_check(const struct kvfs *kv, const struct kvfs_mr *m, const void *buf, size_t len)
+{
+	if (!m || m->kv != kv || (len && !buf))
+		return -EINVAL;
+	return !len || mr_covers(m, buf, len) ? 0 : -EFAULT;
 }
 
 int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d)

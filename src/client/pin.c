@@ -62,26 +62,28 @@ struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_po
 int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_attr *attr)
 {
 	struct wire_rep rep;
+	if (!kv || !out)
+		return -EINVAL;
 	struct kvfs_pin *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	int ret = state_open(kv, key, OP_PIN, 0, &p->c, &p->gen, &rep);
+	if (!ret)
+		ret = sess_enter(p->c, p->gen); /* lost already: so is the pin */
 	if (ret) {
 		free(p);
 		return ret;
 	}
+	p->pool = p->c->pool; /* stable while we are one of its users */
+	if (p->pool)
+		atomic_fetch_add(&p->pool->refs, 1);
+	conn_leave(p->c);
 	p->handle = rep.handle;
 	p->size = rep.attr.size;
 	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->map_lock, NULL);
 	pthread_cond_init(&p->map_cond, NULL);
 	p->lease.pin = p;
-	if (sess_enter(p->c, p->gen) == 0) {
-		p->pool = p->c->pool; /* stable while we are one of its users */
-		if (p->pool)
-			atomic_fetch_add(&p->pool->refs, 1);
-		conn_leave(p->c);
-	}
 	if (attr)
 		attr_from_proto(attr, &rep.attr);
 	*out = p;
@@ -94,10 +96,15 @@ static void pin_req(struct kvfs_pin *p, struct wire_req *q, uint8_t op)
 	q->handle = p->handle;
 }
 
-ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void **data,
+ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, size_t len, uint64_t off, const void **data,
 			   kvfs_lease_t **lease)
 {
 	struct wire_req q;
+	if (!lease)
+		return -EINVAL;
+	*lease = NULL;
+	if (!p || !data)
+		return -EINVAL;
 	int ret = sess_enter(p->c, p->gen);
 	if (ret)
 		return ret;
@@ -113,6 +120,8 @@ ssize_t kvfs_pin_get_lease(kvfs_pin_t *p, uint64_t off, size_t len, const void *
 ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off)
 {
 	struct wire_req q;
+	if (!p || (len && !buf))
+		return -EINVAL;
 	int ret = sess_enter(p->c, p->gen);
 	if (ret)
 		return ret;
@@ -171,9 +180,14 @@ static int pin_fetch_map(struct kvfs_pin *p)
 	return 0;
 }
 
-ssize_t kvfs_pin_map(kvfs_pin_t *p, uint64_t off, size_t len, struct iovec *iov, int max, int *niov,
+ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov, int max, int *niov,
 		     kvfs_lease_t **lease)
 {
+	if (!lease)
+		return -EINVAL;
+	*lease = NULL;
+	if (!p || !iov || max < 1 || !niov)
+		return -EINVAL;
 	if (!p->pool)
 		return -EOPNOTSUPP;
 	/*

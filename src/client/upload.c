@@ -14,6 +14,8 @@
 int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out)
 {
 	struct wire_rep rep;
+	if (!kv || !out)
+		return -EINVAL;
 	struct kvfs_upload *up = calloc(1, sizeof(*up));
 	if (!up)
 		return -ENOMEM;
@@ -33,7 +35,7 @@ int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t 
 /* Enter an upload's conn; its session must be the one the upload lives in. */
 static int up_enter(struct kvfs_upload *up)
 {
-	return sess_enter(up->c, up->gen);
+	return up ? sess_enter(up->c, up->gen) : -EINVAL;
 }
 
 /*
@@ -97,20 +99,21 @@ static int upload_write(struct kvfs_upload *up, const void *buf, size_t len, uin
 
 int kvfs_upload_write(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off)
 {
+	if (len && !buf)
+		return -EINVAL;
 	return upload_write(up, buf, len, off, NULL);
 }
 
 int kvfs_upload_write_mr(kvfs_upload_t *up, const void *buf, size_t len, uint64_t off,
 			 kvfs_mr_t *mr)
 {
-	if (!mr || !buf || mr->kv != up->c->kv || !mr_covers(mr, buf, len))
-		return -EINVAL;
-	return upload_write(up, buf, len, off, mr);
+	int ret = up ? mr_check(up->c->kv, mr, buf, len) : -EINVAL;
+	return ret ? ret : upload_write(up, buf, len, off, mr);
 }
 
 ssize_t kvfs_upload_read(kvfs_upload_t *up, void *buf, size_t len, uint64_t off)
 {
-	int ret = up_enter(up);
+	int ret = len && !buf ? -EINVAL : up_enter(up);
 	if (ret)
 		return ret;
 	struct wire_req q;
@@ -148,7 +151,7 @@ int kvfs_upload_truncate(kvfs_upload_t *up, uint64_t size)
 
 uint64_t kvfs_upload_size(const kvfs_upload_t *up)
 {
-	return up->size;
+	return up ? up->size : 0;
 }
 
 int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa, struct kvfs_attr *attr_out)
@@ -157,7 +160,8 @@ int kvfs_upload_commit(kvfs_upload_t *up, const struct kvfs_setattr *sa, struct 
 	int ret = up_simple(up, OP_UP_COMMIT, 0, sa, &rep);
 	if (!ret && attr_out)
 		attr_from_proto(attr_out, &rep.attr);
-	free(up);
+	if (ret != -EBUSY) /* the server keeps a busy upload, and another call is using up */
+		free(up);
 	return ret;
 }
 

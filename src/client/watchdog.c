@@ -74,10 +74,10 @@ int watchdog_start(struct kvfs *kv)
 {
 	pthread_mutex_init(&kv->wd_lock, NULL);
 	pthread_cond_init(&kv->wd_cond, NULL);
-	int ret = -pthread_create(&kv->wd, NULL, watchdog, kv);
+	int ret = pthread_create(&kv->wd, NULL, watchdog, kv);
 	if (ret)
-		log_error("cannot start the client's watchdog thread: %s", strerror(-ret));
-	return ret;
+		log_error("cannot start the client's watchdog thread: %s", strerror(ret));
+	return ret ? -ENOMEM : 0; /* -EAGAIN means a read raced a write (kvfs.h) */
 }
 
 void watchdog_stop(struct kvfs *kv)

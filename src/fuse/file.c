@@ -223,12 +223,14 @@ int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, d
  */
 static int reader_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
 {
-	struct kvfs_limits lim;
-	kvfs_limits(fs->kv, &lim);
 	pthread_mutex_lock(&fs->it.lock);
 	uint64_t seen = h->node->attr.version ? h->node->attr.size : 0;
 	pthread_mutex_unlock(&fs->it.lock);
 	if (seen <= WHOLE_MAX) {
+		struct kvfs_limits lim;
+		int ret = kvfs_limits(fs->kv, kvfs_server_of(fs->kv, key), &lim);
+		if (ret)
+			return ret;
 		size_t want = seen <= lim.inline_threshold ? lim.inline_threshold : WHOLE_MAX;
 		char *buf = malloc(want ? want : 1);
 		ssize_t n = buf ? kvfs_get(fs->kv, key, buf, want, 0, a) : -ENOMEM;
@@ -382,10 +384,10 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	struct iovec iov[8];
 	int niov = 1;
 	kvfs_lease_t *lease;
-	n = kvfs_pin_map(h->pin, (uint64_t)off, size, iov, 8, &niov, &lease);
+	n = kvfs_pin_map(h->pin, size, (uint64_t)off, iov, 8, &niov, &lease);
 	if (n == -EOPNOTSUPP) {
 		const void *data;
-		n = kvfs_pin_get_lease(h->pin, (uint64_t)off, size, &data, &lease);
+		n = kvfs_pin_get_lease(h->pin, size, (uint64_t)off, &data, &lease);
 		iov[0] = (struct iovec){(void *)data, n > 0 ? (size_t)n : 0};
 	}
 	/*

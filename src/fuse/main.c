@@ -387,7 +387,7 @@ int main(int argc, char **argv)
 	/* Fork before libkvfs starts anything: its threads and fabric state don't survive fork. */
 	if (fuse_daemonize(copts.foreground))
 		goto out_unmount;
-	ret = kvfs_open_config(&fs.kv, cfg);
+	ret = kvfs_open_config(cfg, &fs.kv);
 	if (ret) {
 		log_error("%s", kvfs_strerror(ret));
 		ret = 1;

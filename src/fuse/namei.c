@@ -214,14 +214,16 @@ static int move_across(struct fs *fs, const char *src, const char *dst, int nore
 	int ret = kvfs_pin_open(fs->kv, src, &pin, &a); /* one version, start to end */
 	if (ret)
 		return ret;
-	kvfs_limits(fs->kv, &lim);
-	ret = kvfs_upload_open(fs->kv, dst, 0, &up);
+	ret = kvfs_limits(fs->kv, kvfs_server_of(fs->kv, src), &lim); /* the pin's server */
+	if (!ret)
+		ret = kvfs_upload_open(fs->kv, dst, 0, &up);
 	for (uint64_t off = 0; off < a.size && !ret;) {
 		const void *data;
 		kvfs_lease_t *lease;
 		uint64_t want = a.size - off < lim.slot_size ? a.size - off : lim.slot_size;
-		ssize_t n = kvfs_pin_get_lease(pin, off, want, &data, &lease);
+		ssize_t n = kvfs_pin_get_lease(pin, want, off, &data, &lease);
 		if (n <= 0) {
+			kvfs_lease_release(lease); /* 0 bytes hold one too; NULL on failure */
 			ret = n < 0 ? (int)n : -EIO;
 			break;
 		}

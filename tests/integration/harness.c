@@ -185,7 +185,7 @@ void h_stop(struct h_cluster *c)
 kvfs_t *h_client(struct h_cluster *c)
 {
 	kvfs_t *kv = NULL;
-	int ret = kvfs_open(&kv, c->conf);
+	int ret = kvfs_open(c->conf, &kv);
 	cr_assert_eq(ret, 0, "kvfs_open: %s", kvfs_strerror(ret));
 	return kv;
 }

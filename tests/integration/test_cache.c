@@ -120,7 +120,7 @@ Test(cache, ranges_and_zero_copy, .init = setup1, .fini = teardown_all, .timeout
 	/* Lease: bytes lent from the receive buffer. */
 	const void *data;
 	kvfs_lease_t *l;
-	ssize_t n = kvfs_get_lease(kv, "range", 4096, 65536, &data, &l, NULL);
+	ssize_t n = kvfs_get_lease(kv, "range", 65536, 4096, &data, &l, NULL);
 	cr_assert_eq(n, 65536);
 	cr_assert(h_check(data, 65536, 5, 4096));
 	kvfs_lease_release(l);
@@ -292,7 +292,7 @@ Test(cache, upload_read_your_writes, .init = setup1, .fini = teardown_all, .time
 	cr_assert(v && ref && r);
 	h_fill(v, cap, 31, 0);
 	cr_assert_eq(kvfs_put(kv, "ryw", "old", 3, NULL), 0);
-	kvfs_limits(kv, &lim);
+	cr_assert_eq(kvfs_limits(kv, kvfs_server_of(kv, "ryw"), &lim), 0);
 	uint64_t slot = lim.slot_size;
 	cr_assert_geq(slot, M);
 
@@ -377,10 +377,10 @@ Test(cache, upload_write_zero_copy, .init = setup1, .fini = teardown_all, .timeo
 		cr_assert_eq(ret, 0, "write %zu: %s", i, kvfs_strerror(ret));
 	}
 	cr_assert_eq(kvfs_upload_size(up), len);
-	/* Not inside mr: refused locally. */
-	cr_assert_eq(kvfs_upload_write_mr(up, r, M, 0, mr), -EINVAL);
-	cr_assert_eq(kvfs_upload_write_mr(up, z + 8192, len + 1, 0, mr), -EINVAL);
-	cr_assert_eq(kvfs_upload_write_mr(up, z - 1, 2, 0, mr), -EINVAL);
+	/* Not inside mr: refused locally (-EFAULT, as kvfs_get_mr does); no mr: -EINVAL. */
+	cr_assert_eq(kvfs_upload_write_mr(up, r, M, 0, mr), -EFAULT);
+	cr_assert_eq(kvfs_upload_write_mr(up, z + 8192, len + 1, 0, mr), -EFAULT);
+	cr_assert_eq(kvfs_upload_write_mr(up, z - 1, 2, 0, mr), -EFAULT);
 	cr_assert_eq(kvfs_upload_write_mr(up, z, M, 0, NULL), -EINVAL);
 	cr_assert_eq(kvfs_upload_size(up), len);
 	/* Readers see the old value until commit; then every byte. */
@@ -631,7 +631,7 @@ static void pin_check_leases(kvfs_pin_t *p, size_t size, uint64_t seed, size_t p
 	for (;;) {
 		const void *data;
 		kvfs_lease_t *l;
-		ssize_t n = kvfs_pin_get_lease(p, off, piece, &data, &l);
+		ssize_t n = kvfs_pin_get_lease(p, piece, off, &data, &l);
 		cr_assert_geq(n, 0, "lease at %llu: %s", (unsigned long long)off,
 			      kvfs_strerror((int)n));
 		size_t want = off >= size ? 0 : (size - off < piece ? size - off : piece);
@@ -676,7 +676,7 @@ Test(cache, pin_keeps_its_version, .init = setup1, .fini = teardown_all, .timeou
 	cr_assert_eq(kvfs_pin_open(kv, "pin/big", &p, &a), 0);
 	cr_assert_eq(kvfs_pin_open(kv, "pin/small", &small, NULL), 0);
 	cr_assert_eq(a.size, size);
-	kvfs_limits(kv, &lim);
+	cr_assert_eq(kvfs_limits(kv, kvfs_server_of(kv, "pin/big"), &lim), 0);
 	cr_assert_geq(lim.slot_size, 4096);
 	cr_assert_lt(lim.slot_size, size / 2, "the value must take several slot-size pieces");
 
@@ -707,9 +707,9 @@ Test(cache, pin_keeps_its_version, .init = setup1, .fini = teardown_all, .timeou
 	cr_assert_eq(kvfs_pin_get(small, buf, 10, 10), 0);
 	const void *data;
 	kvfs_lease_t *l;
-	cr_assert_eq(kvfs_pin_get_lease(p, size + 1, 4096, &data, &l), 0);
+	cr_assert_eq(kvfs_pin_get_lease(p, 4096, size + 1, &data, &l), 0);
 	kvfs_lease_release(l);
-	cr_assert_eq(kvfs_pin_get_lease(p, 0, (size_t)lim.slot_size + 1, &data, &l), -EINVAL);
+	cr_assert_eq(kvfs_pin_get_lease(p, (size_t)lim.slot_size + 1, 0, &data, &l), -EINVAL);
 
 	/* Deleted: still readable through the pin, like an unlinked open file. */
 	cr_assert_eq(kvfs_delete(kv, "pin/big"), 0);
@@ -737,7 +737,7 @@ static void pin_check_map(kvfs_pin_t *p, size_t size, uint64_t seed, size_t piec
 		struct iovec iov[16];
 		kvfs_lease_t *l;
 		int n = -1;
-		ssize_t got = kvfs_pin_map(p, off, piece, iov, 16, &n, &l);
+		ssize_t got = kvfs_pin_map(p, piece, off, iov, 16, &n, &l);
 		size_t want = off >= size ? 0 : (size - off < piece ? size - off : piece);
 		cr_assert_eq(got, (ssize_t)want, "map at %llu: %zd (%s)", (unsigned long long)off,
 			     got, got < 0 ? kvfs_strerror((int)got) : "");
@@ -790,19 +790,19 @@ Test(cache, pin_map_views_the_pool, .init = setup1, .fini = teardown_all, .timeo
 	struct iovec iov[4];
 	kvfs_lease_t *l;
 	int n;
-	cr_assert_eq(kvfs_pin_map(p, one - 10, 20, iov, 1, &n, &l), 10);
+	cr_assert_eq(kvfs_pin_map(p, 20, one - 10, iov, 1, &n, &l), 10);
 	cr_assert_eq(n, 1);
 	kvfs_lease_release(l);
-	cr_assert_eq(kvfs_pin_map(p, size + 5, 20, iov, 4, &n, &l), 0);
+	cr_assert_eq(kvfs_pin_map(p, 20, size + 5, iov, 4, &n, &l), 0);
 	cr_assert_eq(n, 0);
 	kvfs_lease_release(l);
-	cr_assert_eq(kvfs_pin_map(small, 3, 100, iov, 4, &n, &l), 7);
+	cr_assert_eq(kvfs_pin_map(small, 100, 3, iov, 4, &n, &l), 7);
 	cr_assert(n == 1 && memcmp(iov[0].iov_base, "3456789", 7) == 0);
 	kvfs_lease_release(l);
 	kvfs_pin_close(small);
 
 	/* The lease holds the pin: its bytes stay while the key is deleted and the pin closed. */
-	cr_assert_eq(kvfs_pin_map(p, size - 100, 4096, iov, 4, &n, &l), 100);
+	cr_assert_eq(kvfs_pin_map(p, 4096, size - 100, iov, 4, &n, &l), 100);
 	kvfs_pin_close(p);
 	cr_assert_eq(kvfs_delete(kv, "map/big"), 0);
 	cr_assert_geq(pool_used(), base + size - one, "a leased value's memory is in use");
@@ -828,7 +828,7 @@ Test(cache, pin_map_needs_local_map, .init = setup_nomap, .fini = teardown_all)
 	char b[8];
 	cr_assert_eq(kvfs_put(kv, "k", "value", 5, NULL), 0);
 	cr_assert_eq(kvfs_pin_open(kv, "k", &p, NULL), 0);
-	cr_assert_eq(kvfs_pin_map(p, 0, 5, iov, 4, &n, &l), -EOPNOTSUPP);
+	cr_assert_eq(kvfs_pin_map(p, 5, 0, iov, 4, &n, &l), -EOPNOTSUPP);
 	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), 5, "reads by RMA instead");
 	cr_assert_eq(memcmp(b, "value", 5), 0);
 	kvfs_pin_close(p);
@@ -977,7 +977,7 @@ Test(cache, pin_after_session_loss, .init = setup1, .fini = teardown_all, .timeo
 	struct iovec iov[2];
 	kvfs_lease_t *ml;
 	int n;
-	ssize_t mapped = kvfs_pin_map(q, 0, 6, iov, 2, &n, &ml);
+	ssize_t mapped = kvfs_pin_map(q, 6, 0, iov, 2, &n, &ml);
 	cr_assert(mapped == 6 || mapped == -EOPNOTSUPP);
 	if (mapped > 0)
 		kvfs_lease_release(ml);
@@ -985,11 +985,11 @@ Test(cache, pin_after_session_loss, .init = setup1, .fini = teardown_all, .timeo
 	h_restart(&cl, 0);
 	/* The session (and its pins) died with the server, though a map would still show it. */
 	if (mapped > 0)
-		cr_assert_eq(kvfs_pin_map(q, 0, 6, iov, 2, &n, &ml), -EIO);
+		cr_assert_eq(kvfs_pin_map(q, 6, 0, iov, 2, &n, &ml), -EIO);
 	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), -EIO);
 	const void *data;
 	kvfs_lease_t *l;
-	cr_assert_eq(kvfs_pin_get_lease(q, 0, 16, &data, &l), -EIO);
+	cr_assert_eq(kvfs_pin_get_lease(q, 16, 0, &data, &l), -EIO);
 	/* Other calls reconnect; the old pins stay dead on the new session. */
 	cr_assert_eq(kvfs_put(kv, "pin/k", "after", 5, NULL), 0);
 	cr_assert_eq(kvfs_pin_get(p, b, sizeof(b), 0), -EIO);
@@ -1013,7 +1013,7 @@ Test(cache, client_death_releases_pins, .init = setup1, .fini = teardown_all, .t
 	if (child == 0) {
 		kvfs_t *k2;
 		kvfs_pin_t *p;
-		if (kvfs_open(&k2, cl.conf))
+		if (kvfs_open(cl.conf, &k2))
 			_exit(1);
 		for (int i = 0; i < 3; i++)
 			if (kvfs_pin_open(k2, "pin/dying", &p, NULL))

@@ -185,7 +185,7 @@ Test(failure, wrong_secret_refused, .timeout = 30)
 	struct kvfs_config *cfg;
 	char err[256];
 	cr_assert_eq(kvfs_config_load(cl.server_conf, &cfg, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(kvfs_open_config(&good, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &good), 0);
 	kvfs_config_free(cfg);
 	cr_assert_eq(kvfs_put(good, "k", "v", 1, NULL), 0);
 	cr_assert_eq(kvfs_get(good, "k", &b, 1, 0, NULL), 1);
@@ -201,7 +201,7 @@ Test(failure, secret_required_but_missing, .timeout = 30)
 	cr_assert_eq(kvfs_config_load(cl.conf, &cfg, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(kvfs_config_set(cfg, "cluster.secret_file", "", err, sizeof(err)), 0, "%s",
 		     err);
-	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &kv), 0);
 	kvfs_config_free(cfg);
 	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), -EACCES);
 }
@@ -216,7 +216,7 @@ Test(failure, client_death_frees_uploads, .timeout = 60)
 	pid_t child = fork();
 	if (child == 0) {
 		kvfs_t *k2;
-		if (kvfs_open(&k2, cl.conf))
+		if (kvfs_open(cl.conf, &k2))
 			_exit(1);
 		kvfs_upload_t *up;
 		if (kvfs_upload_open(k2, "pending", 0, &up))

@@ -57,7 +57,7 @@ Test(info, config_servers)
 	cr_assert_eq(kvfs_config_server_address(cfg, 1, buf, 0), -ERANGE);
 
 	/* the indexes of a kvfs_t opened from it (opening connects to nothing) */
-	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &kv), 0);
 	cr_assert_eq(kvfs_server_count(kv), kvfs_config_server_count(cfg));
 	for (int i = 0; i < 3; i++)
 		cr_assert_str_eq(kvfs_server_name(kv, i), kvfs_config_server_name(cfg, i));
@@ -138,7 +138,7 @@ static kvfs_t *dead_cluster(void)
 	cr_assert_eq(kvfs_config_add_server(cfg, "dead", "127.0.0.1:1"), 0);
 	cr_assert_eq(kvfs_config_set(cfg, "fabric.provider", "tcp", err, sizeof(err)), 0, "%s",
 		     err);
-	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &kv), 0);
 	kvfs_config_free(cfg);
 	return kv;
 }
@@ -154,7 +154,7 @@ Test(info, log_to_a_function)
 	kvfs_set_log(sink, &marker);
 
 	/* An error: a config without servers is refused, with its reason. */
-	cr_assert_eq(kvfs_open_config(&kv, empty), -EINVAL);
+	cr_assert_eq(kvfs_open_config(empty, &kv), -EINVAL);
 	kvfs_config_free(empty);
 	cr_assert_eq(got.n, 1);
 	cr_assert_eq(got.arg, &marker);
@@ -196,7 +196,7 @@ Test(info, log_to_stderr_by_default, .init = cr_redirect_stderr)
 	kvfs_set_log(sink, NULL);
 	kvfs_set_log(NULL, NULL);
 	memset(&got, 0, sizeof(got));
-	cr_assert_eq(kvfs_open_config(&kv, empty), -EINVAL);
+	cr_assert_eq(kvfs_open_config(empty, &kv), -EINVAL);
 	kvfs_config_free(empty);
 	cr_assert_eq(got.n, 0);
 	fflush(stderr);

@@ -17,7 +17,7 @@ static kvfs_t *cluster(int n)
 	cr_assert_eq(kvfs_config_set(cfg, "fabric.provider", "tcp", err, sizeof(err)), 0, "%s",
 		     err);
 	kvfs_t *kv;
-	cr_assert_eq(kvfs_open_config(&kv, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &kv), 0);
 	kvfs_config_free(cfg);
 	return kv;
 }
@@ -69,7 +69,7 @@ Test(routing, names_not_order_decide)
 	kvfs_config_add_server(cfg, "node-0", "127.0.0.1:7400");
 	kvfs_config_add_server(cfg, "node-1", "127.0.0.1:7401");
 	kvfs_t *x, *y = cluster(3);
-	cr_assert_eq(kvfs_open_config(&x, cfg), 0);
+	cr_assert_eq(kvfs_open_config(cfg, &x), 0);
 	kvfs_config_free(cfg);
 	char key[32];
 	for (int i = 0; i < 1000; i++) {

@@ -152,7 +152,7 @@ int ctl_open(struct ctl *c)
 			fail("%s: %s", path, kvfs_strerror(rc));
 		return -1;
 	}
-	rc = kvfs_open_config(&c->kv, c->cfg);
+	rc = kvfs_open_config(c->cfg, &c->kv);
 	if (rc < 0) {
 		c->kv = NULL;
 		fail("%s: %s", path, kvfs_strerror(rc));
