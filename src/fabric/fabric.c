@@ -191,6 +191,12 @@ int fab_shm_unwedge(struct fab_ep *e)
 }
 
 static int do_open(struct fab_ep **out, const struct fab_open_args *a);
+/*
+ * Serialises endpoint creation (and the shm sweep and naming in it) per
+ * process: libfabric 1.17's shm fails fi_enable() with EBUSY now and then
+ * when two threads open endpoints at once. Opening is rare; no round trip
+ * to a peer happens under it.
+ */
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int fab_open(struct fab_ep **out, const struct fab_open_args *a)
