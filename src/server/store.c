@@ -17,19 +17,16 @@
 
 /* ------------------------------------------------------------ item life */
 
+static void put_page(struct store *s, uint32_t p, void *arg)
+{
+	(void)arg;
+	page_put(s, p);
+}
+
 void item_free(struct store *s, struct item *it)
 {
-	if (it->large) {
-		const uint32_t *t = lg_tab(it);
-		int64_t ip = i2pg(s, it);
-
-		for (uint32_t e = 0; e < t[0]; e++) {
-			int64_t p0 = ip + (int32_t)t[2 + 2 * e];
-
-			for (uint32_t k = 0; k < t[3 + 2 * e]; k++)
-				page_put(s, (uint32_t)(p0 + k));
-		}
-	}
+	if (it->large)
+		lg_each_page(s, it, put_page, NULL);
 	chunk_free(s, it);
 }
 

@@ -242,6 +242,21 @@ static inline uint8_t *lg_tailp(const struct item *it)
 	return (uint8_t *)(t + 2 + 2 * (size_t)t[0]);
 }
 
+/* Call fn(s, page, arg) for each page of a large item's extents. */
+static inline void lg_each_page(struct store *s, const struct item *it,
+				void (*fn)(struct store *s, uint32_t page, void *arg), void *arg)
+{
+	const uint32_t *t = lg_tab(it);
+	int64_t ip = i2pg(s, it);
+
+	for (uint32_t e = 0; e < t[0]; e++) {
+		int64_t p0 = ip + (int32_t)t[2 + 2 * e];
+
+		for (uint32_t k = 0; k < t[3 + 2 * e]; k++)
+			fn(s, (uint32_t)(p0 + k), arg);
+	}
+}
+
 static inline const uint8_t *item_page_base(const struct item *it)
 {
 	return (const uint8_t *)((uintptr_t)it & ~(uintptr_t)(PAGE - 1));

@@ -330,23 +330,19 @@ struct item *chunk_alloc(struct store *s, uint32_t ci)
 	}
 }
 
+static void tick_page(struct store *s, uint32_t p, void *arg)
+{
+	s->pg[p].tick = *(const uint64_t *)arg;
+}
+
 void touch(struct store *s, struct item *it)
 {
 	uint64_t t = ++s->tick;
 
 	it->flags |= IF_REF;
 	s->pg[i2pg(s, it)].tick = t;
-	if (it->large) {
-		const uint32_t *tab = lg_tab(it);
-		int64_t ip = i2pg(s, it);
-
-		for (uint32_t e = 0; e < tab[0]; e++) {
-			int64_t p0 = ip + (int32_t)tab[2 + 2 * e];
-
-			for (uint32_t k = 0; k < tab[3 + 2 * e]; k++)
-				s->pg[p0 + k].tick = t;
-		}
-	}
+	if (it->large)
+		lg_each_page(s, it, tick_page, &t);
 }
 
 void pages_free(struct store *s, uint32_t *pages, uint32_t n)
