@@ -40,6 +40,7 @@ declare -A ml_killed=() # pids we killed on purpose (their exit status is not ch
 ml_gen=0
 ml_signalled=0          # set on SIGINT/SIGTERM: clean up fast (meson sends SIGKILL 0.5 s later)
 ml_extra_dirs=()        # more temp dirs to remove at the end (ml_tempdir)
+ml_shell=               # $BASHPID of the test's own shell: the only one that cleans up
 T=
 CONF=
 ML_SLOW=1
@@ -85,6 +86,7 @@ ml_init() {
 	fi
 	# Not /tmp/kvfs-*: a stray `rm -rf /tmp/kvfs-*` elsewhere would descend into our live mounts.
 	T=$(mktemp -d "${TMPDIR:-/tmp}/fsmount-$(basename "$0" .sh)-$PROV.XXXXXX")
+	ml_shell=$BASHPID
 	trap ml_cleanup EXIT
 	trap 'ml_signalled=1; exit 130' INT
 	trap 'ml_signalled=1; exit 143' TERM
@@ -342,8 +344,14 @@ ml_our_pids() {
 	done
 }
 
+# Only in the test's own shell. A child it has just forked (for `cmd &`,
+# $(...), a pipeline) keeps the test's traps until it execs or resets them,
+# and a signal in that window runs them there: a TERM to ml_run's timer once
+# made the timer's child unmount everything, kill the servers and remove $T
+# under the running test; meson's TERM to the process group reaches them too.
 ml_cleanup() {
 	local rc=$? m p pids
+	[ "$BASHPID" = "$ml_shell" ] || exit "$rc"
 	trap - EXIT INT TERM
 	[ -n "$T" ] || exit "$rc"
 	# 1. Detach every mount under $T (lazy: nothing can keep it busy).
@@ -406,7 +414,10 @@ ml_run() {
 			echo "(and still there 5 s after SIGKILL: stuck in a FUSE request the daemon never answers)" >>"$T/err"
 		ml_rc=124
 	else
-		kill "$wpid" 2>/dev/null
+		# KILL: a TERM can land before the timer's child has exec'd sleep,
+		# where bash either runs the test's TERM trap or loses it (and the
+		# wait below then lasts the whole limit).
+		kill -KILL "$wpid" 2>/dev/null
 		wait "$wpid" 2>/dev/null
 	fi
 	return 0
