@@ -160,17 +160,16 @@ Test(failure, stopped_server_mid_large_transfer, .init = start_short_timeout, .f
 	free(v);
 }
 
-Test(failure, sigterm_exits_zero, .timeout = 30)
+Test(failure, sigterm_exits_zero, .fini = stop, .timeout = 30)
 {
 	h_start(&cl, NULL);
 	kv = h_client(&cl);
 	cr_assert_eq(kvfs_put(kv, "a", "b", 1, NULL), 0);
 	int st = h_kill(&cl, 0, SIGTERM);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
-	stop();
 }
 
-Test(failure, wrong_secret_refused, .timeout = 30)
+Test(failure, wrong_secret_refused, .fini = stop, .timeout = 30)
 {
 	struct h_opts o = {.secret = "right horse battery", .client_secret = "wrong horse battery"};
 	h_start(&cl, &o);
@@ -192,7 +191,7 @@ Test(failure, wrong_secret_refused, .timeout = 30)
 	kv = good;
 }
 
-Test(failure, secret_required_but_missing, .timeout = 30)
+Test(failure, secret_required_but_missing, .fini = stop, .timeout = 30)
 {
 	struct h_opts o = {.secret = "s3cret-s3cret"};
 	h_start(&cl, &o);
@@ -206,7 +205,7 @@ Test(failure, secret_required_but_missing, .timeout = 30)
 	cr_assert_eq(kvfs_put(kv, "k", "v", 1, NULL), -EACCES);
 }
 
-Test(failure, client_death_frees_uploads, .timeout = 60)
+Test(failure, client_death_frees_uploads, .fini = stop, .timeout = 60)
 {
 	struct h_opts o = {.memory = "64M"};
 	h_start(&cl, &o);
