@@ -377,9 +377,10 @@ void kvfs_upload_abort(kvfs_upload_t *up);
  * the pinned value in that pool, *niov = entries used, and returns the bytes
  * they cover: short at the end of the value or when max entries are not
  * enough (a range of n MiB needs at most n + 2). The first call of a pin asks
- * the server where the value lies (one message per 128 pieces); later ones
- * send nothing. Every return >= 0 holds a lease: the views stay valid until
- * it is released (kvfs_lease_release), even if kvfs_pin_close runs first.
+ * the server where the value lies (one message per 128 pieces; first calls
+ * running at once each ask); later ones send nothing. Every return >= 0
+ * holds a lease: the views stay valid until it is released
+ * (kvfs_lease_release), even if kvfs_pin_close runs first.
  * -EOPNOTSUPP when the pool is not mapped (read with kvfs_pin_get_lease
  * instead).
  *

@@ -43,15 +43,16 @@
  *                   fields with the lock released: nothing reads them until
  *                   it marks the conn up.
  *   kv->lock        kv->mrs, the regions kvfs_close frees; nothing else.
- *   pin->map_lock   map_ready and map_fetching of one pin (map_cond).
+ *   pin->map_lock   map_ready, segs and nsegs of one pin.
  *   kv->wd_lock     wd_stop (wd_cond wakes the watchdog to stop).
  *
  * Lock order: none nest; each is dropped before another is taken. No lock
  * is held across a network round trip, the TCP handshake included: a thread
  * that waits for a server first marks what it owns (conn->connecting,
- * mr_reg.busy, kvfs_pin.map_fetching, a request or buffer slot) and waits
- * on a condition variable with the lock released. So a call waits only on
- * the conn of its own server, and a silent server stalls no other.
+ * mr_reg.busy, a request or buffer slot) and waits on a condition variable
+ * with the lock released, or (a pin's map) fills memory of its own and
+ * takes the lock only to install it. So a call waits only on the conn of
+ * its own server, and a silent server stalls no other.
  *
  * Fields no lock guards say why:
  *   (S) the session's: written by the one thread that connects (it set
@@ -196,13 +197,11 @@ struct kvfs_pin {
 	uint64_t gen, handle, size; /* (I) */
 	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
 	_Atomic int refs;
-	/* where the value lies in pool, fetched by the first kvfs_pin_map */
-	pthread_mutex_t map_lock;
-	pthread_cond_t map_cond; /* map_fetching ended */
 	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
-	int map_ready;		 /* (map_lock) segs is complete */
-	int map_fetching;	 /* (map_lock) a thread fetches segs, map_lock released */
-	/* nsegs, segs: the fetching thread's; read-only once map_ready */
+	/* where the value lies in pool, installed by the first kvfs_pin_map to fetch it */
+	pthread_mutex_t map_lock;
+	int map_ready; /* (map_lock) segs and nsegs are set */
+	/* nsegs, segs: (map_lock) until map_ready, then read-only */
 	int nsegs;
 	struct pin_seg {
 		uint64_t voff; /* value offset of its first byte */
