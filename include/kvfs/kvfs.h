@@ -2,7 +2,8 @@
  * libkvfs: the client of a kvfs cluster.
  *
  * A kvfs_t holds one connection per configured server, opened by the first
- * call that needs it and re-opened by the next call after a failure. Keys
+ * call that needs it and re-opened by the next call after a failure (calls
+ * that wait meanwhile share the outcome of that connect, its error too). Keys
  * are routed to servers by rendezvous hashing over the server names. Every
  * call is thread-safe: many threads may have requests in flight on one
  * kvfs_t; no lock is held across a round trip.

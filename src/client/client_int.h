@@ -27,7 +27,8 @@
  * broken; every waiter fails (-EIO, or -ETIMEDOUT for the one whose deadline
  * passed), and the next call after the last user has left tears the endpoint
  * down (closing its memory registrations, so a late RMA from the old session
- * cannot land) and connects anew.
+ * cannot land) and connects anew. The calls that waited for a connect that
+ * failed return its error; the next call after them tries again.
  *
  * Locks, and what each guards:
  *
@@ -131,6 +132,8 @@ struct conn {
 	pthread_cond_t cond; /* with lock: see the top of this file */
 	int up;		     /* (L) session established */
 	int connecting;	     /* (L) a thread sets up the session (connect_session), unlocked */
+	uint64_t attempts;   /* (L) connects ended, failed or not */
+	int attempt_err;     /* (L) the last one's result: 0 or -errno */
 	int broken;	     /* (L) */
 	int users;	     /* (L) threads inside calls on this conn */
 	int poller;	     /* (L) a thread is reading the CQ */

@@ -388,12 +388,25 @@ int conn_enter(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	/*
 	 * Wait for the users of a broken session to leave and for another
-	 * thread's connect to end; that one may have brought the conn up.
+	 * thread's connect to end; that one may have brought the conn up. When
+	 * it failed instead, fail with its error rather than try again at once:
+	 * k threads waiting on a silent server then wait one timeout, not k.
 	 */
+	int waited = 0;
+	uint64_t attempt = 0;
 	while (!(c->up && !c->broken) && ((c->broken && c->users > 0) || c->connecting)) {
+		if (c->connecting && !waited) {
+			waited = 1;
+			attempt = c->attempts;
+		}
 		c->sleepers++;
 		pthread_cond_wait(&c->cond, &c->lock);
 		c->sleepers--;
+		if (waited && c->attempts != attempt && c->attempt_err) {
+			int ret = c->attempt_err;
+			pthread_mutex_unlock(&c->lock);
+			return ret;
+		}
 	}
 	if (c->up && !c->broken) {
 		c->users++; /* the common case: one lock, no waiting */
@@ -407,6 +420,8 @@ int conn_enter(struct conn *c)
 	int ret = connect_session(c);
 	pthread_mutex_lock(&c->lock);
 	c->connecting = 0;
+	c->attempts++;
+	c->attempt_err = ret;
 	if (!ret) {
 		c->gen++;
 		c->up = 1;
