@@ -267,8 +267,11 @@ void conn_leave(struct conn *c);
  * gone (and the state with it) or the conn is broken.
  */
 int sess_enter(struct conn *c, uint64_t gen);
-/* Mark broken; caller holds c->lock. */
+/* sess_enter with c->lock held. */
+int do_sess_enter(struct conn *c, uint64_t gen);
+/* Mark broken (and log why, once per session); do_break: caller holds c->lock. */
 void do_break(struct conn *c, const char *why);
+void conn_break(struct conn *c, const char *why);
 /* Is the server's TCP channel still quiet (0: it closed or spoke)? */
 int liveness_ok(struct conn *c);
 

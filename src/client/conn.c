@@ -441,14 +441,20 @@ void conn_leave(struct conn *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int sess_enter(struct conn *c, uint64_t gen)
+int do_sess_enter(struct conn *c, uint64_t gen)
 {
-	pthread_mutex_lock(&c->lock);
 	int ok = c->up && !c->broken && c->gen == gen;
 	if (ok)
 		c->users++;
-	pthread_mutex_unlock(&c->lock);
 	return ok ? 0 : -EIO;
+}
+
+int sess_enter(struct conn *c, uint64_t gen)
+{
+	pthread_mutex_lock(&c->lock);
+	int ret = do_sess_enter(c, gen);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 void do_break(struct conn *c, const char *why)
@@ -458,6 +464,13 @@ void do_break(struct conn *c, const char *why)
 		c->broken = 1;
 	}
 	wake_all(c);
+}
+
+void conn_break(struct conn *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	do_break(c, why);
+	pthread_mutex_unlock(&c->lock);
 }
 
 int liveness_ok(struct conn *c)

@@ -73,12 +73,12 @@ static void mr_conn_close(struct conn *c, struct kvfs_mr *m)
 	reg->mr = NULL;
 	if (mr)
 		do_reg_unlink(c, reg);
-	if (!mr || !c->up || c->broken) {
+	/* Entering holds off the teardown while we use the endpoint. */
+	if (!mr || do_sess_enter(c, c->gen)) {
 		fab_mr_close(mr); /* a broken session's endpoint is still open */
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	c->users++; /* holds off the teardown while we use the endpoint */
 	pthread_mutex_unlock(&c->lock);
 	struct wire_req q;
 	req_init(c, &q, OP_UNREG);

@@ -227,9 +227,7 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov,
 	if (ret)
 		return ret;
 	if (!liveness_ok(p->c)) {
-		pthread_mutex_lock(&p->c->lock);
-		do_break(p->c, "server closed the session");
-		pthread_mutex_unlock(&p->c->lock);
+		conn_break(p->c, "server closed the session");
 		ret = -EIO;
 	}
 	if (!ret)

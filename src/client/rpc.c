@@ -172,9 +172,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 			return -ETIMEDOUT;
 	}
 	if (ret) {
-		pthread_mutex_lock(&c->lock);
-		do_break(c, "cannot send");
-		pthread_mutex_unlock(&c->lock);
+		conn_break(c, "cannot send");
 		return -EIO;
 	}
 	/*
