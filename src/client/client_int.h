@@ -8,13 +8,14 @@
  * and NRECV posted reply buffers. Regions are cut into slots for bulk bytes.
  *
  * Progress: the first waiting thread becomes the conn's poller and reads the
- * CQ (spinning, then yielding the core between polls); others sleep on the
- * conn's condition variable and are woken when a reply or send completion
- * lands, the conn breaks, or the poller leaves (so another takes over); an
- * empty poll wakes nobody. A freed request or buffer slot wakes them only
- * when someone waits for one. No lock is held across a round trip. A reply is
- * handed over in its receive buffer (no copy); the waiter re-posts the buffer
- * when done with it.
+ * CQ (busy-polling for 30 us from the start of its wait or the last
+ * completion, then napping 20 us after each empty poll: SPIN_NS and
+ * POLL_NAP_NS in rpc.c); others sleep on the conn's condition variable and
+ * are woken when a reply or send completion lands, the conn breaks, or the
+ * poller leaves (so another takes over); an empty poll wakes nobody. A freed
+ * request or buffer slot wakes them only when someone waits for one. No lock
+ * is held across a round trip. A reply is handed over in its receive buffer
+ * (no copy); the waiter re-posts the buffer when done with it.
  *
  * A watchdog thread per kvfs_t frees a call stuck inside libfabric on a lock
  * a dead shm server left held (watchdog.c).
