@@ -1,6 +1,8 @@
 /*
  * libkvfs internals: the structs and calls the files of src/client share;
  * only the files of src/client include this. See include/kvfs/kvfs.h for the API.
+ * The structs of uploads, pins and caller-registered regions are each
+ * defined in the one file that uses their insides (upload.c, pin.c, mr.c).
  *
  * One struct conn per configured server: a TCP bootstrap/liveness socket, a
  * FI_THREAD_SAFE endpoint, two registered regions the server may write
@@ -86,6 +88,7 @@
 #define MAX_SLOTS 64
 
 struct conn;
+struct mr_reg;
 
 struct creq {
 	struct fab_ctx send_ctx;   /* first; the provider's while the send is posted */
@@ -165,53 +168,6 @@ struct conn {
 	uint64_t req_free;	 /* (L) bitmap */
 	struct rxbuf rxs[NRECV]; /* fields as marked */
 	struct mr_reg *regs;	 /* (L) caller memory registered on this session */
-};
-
-/* A caller-registered region's registration on one conn's session; (L) of that conn. */
-struct mr_reg {
-	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
-	uint32_t region;     /* (L) server's id for it */
-	int busy;	     /* (L) a thread registers it, c->lock released */
-	struct mr_reg *next; /* (L) on conn->regs while mr is set */
-};
-
-/* A caller-registered region, registered lazily on each conn it is used on. */
-struct kvfs_mr {
-	struct kvfs *kv;		     /* (I) */
-	uint8_t *buf;			     /* (I) */
-	size_t len;			     /* (I) */
-	struct kvfs_mr *next;		     /* kv->lock */
-	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
-};
-
-struct kvfs_upload {
-	struct conn *c;		    /* (I) */
-	uint64_t gen, handle;	    /* (I) */
-	uint64_t size;		    /* no lock: each call on the upload sets it from its reply */
-	char key[KVFS_MAX_KEY + 1]; /* (I) */
-};
-
-/*
- * A value pinned on c's server in session generation gen. Immutable but for
- * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
- * reference; the last drop unpins (pin_put).
- */
-struct kvfs_pin {
-	struct conn *c;		    /* (I) */
-	uint64_t gen, handle, size; /* (I) */
-	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
-	_Atomic int refs;
-	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
-	/* where the value lies in pool, installed by the first kvfs_pin_map to fetch it */
-	pthread_mutex_t map_lock;
-	int map_ready; /* (map_lock) segs and nsegs are set */
-	/* nsegs, segs: (map_lock) until map_ready, then read-only */
-	int nsegs;
-	struct pin_seg {
-		uint64_t voff; /* value offset of its first byte */
-		uint64_t len;
-		const uint8_t *addr;
-	} * segs;
 };
 
 struct kvfs {
@@ -356,6 +312,8 @@ int mr_check(const struct kvfs *kv, const struct kvfs_mr *m, const void *buf, si
 int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d);
 /* Close every caller registration on c's session; caller holds c->lock. */
 void do_mr_conn_close(struct conn *c);
+/* Free the regions left on kv->mrs: kvfs_close, after every conn_destroy. */
+void mr_free_all(struct kvfs *kv);
 
 #pragma GCC visibility pop
 

@@ -20,6 +20,29 @@
 
 #include "common/log.h"
 
+/*
+ * A value pinned on c's server in session generation gen. Immutable but for
+ * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
+ * reference; the last drop unpins (pin_put).
+ */
+struct kvfs_pin {
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle, size; /* (I) */
+	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
+	_Atomic int refs;
+	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
+	/* where the value lies in pool, installed by the first kvfs_pin_map to fetch it */
+	pthread_mutex_t map_lock;
+	int map_ready; /* (map_lock) segs and nsegs are set */
+	/* nsegs, segs: (map_lock) until map_ready, then read-only */
+	int nsegs;
+	struct pin_seg {
+		uint64_t voff; /* value offset of its first byte */
+		uint64_t len;
+		const uint8_t *addr;
+	} * segs;
+};
+
 void pool_put(struct pool_map *m)
 {
 	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {

@@ -11,6 +11,13 @@
 
 #include "client/client_int.h"
 
+struct kvfs_upload {
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle;	    /* (I) */
+	uint64_t size;		    /* no lock: each call on the upload sets it from its reply */
+	char key[KVFS_MAX_KEY + 1]; /* (I) */
+};
+
 int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out)
 {
 	struct wire_rep rep;
