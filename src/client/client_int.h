@@ -209,8 +209,6 @@ static inline void wake_all(struct conn *c)
 		pthread_cond_broadcast(&c->cond);
 }
 
-#pragma GCC visibility push(hidden)
-
 /* ---- conn.c: connections ---- */
 void conn_init(struct conn *c, struct kvfs *kv, int idx, size_t slot_size, int n_slots);
 /* Tear down c's session and free its buffers; nobody uses c any more. */
@@ -314,7 +312,5 @@ int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wi
 void do_mr_conn_close(struct conn *c);
 /* Free the regions left on kv->mrs: kvfs_close, after every conn_destroy. */
 void mr_free_all(struct kvfs *kv);
-
-#pragma GCC visibility pop
 
 #endif
