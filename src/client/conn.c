@@ -79,7 +79,9 @@ static void do_teardown(struct conn *c)
 
 void conn_destroy(struct conn *c)
 {
+	pthread_mutex_lock(&c->lock);
 	do_teardown(c);
+	pthread_mutex_unlock(&c->lock);
 	if (c->recv_region)
 		munmap(c->recv_region, c->region_size);
 	if (c->staging_region)
