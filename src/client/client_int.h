@@ -97,7 +97,6 @@ struct creq {
 	int active;		   /* (L) */
 	int sent;		   /* (L) send completion seen */
 	int replied;		   /* (L) reply matched */
-	int failed;		   /* (L) status of a failed send or a broken conn */
 	int rx;			   /* (L) receive buffer holding the reply, -1 none */
 	size_t rx_len;		   /* (L) */
 	uint8_t *tx;		   /* (S) the send buffer; its bytes (O) */
@@ -149,7 +148,6 @@ struct conn {
 	int fd;
 	struct fab_ep *ep;
 	fab_addr_t srv_addr;
-	char provider[32];
 	struct wire_limits limits;
 	uint64_t get_inline; /* largest zero-copy GET answered inline (see open_endpoint) */
 	uint64_t session, token;

@@ -204,7 +204,6 @@ static int choose_provider(struct conn *c, struct handshake *h)
 	h->prov = pick_provider(c, &h->w, h->err, sizeof(h->err));
 	if (!h->prov)
 		return -EPROTONOSUPPORT;
-	snprintf(c->provider, sizeof(c->provider), "%s", h->prov);
 	return 0;
 }
 
