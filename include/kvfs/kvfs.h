@@ -2,7 +2,8 @@
  * libkvfs: the client of a kvfs cluster.
  *
  * A kvfs_t holds one connection per configured server, opened by the first
- * call that needs it and re-opened by the next call after a failure. Keys
+ * call that needs it and re-opened by the next call after a failure (calls
+ * that wait meanwhile share the outcome of that connect, its error too). Keys
  * are routed to servers by rendezvous hashing over the server names. Every
  * call is thread-safe: many threads may have requests in flight on one
  * kvfs_t; no lock is held across a round trip.
@@ -240,7 +241,10 @@ ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t of
  * *data points at the bytes, valid until kvfs_lease_release(*lease). Returns
  * the bytes, as kvfs_get; every return >= 0, 0 included, holds a lease to
  * release. len at most limits.slot_size, else -EINVAL. attr (may be NULL) as
- * for kvfs_get. Errors of kvfs_get, but not -EAGAIN (one request).
+ * for kvfs_get. Errors of kvfs_get, but not -EAGAIN (one request). A lost
+ * connection is re-opened only once its leases are released: a thread that
+ * holds one and calls that server again after a call to it failed waits for
+ * itself, forever.
  */
 ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, const void **data,
 		       kvfs_lease_t **lease, struct kvfs_attr *attr);
@@ -377,9 +381,13 @@ void kvfs_upload_abort(kvfs_upload_t *up);
  * the pinned value in that pool, *niov = entries used, and returns the bytes
  * they cover: short at the end of the value or when max entries are not
  * enough (a range of n MiB needs at most n + 2). The first call of a pin asks
- * the server where the value lies (one message per 128 pieces); later ones
- * send nothing. Every return >= 0 holds a lease: the views stay valid until
- * it is released (kvfs_lease_release), even if kvfs_pin_close runs first.
+ * the server where the value lies (one message per 128 pieces; first calls
+ * running at once each ask); later ones send nothing. Every return >= 0
+ * holds a lease: the views stay valid until it is released
+ * (kvfs_lease_release), even if kvfs_pin_close runs first. That lease holds
+ * only the pin, not the connection; a kvfs_pin_get_lease lease holds the
+ * connection as kvfs_get_lease's does (a thread that holds one and calls its
+ * server again after a failure waits for itself, forever).
  * -EOPNOTSUPP when the pool is not mapped (read with kvfs_pin_get_lease
  * instead).
  *

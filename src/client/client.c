@@ -134,11 +134,7 @@ void kvfs_close(kvfs_t *kv)
 	watchdog_stop(kv);
 	for (int i = 0; i < kv->cfg.n_servers; i++)
 		conn_destroy(&kv->conns[i]);
-	while (kv->mrs) {
-		struct kvfs_mr *m = kv->mrs;
-		kv->mrs = m->next;
-		free(m);
-	}
+	mr_free_all(kv);
 	pthread_mutex_destroy(&kv->lock);
 	free(kv);
 }

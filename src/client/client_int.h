@@ -1,6 +1,8 @@
 /*
  * libkvfs internals: the structs and calls the files of src/client share;
  * only the files of src/client include this. See include/kvfs/kvfs.h for the API.
+ * The structs of uploads, pins and caller-registered regions are each
+ * defined in the one file that uses their insides (upload.c, pin.c, mr.c).
  *
  * One struct conn per configured server: a TCP bootstrap/liveness socket, a
  * FI_THREAD_SAFE endpoint, two registered regions the server may write
@@ -8,13 +10,14 @@
  * and NRECV posted reply buffers. Regions are cut into slots for bulk bytes.
  *
  * Progress: the first waiting thread becomes the conn's poller and reads the
- * CQ (spinning, then yielding the core between polls); others sleep on the
- * conn's condition variable and are woken when a reply or send completion
- * lands, the conn breaks, or the poller leaves (so another takes over); an
- * empty poll wakes nobody. A freed request or buffer slot wakes them only
- * when someone waits for one. No lock is held across a round trip. A reply is
- * handed over in its receive buffer (no copy); the waiter re-posts the buffer
- * when done with it.
+ * CQ (busy-polling for 30 us from the start of its wait or the last
+ * completion, then napping 20 us after each empty poll: SPIN_NS and
+ * POLL_NAP_NS in rpc.c); others sleep on the conn's condition variable and
+ * are woken when a reply or send completion lands, the conn breaks, or the
+ * poller leaves (so another takes over); an empty poll wakes nobody. A freed
+ * request or buffer slot wakes them only when someone waits for one. No lock
+ * is held across a round trip. A reply is handed over in its receive buffer
+ * (no copy); the waiter re-posts the buffer when done with it.
  *
  * A watchdog thread per kvfs_t frees a call stuck inside libfabric on a lock
  * a dead shm server left held (watchdog.c).
@@ -27,7 +30,8 @@
  * broken; every waiter fails (-EIO, or -ETIMEDOUT for the one whose deadline
  * passed), and the next call after the last user has left tears the endpoint
  * down (closing its memory registrations, so a late RMA from the old session
- * cannot land) and connects anew.
+ * cannot land) and connects anew. The calls that waited for a connect that
+ * failed return its error; the next call after them tries again.
  *
  * Locks, and what each guards:
  *
@@ -43,15 +47,16 @@
  *                   fields with the lock released: nothing reads them until
  *                   it marks the conn up.
  *   kv->lock        kv->mrs, the regions kvfs_close frees; nothing else.
- *   pin->map_lock   map_ready and map_fetching of one pin (map_cond).
+ *   pin->map_lock   map_ready, segs and nsegs of one pin.
  *   kv->wd_lock     wd_stop (wd_cond wakes the watchdog to stop).
  *
  * Lock order: none nest; each is dropped before another is taken. No lock
  * is held across a network round trip, the TCP handshake included: a thread
  * that waits for a server first marks what it owns (conn->connecting,
- * mr_reg.busy, kvfs_pin.map_fetching, a request or buffer slot) and waits
- * on a condition variable with the lock released. So a call waits only on
- * the conn of its own server, and a silent server stalls no other.
+ * mr_reg.busy, a request or buffer slot) and waits on a condition variable
+ * with the lock released, or (a pin's map) fills memory of its own and
+ * takes the lock only to install it. So a call waits only on the conn of
+ * its own server, and a silent server stalls no other.
  *
  * Fields no lock guards say why:
  *   (S) the session's: written by the one thread that connects (it set
@@ -83,6 +88,7 @@
 #define MAX_SLOTS 64
 
 struct conn;
+struct mr_reg;
 
 struct creq {
 	struct fab_ctx send_ctx;   /* first; the provider's while the send is posted */
@@ -91,7 +97,6 @@ struct creq {
 	int active;		   /* (L) */
 	int sent;		   /* (L) send completion seen */
 	int replied;		   /* (L) reply matched */
-	int failed;		   /* (L) status of a failed send or a broken conn */
 	int rx;			   /* (L) receive buffer holding the reply, -1 none */
 	size_t rx_len;		   /* (L) */
 	uint8_t *tx;		   /* (S) the send buffer; its bytes (O) */
@@ -130,6 +135,8 @@ struct conn {
 	pthread_cond_t cond; /* with lock: see the top of this file */
 	int up;		     /* (L) session established */
 	int connecting;	     /* (L) a thread sets up the session (connect_session), unlocked */
+	uint64_t attempts;   /* (L) connects ended, failed or not */
+	int attempt_err;     /* (L) the last one's result: 0 or -errno */
 	int broken;	     /* (L) */
 	int users;	     /* (L) threads inside calls on this conn */
 	int poller;	     /* (L) a thread is reading the CQ */
@@ -141,7 +148,6 @@ struct conn {
 	int fd;
 	struct fab_ep *ep;
 	fab_addr_t srv_addr;
-	char provider[32];
 	struct wire_limits limits;
 	uint64_t get_inline; /* largest zero-copy GET answered inline (see open_endpoint) */
 	uint64_t session, token;
@@ -160,55 +166,6 @@ struct conn {
 	uint64_t req_free;	 /* (L) bitmap */
 	struct rxbuf rxs[NRECV]; /* fields as marked */
 	struct mr_reg *regs;	 /* (L) caller memory registered on this session */
-};
-
-/* A caller-registered region's registration on one conn's session; (L) of that conn. */
-struct mr_reg {
-	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
-	uint32_t region;     /* (L) server's id for it */
-	int busy;	     /* (L) a thread registers it, c->lock released */
-	struct mr_reg *next; /* (L) on conn->regs while mr is set */
-};
-
-/* A caller-registered region, registered lazily on each conn it is used on. */
-struct kvfs_mr {
-	struct kvfs *kv;		     /* (I) */
-	uint8_t *buf;			     /* (I) */
-	size_t len;			     /* (I) */
-	struct kvfs_mr *next;		     /* kv->lock */
-	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
-};
-
-struct kvfs_upload {
-	struct conn *c;		    /* (I) */
-	uint64_t gen, handle;	    /* (I) */
-	uint64_t size;		    /* no lock: each call on the upload sets it from its reply */
-	char key[KVFS_MAX_KEY + 1]; /* (I) */
-};
-
-/*
- * A value pinned on c's server in session generation gen. Immutable but for
- * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
- * reference; the last drop unpins (pin_put).
- */
-struct kvfs_pin {
-	struct conn *c;		    /* (I) */
-	uint64_t gen, handle, size; /* (I) */
-	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
-	_Atomic int refs;
-	/* where the value lies in pool, fetched by the first kvfs_pin_map */
-	pthread_mutex_t map_lock;
-	pthread_cond_t map_cond; /* map_fetching ended */
-	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
-	int map_ready;		 /* (map_lock) segs is complete */
-	int map_fetching;	 /* (map_lock) a thread fetches segs, map_lock released */
-	/* nsegs, segs: the fetching thread's; read-only once map_ready */
-	int nsegs;
-	struct pin_seg {
-		uint64_t voff; /* value offset of its first byte */
-		uint64_t len;
-		const uint8_t *addr;
-	} * segs;
 };
 
 struct kvfs {
@@ -250,8 +207,6 @@ static inline void wake_all(struct conn *c)
 		pthread_cond_broadcast(&c->cond);
 }
 
-#pragma GCC visibility push(hidden)
-
 /* ---- conn.c: connections ---- */
 void conn_init(struct conn *c, struct kvfs *kv, int idx, size_t slot_size, int n_slots);
 /* Tear down c's session and free its buffers; nobody uses c any more. */
@@ -265,8 +220,11 @@ void conn_leave(struct conn *c);
  * gone (and the state with it) or the conn is broken.
  */
 int sess_enter(struct conn *c, uint64_t gen);
-/* Mark broken; caller holds c->lock. */
+/* sess_enter with c->lock held. */
+int do_sess_enter(struct conn *c, uint64_t gen);
+/* Mark broken (and log why, once per session); do_break: caller holds c->lock. */
 void do_break(struct conn *c, const char *why);
+void conn_break(struct conn *c, const char *why);
 /* Is the server's TCP channel still quiet (0: it closed or spoke)? */
 int liveness_ok(struct conn *c);
 
@@ -350,7 +308,7 @@ int mr_check(const struct kvfs *kv, const struct kvfs_mr *m, const void *buf, si
 int mr_desc(struct conn *c, kvfs_mr_t *m, const void *buf, size_t len, struct wire_desc *d);
 /* Close every caller registration on c's session; caller holds c->lock. */
 void do_mr_conn_close(struct conn *c);
-
-#pragma GCC visibility pop
+/* Free the regions left on kv->mrs: kvfs_close, after every conn_destroy. */
+void mr_free_all(struct kvfs *kv);
 
 #endif

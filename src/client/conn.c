@@ -79,7 +79,9 @@ static void do_teardown(struct conn *c)
 
 void conn_destroy(struct conn *c)
 {
+	pthread_mutex_lock(&c->lock);
 	do_teardown(c);
+	pthread_mutex_unlock(&c->lock);
 	if (c->recv_region)
 		munmap(c->recv_region, c->region_size);
 	if (c->staging_region)
@@ -202,7 +204,6 @@ static int choose_provider(struct conn *c, struct handshake *h)
 	h->prov = pick_provider(c, &h->w, h->err, sizeof(h->err));
 	if (!h->prov)
 		return -EPROTONOSUPPORT;
-	snprintf(c->provider, sizeof(c->provider), "%s", h->prov);
 	return 0;
 }
 
@@ -388,12 +389,25 @@ int conn_enter(struct conn *c)
 	pthread_mutex_lock(&c->lock);
 	/*
 	 * Wait for the users of a broken session to leave and for another
-	 * thread's connect to end; that one may have brought the conn up.
+	 * thread's connect to end; that one may have brought the conn up. When
+	 * it failed instead, fail with its error rather than try again at once:
+	 * k threads waiting on a silent server then wait one timeout, not k.
 	 */
+	int waited = 0;
+	uint64_t attempt = 0;
 	while (!(c->up && !c->broken) && ((c->broken && c->users > 0) || c->connecting)) {
+		if (c->connecting && !waited) {
+			waited = 1;
+			attempt = c->attempts;
+		}
 		c->sleepers++;
 		pthread_cond_wait(&c->cond, &c->lock);
 		c->sleepers--;
+		if (waited && c->attempts != attempt && c->attempt_err) {
+			int ret = c->attempt_err;
+			pthread_mutex_unlock(&c->lock);
+			return ret;
+		}
 	}
 	if (c->up && !c->broken) {
 		c->users++; /* the common case: one lock, no waiting */
@@ -407,6 +421,8 @@ int conn_enter(struct conn *c)
 	int ret = connect_session(c);
 	pthread_mutex_lock(&c->lock);
 	c->connecting = 0;
+	c->attempts++;
+	c->attempt_err = ret;
 	if (!ret) {
 		c->gen++;
 		c->up = 1;
@@ -426,14 +442,20 @@ void conn_leave(struct conn *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-int sess_enter(struct conn *c, uint64_t gen)
+int do_sess_enter(struct conn *c, uint64_t gen)
 {
-	pthread_mutex_lock(&c->lock);
 	int ok = c->up && !c->broken && c->gen == gen;
 	if (ok)
 		c->users++;
-	pthread_mutex_unlock(&c->lock);
 	return ok ? 0 : -EIO;
+}
+
+int sess_enter(struct conn *c, uint64_t gen)
+{
+	pthread_mutex_lock(&c->lock);
+	int ret = do_sess_enter(c, gen);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 void do_break(struct conn *c, const char *why)
@@ -443,6 +465,13 @@ void do_break(struct conn *c, const char *why)
 		c->broken = 1;
 	}
 	wake_all(c);
+}
+
+void conn_break(struct conn *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	do_break(c, why);
+	pthread_mutex_unlock(&c->lock);
 }
 
 int liveness_ok(struct conn *c)

@@ -25,24 +25,19 @@ _Static_assert(sizeof(((struct kvfs_stats *)0)->provider) ==
 		   sizeof(((struct proto_stats *)0)->provider),
 	       "kvfs_stats.provider holds the protocol's");
 
-/* kvfs_attr and proto_attr have the same fields: a copied into a T, field by field. */
-#define ATTR_COPY(T, a)                                                                            \
-	((T){.size = (a)->size,                                                                    \
-	     .version = (a)->version,                                                              \
-	     .mtime_ns = (a)->mtime_ns,                                                            \
-	     .expiry = (a)->expiry,                                                                \
-	     .mode = (a)->mode,                                                                    \
-	     .uid = (a)->uid,                                                                      \
-	     .gid = (a)->gid})
+/* kvfs_attr has proto_attr's fields: a field added to one must be copied here. */
+_Static_assert(sizeof(struct kvfs_attr) == sizeof(struct proto_attr),
+	       "kvfs_attr and proto_attr have the same fields");
 
 static inline void attr_from_proto(struct kvfs_attr *out, const struct proto_attr *a)
 {
-	*out = ATTR_COPY(struct kvfs_attr, a);
-}
-
-static inline void attr_to_proto(struct proto_attr *out, const struct kvfs_attr *a)
-{
-	*out = ATTR_COPY(struct proto_attr, a);
+	*out = (struct kvfs_attr){.size = a->size,
+				  .version = a->version,
+				  .mtime_ns = a->mtime_ns,
+				  .expiry = a->expiry,
+				  .mode = a->mode,
+				  .uid = a->uid,
+				  .gid = a->gid};
 }
 
 /* sa NULL: out is left as it is (a request starts zeroed: nothing set). */

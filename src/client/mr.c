@@ -16,6 +16,23 @@
 
 #include "client/client_int.h"
 
+/* A caller-registered region's registration on one conn's session; (L) of that conn. */
+struct mr_reg {
+	struct fab_mr *mr;   /* (L) NULL: not registered on the current session */
+	uint32_t region;     /* (L) server's id for it */
+	int busy;	     /* (L) a thread registers it, c->lock released */
+	struct mr_reg *next; /* (L) on conn->regs while mr is set */
+};
+
+/* A caller-registered region, registered lazily on each conn it is used on. */
+struct kvfs_mr {
+	struct kvfs *kv;		     /* (I) */
+	uint8_t *buf;			     /* (I) */
+	size_t len;			     /* (I) */
+	struct kvfs_mr *next;		     /* kv->lock */
+	struct mr_reg per[KVFS_MAX_SERVERS]; /* per[i]: conns[i].lock */
+};
+
 int kvfs_mr_reg(kvfs_t *kv, void *buf, size_t len, kvfs_mr_t **out)
 {
 	if (!kv || !buf || !len || !out)
@@ -73,12 +90,12 @@ static void mr_conn_close(struct conn *c, struct kvfs_mr *m)
 	reg->mr = NULL;
 	if (mr)
 		do_reg_unlink(c, reg);
-	if (!mr || !c->up || c->broken) {
+	/* Entering holds off the teardown while we use the endpoint. */
+	if (!mr || do_sess_enter(c, c->gen)) {
 		fab_mr_close(mr); /* a broken session's endpoint is still open */
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	c->users++; /* holds off the teardown while we use the endpoint */
 	pthread_mutex_unlock(&c->lock);
 	struct wire_req q;
 	req_init(c, &q, OP_UNREG);
@@ -190,4 +207,13 @@ void do_mr_conn_close(struct conn *c)
 		reg->next = NULL;
 	}
 	c->regs = NULL;
+}
+
+void mr_free_all(struct kvfs *kv)
+{
+	while (kv->mrs) {
+		struct kvfs_mr *m = kv->mrs;
+		kv->mrs = m->next;
+		free(m);
+	}
 }

@@ -20,6 +20,29 @@
 
 #include "common/log.h"
 
+/*
+ * A value pinned on c's server in session generation gen. Immutable but for
+ * refs and the map: kvfs_pin_close and each kvfs_pin_map lease hold a
+ * reference; the last drop unpins (pin_put).
+ */
+struct kvfs_pin {
+	struct conn *c;		    /* (I) */
+	uint64_t gen, handle, size; /* (I) */
+	struct pool_map *pool;	    /* (I) c->pool when pinned, with a reference */
+	_Atomic int refs;
+	struct kvfs_lease lease; /* (I) what kvfs_pin_map lends: {.pin = this} */
+	/* where the value lies in pool, installed by the first kvfs_pin_map to fetch it */
+	pthread_mutex_t map_lock;
+	int map_ready; /* (map_lock) segs and nsegs are set */
+	/* nsegs, segs: (map_lock) until map_ready, then read-only */
+	int nsegs;
+	struct pin_seg {
+		uint64_t voff; /* value offset of its first byte */
+		uint64_t len;
+		const uint8_t *addr;
+	} * segs;
+};
+
 void pool_put(struct pool_map *m)
 {
 	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
@@ -82,7 +105,6 @@ int kvfs_pin_open(kvfs_t *kv, const char *key, kvfs_pin_t **out, struct kvfs_att
 	p->size = rep.attr.size;
 	atomic_init(&p->refs, 1);
 	pthread_mutex_init(&p->map_lock, NULL);
-	pthread_cond_init(&p->map_cond, NULL);
 	p->lease.pin = p;
 	if (attr)
 		attr_from_proto(attr, &rep.attr);
@@ -134,15 +156,17 @@ ssize_t kvfs_pin_get(kvfs_pin_t *p, void *buf, size_t len, uint64_t off)
 
 /*
  * Ask the server where the whole pinned value lies in its pool (up to
- * WIRE_MAP_SEGS ranges per message) into p->segs. Caller has set
- * p->map_fetching and entered p->c. Returns 0 or -errno.
+ * WIRE_MAP_SEGS ranges per message) into a new array: *segs (the caller
+ * frees it, on failure too) of *nsegs entries. Touches nothing of p but
+ * what is (I). Caller has entered p->c. Returns 0 or -errno.
  */
-static int pin_fetch_map(struct kvfs_pin *p)
+static int pin_fetch_map(struct kvfs_pin *p, struct pin_seg **segs, int *nsegs)
 {
 	struct wire_seg seg[WIRE_MAP_SEGS];
 	uint64_t done = 0;
 	int cap = 0;
-	p->nsegs = 0;
+	*segs = NULL;
+	*nsegs = 0;
 	while (done < p->size) {
 		struct wire_req q;
 		struct wire_rep rep;
@@ -161,23 +185,51 @@ static int pin_fetch_map(struct kvfs_pin *p)
 			k = wire_segs_decode(rep.data, rep.dlen, rep.n, p->pool->len, seg,
 					     WIRE_MAP_SEGS);
 		req_put(p->c, r);
-		if (k >= 0 && p->nsegs + k > cap) {
-			cap = 2 * (p->nsegs + k);
-			struct pin_seg *n = realloc(p->segs, (size_t)cap * sizeof(*n));
+		if (k >= 0 && *nsegs + k > cap) {
+			cap = 2 * (*nsegs + k);
+			struct pin_seg *n = realloc(*segs, (size_t)cap * sizeof(*n));
 			if (n)
-				p->segs = n;
+				*segs = n;
 			else
 				k = -ENOMEM;
 		}
 		if (k < 0)
 			return k;
 		for (int i = 0; i < k; i++) {
-			p->segs[p->nsegs++] =
+			(*segs)[(*nsegs)++] =
 			    (struct pin_seg){done, seg[i].len, p->pool->base + seg[i].off};
 			done += seg[i].len;
 		}
 	}
 	return 0;
+}
+
+/*
+ * Make p's map ready: fetch it with no lock held and install it under
+ * map_lock. Threads that find it missing at once each fetch one; the first
+ * to finish installs its copy, the others free theirs (a pin's map is the
+ * same whoever asks). Caller has entered p->c. Returns 0 or -errno.
+ */
+static int pin_map_ready(struct kvfs_pin *p)
+{
+	pthread_mutex_lock(&p->map_lock);
+	int ready = p->map_ready;
+	pthread_mutex_unlock(&p->map_lock);
+	if (ready)
+		return 0;
+	struct pin_seg *segs;
+	int nsegs;
+	int ret = pin_fetch_map(p, &segs, &nsegs);
+	pthread_mutex_lock(&p->map_lock);
+	if (!ret && !p->map_ready) {
+		p->segs = segs;
+		p->nsegs = nsegs;
+		p->map_ready = 1;
+		segs = NULL;
+	}
+	pthread_mutex_unlock(&p->map_lock);
+	free(segs);
+	return ret;
 }
 
 ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov, int max, int *niov,
@@ -198,26 +250,11 @@ ssize_t kvfs_pin_map(kvfs_pin_t *p, size_t len, uint64_t off, struct iovec *iov,
 	if (ret)
 		return ret;
 	if (!liveness_ok(p->c)) {
-		pthread_mutex_lock(&p->c->lock);
-		do_break(p->c, "server closed the session");
-		pthread_mutex_unlock(&p->c->lock);
+		conn_break(p->c, "server closed the session");
 		ret = -EIO;
 	}
-	/* One thread fetches the map, with map_lock released; the others wait for it. */
-	pthread_mutex_lock(&p->map_lock);
-	while (!ret && p->map_fetching)
-		pthread_cond_wait(&p->map_cond, &p->map_lock);
-	int fetch = !ret && !p->map_ready;
-	p->map_fetching = fetch;
-	pthread_mutex_unlock(&p->map_lock);
-	if (fetch) {
-		ret = pin_fetch_map(p);
-		pthread_mutex_lock(&p->map_lock);
-		p->map_ready = !ret;
-		p->map_fetching = 0;
-		pthread_cond_broadcast(&p->map_cond);
-		pthread_mutex_unlock(&p->map_lock);
-	}
+	if (!ret)
+		ret = pin_map_ready(p);
 	conn_leave(p->c);
 	if (ret)
 		return ret;
@@ -257,7 +294,6 @@ void pin_put(struct kvfs_pin *p)
 	}
 	pool_put(p->pool);
 	pthread_mutex_destroy(&p->map_lock);
-	pthread_cond_destroy(&p->map_cond);
 	free(p->segs);
 	free(p);
 }

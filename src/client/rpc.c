@@ -47,7 +47,7 @@ static struct creq *req_get(struct conn *c)
 		r = &c->reqs[i];
 		r->id = (uint64_t)i | ((r->id >> 8) + 1) << 8;
 		r->active = 1;
-		r->sent = r->replied = r->failed = 0;
+		r->sent = r->replied = 0;
 		r->rx = -1;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -126,10 +126,8 @@ static int do_complete(struct conn *c, const struct fab_cqe *e)
 		return 0;
 	}
 	struct creq *r = e->ctx;
-	if (e->err) {
-		r->failed = e->err;
+	if (e->err)
 		do_break(c, "send failed");
-	}
 	r->sent = 1;
 	return 1;
 }
@@ -172,9 +170,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 			return -ETIMEDOUT;
 	}
 	if (ret) {
-		pthread_mutex_lock(&c->lock);
-		do_break(c, "cannot send");
-		pthread_mutex_unlock(&c->lock);
+		conn_break(c, "cannot send");
 		return -EIO;
 	}
 	/*

@@ -5,11 +5,16 @@
  * upload (up_enter fails with -EIO rather than reconnecting).
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client/client_int.h"
+
+struct kvfs_upload {
+	struct conn *c;	      /* (I) */
+	uint64_t gen, handle; /* (I) */
+	uint64_t size;	      /* no lock: each call on the upload sets it from its reply */
+};
 
 int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t **out)
 {
@@ -27,7 +32,6 @@ int kvfs_upload_open(kvfs_t *kv, const char *key, unsigned flags, kvfs_upload_t 
 	}
 	up->handle = rep.handle;
 	up->size = rep.attr.size;
-	snprintf(up->key, sizeof(up->key), "%s", key);
 	*out = up;
 	return 0;
 }

@@ -41,8 +41,13 @@ static void unwedge(struct conn *c)
 		int64_t since = atomic_load(&c->rxs[i].fab_since);
 		stuck |= since && now - since > WEDGE_NS;
 	}
+	/*
+	 * Keep the endpoint while we look. Not sess_enter: the stuck call's
+	 * conn is often broken already (its waiters timed out), and the
+	 * endpoint stays for it until it is freed.
+	 */
 	if (stuck)
-		c->users++; /* keep the endpoint while we look */
+		c->users++;
 	pthread_mutex_unlock(&c->lock);
 	if (!stuck)
 		return;

@@ -242,23 +242,27 @@ Test(failure, client_death_frees_uploads, .fini = stop, .timeout = 60)
 
 /*
  * One server frozen (SIGSTOP, so its port still accepts) must not hold up
- * the others: while a thread waits out the timeout on a call to its keys
- * (in the handshake of a fresh connection, or in the registration of memory
- * on an established one), zero-copy calls to a healthy server's keys, with
- * their own registration and handshake, take what they always take.
+ * the others: while threads wait out the timeout on calls to its keys (in
+ * the handshake of a fresh connection, or in the registration of memory on
+ * an established one), zero-copy calls to a healthy server's keys, with
+ * their own registration and handshake, take what they always take. And
+ * the waiters wait one timeout, not one each: those that waited for
+ * another's handshake fail with it.
  */
 #define FROZEN_TIMEOUT_MS 4000
+#define NWAITERS	  3
 
 static int frozen = -1;
 
-static struct {
+static struct waiter {
 	pthread_t t;
 	int started;
 	int zero_copy; /* kvfs_mr_reg + kvfs_get_mr, else kvfs_get */
 	char key[32];
 	ssize_t ret;
+	int64_t ms; /* how long its call took */
 	_Atomic int done;
-} waiter;
+} waiters[NWAITERS];
 
 static void start_two_frozen_timeout(void)
 {
@@ -267,17 +271,19 @@ static void start_two_frozen_timeout(void)
 	kv = h_client(&cl);
 }
 
-/* Join the waiter first (it ends by its timeout): kvfs_close needs no calls running. */
-static void join_waiter(void)
+/* Join the waiters first (they end by their timeout): kvfs_close needs no calls running. */
+static void join_waiters(void)
 {
-	if (waiter.started)
-		pthread_join(waiter.t, NULL);
-	waiter.started = 0;
+	for (int i = 0; i < NWAITERS; i++) {
+		if (waiters[i].started)
+			pthread_join(waiters[i].t, NULL);
+		waiters[i].started = 0;
+	}
 }
 
 static void thaw_and_stop(void)
 {
-	join_waiter();
+	join_waiters();
 	if (frozen >= 0)
 		kill(cl.pids[frozen], SIGCONT);
 	frozen = -1;
@@ -296,23 +302,28 @@ static void key_of(int idx, const char *prefix, char *out, size_t n)
 
 static void *wait_on_frozen(void *arg)
 {
-	(void)arg;
-	static uint8_t buf[1u << 20];
+	struct waiter *w = arg;
+	size_t len = 1u << 20;
+	uint8_t *buf = malloc(len);
 	kvfs_mr_t *mr = NULL;
-	ssize_t n = 0;
-	if (waiter.zero_copy)
-		n = kvfs_mr_reg(kv, buf, sizeof(buf), &mr);
-	if (!n && waiter.zero_copy)
-		n = kvfs_get_mr(kv, waiter.key, buf, sizeof(buf), 0, mr, NULL);
+	int64_t t0 = h_now_ms();
+	ssize_t n = buf ? 0 : -ENOMEM;
+	if (!n && w->zero_copy)
+		n = kvfs_mr_reg(kv, buf, len, &mr);
+	if (!n && w->zero_copy)
+		n = kvfs_get_mr(kv, w->key, buf, len, 0, mr, NULL);
 	else if (!n)
-		n = kvfs_get(kv, waiter.key, buf, sizeof(buf), 0, NULL);
+		n = kvfs_get(kv, w->key, buf, len, 0, NULL);
+	w->ms = h_now_ms() - t0;
 	kvfs_mr_close(mr);
-	waiter.ret = n;
-	atomic_store(&waiter.done, 1);
+	free(buf);
+	w->ret = n;
+	atomic_store(&w->done, 1);
 	return NULL;
 }
 
-/* Freeze server `frozen`, start the waiter on its key, time a healthy server's zero-copy calls. */
+/* Freeze server `frozen`, start the waiters on its keys, time a healthy server's zero-copy calls.
+ */
 static void zero_copy_beside_frozen(int zero_copy)
 {
 	char key[32];
@@ -320,14 +331,19 @@ static void zero_copy_beside_frozen(int zero_copy)
 	uint8_t *v = malloc(len);
 	cr_assert_not_null(v);
 	frozen = 1;
-	key_of(frozen, "frozen", waiter.key, sizeof(waiter.key));
 	key_of(0, "healthy", key, sizeof(key));
-	waiter.zero_copy = zero_copy;
-	atomic_store(&waiter.done, 0);
 	cr_assert_eq(kill(cl.pids[frozen], SIGSTOP), 0);
-	cr_assert_eq(pthread_create(&waiter.t, NULL, wait_on_frozen, NULL), 0);
-	waiter.started = 1;
-	usleep(300 * 1000); /* the waiter is inside its call by now */
+	for (int i = 0; i < NWAITERS; i++) {
+		struct waiter *w = &waiters[i];
+		char prefix[16];
+		snprintf(prefix, sizeof(prefix), "frozen%d", i);
+		key_of(frozen, prefix, w->key, sizeof(w->key));
+		w->zero_copy = zero_copy;
+		atomic_store(&w->done, 0);
+		cr_assert_eq(pthread_create(&w->t, NULL, wait_on_frozen, w), 0);
+		w->started = 1;
+	}
+	usleep(300 * 1000); /* the waiters are inside their calls by now */
 
 	int64_t t0 = h_now_ms();
 	kvfs_mr_t *mr;
@@ -340,17 +356,26 @@ static void zero_copy_beside_frozen(int zero_copy)
 	cr_assert_eq(n, (ssize_t)len, "get_mr: %s", n < 0 ? kvfs_strerror((int)n) : "short");
 	kvfs_mr_close(mr);
 	int64_t dt = h_now_ms() - t0;
-	int waiting = !atomic_load(&waiter.done);
+	int waiting = 0;
+	for (int i = 0; i < NWAITERS; i++)
+		waiting += !atomic_load(&waiters[i].done);
 
-	join_waiter(); /* it waits out the timeout */
+	join_waiters(); /* they wait out the timeout */
 	kill(cl.pids[frozen], SIGCONT);
 	frozen = -1;
 	cr_assert(h_check(v, len, 11, 0));
-	cr_assert(waiting, "the call to the frozen server ended first (%zd)", waiter.ret);
+	cr_assert_eq(waiting, NWAITERS, "a call to the frozen server ended first");
 	cr_assert_leq(dt, FROZEN_TIMEOUT_MS / 4,
 		      "zero-copy calls beside a frozen server took %lld ms", (long long)dt);
-	cr_assert(waiter.ret == -ETIMEDOUT || waiter.ret == -EIO, "call to the frozen server: %zd",
-		  waiter.ret);
+	for (int i = 0; i < NWAITERS; i++) {
+		const struct waiter *w = &waiters[i];
+		cr_assert(w->ret == -ETIMEDOUT || w->ret == -EIO,
+			  "call %d to the frozen server: %zd", i, w->ret);
+		cr_assert_leq(
+		    w->ms, FROZEN_TIMEOUT_MS * 3 / 2,
+		    "call %d to the frozen server took %lld ms (%d waiters, %d ms timeout)", i,
+		    (long long)w->ms, NWAITERS, FROZEN_TIMEOUT_MS);
+	}
 	free(v);
 }
 
