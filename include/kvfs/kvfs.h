@@ -46,8 +46,9 @@
  * Receive and staging slots. Each connection has client.buffer / slot_size
  * receive slots (8 to 64) and as many staging slots. A copying read
  * (kvfs_get, kvfs_upload_read, kvfs_pin_get) of more than
- * limits.inline_threshold bytes and every lease take a receive slot; such a
- * write (kvfs_put, kvfs_upload_write), a staging slot. A call waits, without
+ * limits.inline_threshold bytes and every lease of kvfs_get_lease or
+ * kvfs_pin_get_lease take a receive slot (a kvfs_pin_map lease takes none);
+ * such a write (kvfs_put, kvfs_upload_write), a staging slot. A call waits, without
  * a timeout, for a free one. So release leases soon: holding them all
  * blocks every such call to that server, and while a lease is held a lost
  * connection to its server cannot be re-opened (calls to it wait for the
