@@ -68,6 +68,7 @@ void same_fd(const char *what, const struct result r[2]);
 void compare_bytes(const char *what, const unsigned char *a, const unsigned char *b, size_t n);
 void compare_contents(const char *path);
 void compare_path(const char *path);
+void compare_mtime(const char *what, const char *path);
 int list(int s, const char *path, char ***out);
 void compare_dir(const char *path, bool recurse);
 void compare_handle(struct handle *h);

@@ -199,6 +199,21 @@ void compare_path(const char *path)
 		compare_contents(path);
 }
 
+/* stat both following symlinks: same result, same mtime (only right after utimens). */
+void compare_mtime(const char *what, const char *path)
+{
+	struct stat st[2];
+	struct result r[2];
+	for (int s = 0; s < 2; s++)
+		RES(r[s], fstatat(rootfd[s], path, &st[s], 0));
+	same(what, r);
+	if (r[REF].v == 0 && (st[SUT].st_mtim.tv_sec != st[REF].st_mtim.tv_sec ||
+			      st[SUT].st_mtim.tv_nsec != st[REF].st_mtim.tv_nsec))
+		diverge("%s: mtime %jd.%09ld under test, %jd.%09ld reference", what,
+			(intmax_t)st[SUT].st_mtim.tv_sec, st[SUT].st_mtim.tv_nsec,
+			(intmax_t)st[REF].st_mtim.tv_sec, st[REF].st_mtim.tv_nsec);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
