@@ -5,7 +5,8 @@
  * - Open pins the key's current value on its server (kvfs_pin_open), so a
  *   handle reads one version from first to last byte. Reads lend the
  *   registered receive slot (kvfs_pin_get_lease) and reply from it: the
- *   bytes land there by RMA and go to the kernel with no copy. From a server
+ *   bytes land there by RMA and go to the kernel with no copy (a read
+ *   larger than a slot is copied out of it piece by piece). From a server
  *   on this host whose pool is mapped here, they reply straight from the
  *   pool (kvfs_pin_map), and the server moves nothing. A read-only
  *   open of a small value fetches it whole instead (reader_open). The page
@@ -131,6 +132,27 @@ static int h_commit(struct fs *fs, struct handle *h)
 	return ret;
 }
 
+/*
+ * Pin key into h->pin and learn the largest lease its server gives (the pin
+ * connected it, so that sends nothing). Caller holds h->pin_lock
+ * exclusively, or h is not shared yet.
+ */
+static int h_pin_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
+{
+	struct kvfs_limits lim;
+	int ret = kvfs_pin_open(fs->kv, key, &h->pin, a);
+	if (ret)
+		return ret;
+	ret = kvfs_limits(fs->kv, kvfs_server_of(fs->kv, key), &lim);
+	if (ret) {
+		kvfs_pin_close(h->pin);
+		h->pin = NULL;
+		return ret;
+	}
+	h->lease_max = lim.slot_size;
+	return 0;
+}
+
 struct handle *handle_new(struct fs *fs, struct inode *n, int flags)
 {
 	struct handle *h = calloc(1, sizeof(*h));
@@ -245,7 +267,7 @@ static int reader_open(struct fs *fs, struct handle *h, const char *key, struct 
 			return (int)n;
 		/* it grew (or changed while read): pin it */
 	}
-	return kvfs_pin_open(fs->kv, key, &h->pin, a);
+	return h_pin_open(fs, h, key, a);
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -285,8 +307,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			goto fail;
 		h_touched(fs, h);
 	} else {
-		ret = writable(fi->flags) ? kvfs_pin_open(fs->kv, key, &h->pin, &a)
-					  : reader_open(fs, h, key, &a);
+		ret =
+		    writable(fi->flags) ? h_pin_open(fs, h, key, &a) : reader_open(fs, h, key, &a);
 		h->pin_attr = a;
 		if (ret)
 			goto fail;
@@ -366,9 +388,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		pthread_rwlock_unlock(&h->pin_lock);
 		pthread_rwlock_wrlock(&h->pin_lock);
 		int len = h->pin ? 0 : itab_key(&fs->it, ino, "", key, sizeof(key));
-		int ret = len < 0  ? len
-			  : h->pin ? 0
-				   : kvfs_pin_open(fs->kv, key, &h->pin, &h->pin_attr);
+		int ret = len < 0 ? len : h->pin ? 0 : h_pin_open(fs, h, key, &h->pin_attr);
 		pthread_rwlock_unlock(&h->pin_lock);
 		if (ret) {
 			reply_err(req, ret == -ENOENT ? -ESTALE : ret);
@@ -383,12 +403,27 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	 */
 	struct iovec iov[8];
 	int niov = 1;
-	kvfs_lease_t *lease;
+	kvfs_lease_t *lease = NULL;
 	n = kvfs_pin_map(h->pin, size, (uint64_t)off, iov, 8, &niov, &lease);
-	if (n == -EOPNOTSUPP) {
+	if (n == -EOPNOTSUPP && size <= h->lease_max) {
 		const void *data;
 		n = kvfs_pin_get_lease(h->pin, size, (uint64_t)off, &data, &lease);
 		iov[0] = (struct iovec){(void *)data, n > 0 ? (size_t)n : 0};
+		niov = 1;
+	} else if (n == -EOPNOTSUPP) {
+		/*
+		 * A read larger than one receive slot (a small client.buffer):
+		 * copied through one slot at a time into the worker's scratch
+		 * buffer. Leasing several slots per read instead could leave
+		 * every worker holding some and waiting for the rest.
+		 */
+		struct fs_worker_buf *wb = fs_tls_buf;
+		if (wb && !wb->scratch)
+			wb->scratch = malloc(fs->o.max_read);
+		n = !wb || !wb->scratch ? -ENOMEM
+					: kvfs_pin_get(h->pin, wb->scratch, size, (uint64_t)off);
+		iov[0] = (struct iovec){wb ? wb->scratch : NULL, n > 0 ? (size_t)n : 0};
+		niov = 1;
 	}
 	/*
 	 * Done with h before replying: once the reply is out, the reader may

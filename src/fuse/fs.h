@@ -38,6 +38,7 @@ struct fs_worker_buf {
 	void *mem;
 	size_t len;
 	kvfs_mr_t *mr;
+	char *scratch; /* max_read bytes for reads larger than a slot (file.c), or NULL */
 };
 /* Set by each worker thread for itself (NULL elsewhere). */
 extern __thread struct fs_worker_buf *fs_tls_buf;

@@ -291,9 +291,11 @@ static int serve(struct fs *fs)
 		}
 		kvfs_mr_close(w[i].wb.mr);
 	}
-	for (unsigned i = 0; w && i < n; i++)
+	for (unsigned i = 0; w && i < n; i++) {
 		if (w[i].wb.mem)
 			munmap(w[i].wb.mem, w[i].wb.len);
+		free(w[i].wb.scratch);
+	}
 	free(w);
 	return ret;
 }

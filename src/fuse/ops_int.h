@@ -40,6 +40,7 @@ struct handle {
 	pthread_rwlock_t pin_lock;
 	kvfs_pin_t *pin;	   /* pin_lock */
 	struct kvfs_attr pin_attr; /* pin_lock: the pinned (or whole) version's attributes */
+	size_t lease_max;	   /* pin_lock: the pin's server's largest lease (slot_size) */
 	/*
 	 * A reader of a small value holds the whole value instead of a pin
 	 * (see reader_open); immutable once open.

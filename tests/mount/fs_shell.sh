@@ -4,7 +4,8 @@
 # rm -r, ls -l, chmod, touch -d, symlinks, refused hard links and fifos, df,
 # the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
 # fuse.kvfs, the daemonizing start, O_APPEND, truncate, keys written by
-# kvfsctl (valid and invalid as paths), and a directory of 10,000 keys.
+# kvfsctl (valid and invalid as paths), a directory of 10,000 keys, and
+# reads larger than a receive slot (client.buffer = 4M).
 #   fs_shell.sh BUILD_DIR [SOURCE_DIR]
 . "$(dirname "$0")/mount_lib.sh"
 ml_init "$@"
@@ -377,6 +378,27 @@ if ml_mount "$M9" -o max_read=65536,max_write=65536; then
 	record "unmount the max_read/max_write mount" $?
 else
 	record "mount -o max_read=65536,max_write=65536" 1
+fi
+
+# client.buffer = 4M: receive slots of 512 KiB, half a FUSE read (max_read
+# 1 MiB), so a read by RMA (local_map = false, on shm too) is copied through
+# a slot piece by piece. A writer kept open makes the readers use direct I/O, whose reads
+# have the reader's size (page-cache reads are smaller): dd bs=1M and cat of a
+# 6 MB file must give its bytes.
+SMALL=$T/small-buffer.conf
+sed -e 's/buffer = "64M"/buffer = "4M"/' -e 's/local_map = true/local_map = false/' "$CONF" >"$SMALL"
+M10=$T/m10
+if grep -q 'buffer = "4M".*local_map = false' "$SMALL" && CONF=$SMALL ml_mount "$M10"; then
+	t_small_slots() {
+		head -c 6300000 /dev/urandom >"$T/s6" && cp "$T/s6" "$M10/s6" && exec 3>>"$M10/s6" &&
+			dd if="$M10/s6" bs=1M status=none | cmp "$T/s6" - && cat "$M10/s6" | cmp "$T/s6" - &&
+			exec 3>&- && cmp "$T/s6" "$M/s6"
+	}
+	check "client.buffer = 4M, local_map = false: dd bs=1M and cat of a 6 MB file" t_small_slots
+	ml_umount "$M10"
+	record "unmount the client.buffer = 4M mount" $?
+else
+	record "mount with client.buffer = 4M, local_map = false" 1 "$(cat "$SMALL")"
 fi
 
 # Without -f the daemon forks once the mount is ready: no waiting.
