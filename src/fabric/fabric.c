@@ -524,6 +524,15 @@ static int read_error(struct fab_ep *e, struct fab_cqe *out)
 		return r == -FI_EAGAIN ? 0 : fail("fi_cq_readerr", (int)r);
 	char buf[256] = "";
 	const char *detail = fi_cq_strerror(e->cq, err.prov_errno, err.err_data, buf, sizeof(buf));
+	if (!err.op_context) {
+		/*
+		 * Nothing of ours to complete: libfabric 1.17's shm reports some
+		 * failures of a peer that vanished mid-RMA with no context.
+		 */
+		log_warn("completion error of no posted operation, dropped: %s (%s)",
+			 fi_strerror(err.err), detail ? detail : "");
+		return 0;
+	}
 	log_warn("completion error: %s (%s)", fi_strerror(err.err), detail ? detail : "");
 	out->ctx = err.op_context;
 	out->flags = err.flags;

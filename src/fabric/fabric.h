@@ -102,7 +102,9 @@ int fab_post_read(struct fab_ep *ep, const struct iovec *iov, void **desc, size_
  * nap_us > 0, sleep that long and look once more (idle callers back off
  * instead of spinning a core). Returns the count (0 = none), or a negative
  * errno for a failure of the CQ itself. Failed operations come back as
- * entries with err set (logged with fi_cq_strerror).
+ * entries with err set (logged with fi_cq_strerror); every entry carries the
+ * ctx it was posted with (an error of no posted operation is logged and
+ * dropped).
  */
 int fab_poll(struct fab_ep *ep, struct fab_cqe *out, int max, int nap_us);
 
