@@ -54,6 +54,7 @@ struct kvfs_config {
 	uint64_t server_memory;	   /* default 1G, at least 16M */
 	uint64_t server_max_value; /* default 1G, at most server_memory */
 	enum kvfs_eviction eviction;
+	int server_prefault; /* populate the pool at start (default 1) */
 
 	uint64_t client_buffer; /* default 64M, at least 4M */
 	unsigned timeout_ms;	/* default 2000, 1..3600000 */

@@ -114,6 +114,7 @@ void config_defaults(struct kvfs_config *c)
 	c->server_memory = DEF_MEMORY;
 	c->server_max_value = DEF_MAX_VALUE;
 	c->eviction = KVFS_EVICT_LRU;
+	c->server_prefault = 1;
 	c->client_buffer = DEF_BUFFER;
 	c->timeout_ms = DEF_TIMEOUT;
 	c->local_map = 1;

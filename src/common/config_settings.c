@@ -325,22 +325,34 @@ static int set_buffer(struct kvfs_config *c, const struct val *v, const char *se
 }
 
 /* true / false, or the strings "true" / "false" (kvfs_config_set). */
-static int set_local_map(struct kvfs_config *c, const struct val *v, const char *setting,
-			 const struct where *w, char *err, size_t errlen)
+static int get_bool(const struct val *v, const char *setting, const struct where *w, char *err,
+		    size_t errlen, int *out)
 {
 	char vs[128];
 	if (v->kind == VAL_BOOL)
-		c->local_map = (int)v->i;
+		*out = (int)v->i;
 	else if (v->kind == VAL_STR && strcmp(v->s, "true") == 0)
-		c->local_map = 1;
+		*out = 1;
 	else if (v->kind == VAL_STR && strcmp(v->s, "false") == 0)
-		c->local_map = 0;
+		*out = 0;
 	else {
 		cfg_errf(err, errlen, w, setting, "%s is not a boolean; valid: true or false",
 			 val_str(vs, sizeof(vs), v));
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int set_local_map(struct kvfs_config *c, const struct val *v, const char *setting,
+			 const struct where *w, char *err, size_t errlen)
+{
+	return get_bool(v, setting, w, err, errlen, &c->local_map);
+}
+
+static int set_prefault(struct kvfs_config *c, const struct val *v, const char *setting,
+			const struct where *w, char *err, size_t errlen)
+{
+	return get_bool(v, setting, w, err, errlen, &c->server_prefault);
 }
 
 static int set_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
@@ -378,6 +390,7 @@ const struct setting_desc cfg_settings[] = {
     {"server", "memory", set_memory, ROLE_MEMORY},
     {"server", "max_value", set_max_value, ROLE_MAX_VALUE},
     {"server", "eviction", set_eviction, ROLE_PLAIN},
+    {"server", "prefault", set_prefault, ROLE_PLAIN},
     {"client", "buffer", set_buffer, ROLE_PLAIN},
     {"client", "timeout_ms", set_timeout, ROLE_PLAIN},
     {"client", "local_map", set_local_map, ROLE_PLAIN},

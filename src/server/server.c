@@ -332,14 +332,25 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&srv.store_lock, NULL);
 	struct store_config sc = {.memory = srv.cfg.server_memory,
 				  .max_value = srv.cfg.server_max_value,
-				  .evict_none = srv.cfg.eviction == KVFS_EVICT_NONE};
+				  .evict_none = srv.cfg.eviction == KVFS_EVICT_NONE,
+				  .prefault = srv.cfg.server_prefault};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = store_open(&srv.store, &sc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (ret) {
 		fprintf(stderr,
 			"kvfs-server: %s: server.memory: cannot set up a pool of %llu bytes: %s\n",
 			conf, (unsigned long long)sc.memory, strerror(-ret));
+		if (sc.prefault)
+			fprintf(stderr, "kvfs-server: (server.prefault = false starts without "
+					"giving the pool its memory first)\n");
 		return 1;
 	}
+	log_info("pool of %llu MiB set up in %.0f ms (%s)",
+		 (unsigned long long)(store_pool_size(srv.store) >> 20),
+		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+		 sc.prefault ? "prefaulted" : "not prefaulted");
 	struct stat pst;
 	if (store_pool_fd(srv.store) >= 0 && fstat(store_pool_fd(srv.store), &pst) == 0)
 		srv.pool = (struct wire_pool){(uint32_t)getpid(), store_pool_fd(srv.store),

@@ -297,7 +297,7 @@ int store_open(struct store **out, const struct store_config *cfg)
 		return -ENOMEM;
 	s->max_value = cfg->max_value ? cfg->max_value : npages * PAGE;
 	s->evict_none = cfg->evict_none;
-	if (slab_open(s, (uint32_t)npages) || index_open(s) || dir_open(s)) {
+	if (slab_open(s, (uint32_t)npages, cfg->prefault) || index_open(s) || dir_open(s)) {
 		store_close(s);
 		return -ENOMEM;
 	}

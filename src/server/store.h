@@ -63,6 +63,7 @@ struct store_config {
 	uint64_t memory;    /* pool bytes, rounded down to whole pages, >= 16 pages */
 	uint64_t max_value; /* largest value; -EFBIG beyond */
 	int evict_none;	    /* 1 = eviction "none" */
+	int prefault;	    /* 1 = populate every pool page in store_open */
 };
 
 struct store_stats {

@@ -264,8 +264,11 @@ static inline const uint8_t *item_page_base(const struct item *it)
 
 /* -------------------------------------------- pool and slabs (store_slab.c) */
 
-/* Map the pool of npages and set up its pages and slab classes. 0 or -ENOMEM. */
-int slab_open(struct store *s, uint32_t npages);
+/*
+ * Map the pool of npages and set up its pages and slab classes; with
+ * prefault, give every page its memory now (see pool_populate). 0 or -ENOMEM.
+ */
+int slab_open(struct store *s, uint32_t npages, int prefault);
 void slab_close(struct store *s);
 void page_put(struct store *s, uint32_t p);
 /* A whole page (kind set by the caller), evicting under lru. */

@@ -1,7 +1,7 @@
 /*
  * Unit tests of src/common/config_settings.c: the values each setting
  * accepts and rejects in a file (sizes, provider, domains, eviction,
- * timeout, local_map) and the secret file.
+ * timeout, local_map, prefault) and the secret file.
  */
 #include "config_fixture.h"
 
@@ -101,6 +101,12 @@ Test(config, provider_domains_eviction_timeout)
 	expect_error(SRV "client = {\n  local_map = 1;\n};\n", 3, "client.local_map");
 	expect_error(SRV "client = {\n  local_map = \"yes\";\n};\n", 3, "client.local_map");
 	expect_error(SRV "client = {\n  buffer = true;\n};\n", 3, "client.buffer");
+
+	expect_ok(SRV "");
+	cr_assert_eq(cfg.server_prefault, 1, "the pool is prefaulted by default");
+	expect_ok(SRV "server = { prefault = false; };\n");
+	cr_assert_eq(cfg.server_prefault, 0);
+	expect_error(SRV "server = {\n  prefault = \"no\";\n};\n", 3, "server.prefault");
 }
 
 static void secret_conf(const char *secret_path, char *text, size_t len)

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 /* ------------------------------------------------------------- chunking */
 
@@ -298,5 +300,41 @@ Test(store, page_steal_across_classes)
 
 	cr_assert_eq(st.keys, (uint64_t)(present + present_l + 1));
 	cr_assert_eq(st.evictions, (uint64_t)(n + 200 - present - present_l));
+	store_close(s);
+}
+
+/* ------------------------------------------------------------- prefault */
+
+/* Pages of [p, p + len) the kernel has in memory (mincore). */
+static size_t resident_pages(void *p, size_t len)
+{
+	size_t n = len / 4096, in = 0;
+	unsigned char *v = malloc(n);
+
+	cr_assert_not_null(v);
+	cr_assert_eq(mincore(p, len, v), 0, "mincore: %s", strerror(errno));
+	for (size_t i = 0; i < n; i++)
+		in += v[i] & 1;
+	free(v);
+	return in;
+}
+
+Test(store, prefault_gives_every_page_its_memory)
+{
+	struct store_config c = {.memory = 48 * MiB, .max_value = 8 * MiB, .prefault = 1};
+	struct store *s;
+
+	cr_assert_eq(store_open(&s, &c), 0);
+	cr_assert_eq(resident_pages(store_pool_base(s), store_pool_size(s)),
+		     store_pool_size(s) / 4096);
+	cr_assert_eq(put_pat(s, "k", 1, 3 * MiB), 0);
+	cr_assert_eq(check_key(s, "k", 1, 3 * MiB), 0);
+	store_close(s);
+
+	/* without it, a fresh pool has (almost) nothing in memory */
+	c.prefault = 0;
+	cr_assert_eq(store_open(&s, &c), 0);
+	cr_assert_lt(resident_pages(store_pool_base(s), store_pool_size(s)),
+		     store_pool_size(s) / 4096 / 4);
 	store_close(s);
 }
