@@ -66,6 +66,15 @@ check "get of a removed key fails with one line" sh -c \
 check "rm of a missing key fails" sh -c "! '$ctl' rm docs/moved"
 check "ttl expired" sh -c "sleep 2.5; ! '$ctl' get t/ttl >/dev/null 2>&1"
 check "stats --json" sh -c "'$ctl' stats --json | grep -q '\"provider\"'"
+batch_round_trip() { # quoting, escapes, a binary value, an error line that does not stop the run
+	printf '%s\n' 'put "b key" "two words\n\x00\xff\"q\""' 'get b\ key' 'get b/missing' '# comment' '' \
+		'rm "b key"' 'rm "b key"' 'ping' >"$tmp/batch.in"
+	"$ctl" batch "$tmp/batch.in" >"$tmp/batch.out" && return 1 # one command failed: exit 1
+	printf '%s\n' OK '"two words\n\x00\xff\"q\""' 'ERR ENOENT no such key' OK 'ERR ENOENT no such key' >"$tmp/batch.want"
+	head -5 "$tmp/batch.out" | cmp - "$tmp/batch.want" && sed -n 6p "$tmp/batch.out" | grep -q '^OK only='
+}
+check "batch round trips, errors continue, exit 1" batch_round_trip
+check "batch of 2000 puts and gets, exit 0" sh -c "for i in \$(seq 1000); do echo \"put bb/\$i v\$i\"; done >'$tmp/b2'; for i in \$(seq 1000); do echo \"get bb/\$i\"; done >>'$tmp/b2'; '$ctl' batch - <'$tmp/b2' >'$tmp/b2.out' && test \$(grep -c '^OK\$' '$tmp/b2.out') -eq 1000 && sed -n 2000p '$tmp/b2.out' | grep -qx '\"v1000\"'"
 check "bench --json" sh -c "'$ctl' bench --op get --size 4096 --count 2000 --json | grep -q '\"p50_us\"'"
 check "bench put" sh -c "'$ctl' bench --op put --size 1M --count 50 --keys 4 --json | grep -q gbytes_per_s"
 # get while another client replaces the value without pause (bench put of one

@@ -102,5 +102,6 @@ int cmd_ls(struct ctl *c, int argc, char **argv);    /* list.c */
 int cmd_ping(struct ctl *c, int argc, char **argv);  /* admin.c */
 int cmd_stats(struct ctl *c, int argc, char **argv); /* admin.c */
 int cmd_bench(struct ctl *c, int argc, char **argv); /* bench.c */
+int cmd_batch(struct ctl *c, int argc, char **argv); /* batch.c */
 
 #endif

@@ -62,6 +62,8 @@ static void usage(FILE *f)
 	      "  bench --op get|put --size BYTES --count N [--threads T] [--keys K]\n"
 	      "        [--prefix P] [--copy] [--json]\n"
 	      "                         measure latency and throughput\n"
+	      "  batch [FILE|-]         run commands from FILE (default: stdin) in one session,\n"
+	      "                         one result line each (see kvfsctl(1), BATCH)\n"
 	      "\n"
 	      "options:\n"
 	      "  -c FILE  configuration (default: $KVFS_CONF, else " KVFS_CONFIG_DEFAULT ")\n"
@@ -185,9 +187,9 @@ static const struct command {
 	const char *name;
 	int (*fn)(struct ctl *c, int argc, char **argv);
 } commands[] = {
-    {"put", cmd_put},	  {"get", cmd_get},   {"rm", cmd_rm},	  {"ls", cmd_ls},
-    {"stat", cmd_stat},	  {"mv", cmd_mv},     {"ping", cmd_ping}, {"stats", cmd_stats},
-    {"bench", cmd_bench}, {"help", cmd_help},
+    {"put", cmd_put},	  {"get", cmd_get},	{"rm", cmd_rm},	    {"ls", cmd_ls},
+    {"stat", cmd_stat},	  {"mv", cmd_mv},	{"ping", cmd_ping}, {"stats", cmd_stats},
+    {"bench", cmd_bench}, {"batch", cmd_batch}, {"help", cmd_help},
 };
 
 int main(int argc, char **argv)
