@@ -46,6 +46,8 @@ static struct conn conns[MAX_CONNS]; /* conn_lock */
 static int n_conns;		     /* conn_lock */
 static int wake_fd = -1;
 static atomic_int handshakes;
+/* Refused handshakes (junk, wrong version, wrong secret): any peer can cause them. */
+static struct log_rl refused_rl = LOG_RL_INIT(LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 
 static void send_error(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void send_error(int fd, int err, const char *fmt, ...)
@@ -55,7 +57,8 @@ static void send_error(int fd, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e.text, sizeof(e.text), fmt, ap);
 	va_end(ap);
-	log_info("refused a client: %s", e.text);
+	log_ratelimited(&refused_rl, err == -EACCES ? LOG_LVL_WARN : LOG_LVL_INFO,
+			"refused a client: %s", e.text);
 	sock_send_frame(fd, WF_ERROR, &e, 500);
 }
 
