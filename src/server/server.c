@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -224,6 +225,7 @@ static int control_loop(int lfd, int sfd)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				log_info("signal %u: stopping", si.ssi_signo);
+				sd_notify(0, "STOPPING=1");
 				return 0;
 			}
 		}
@@ -403,6 +405,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < srv.n_eps; i++)
 		fprintf(stderr, " %s", svc_ep_provider(srv.eps[i]));
 	fprintf(stderr, "\n");
+	/* Under systemd (Type=notify): the listener and every endpoint are up. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%s", me->host, me->port);
 
 	ret = control_loop(lfd, sfd);
 	close(lfd);
