@@ -138,8 +138,12 @@ static void *handshake(void *arg)
 	struct svc_cmd cmd = {.kind = CMD_ADD, .setup = setup};
 	svc_ep_command(ep, &cmd);
 	if (cmd.result) {
-		send_error(fd, cmd.result, "cannot add the client's fabric address: %s",
-			   strerror(-cmd.result));
+		send_error(fd, cmd.result, "cannot add the client's fabric address: %s%s",
+			   strerror(-cmd.result),
+			   strcmp(setup.provider, "shm") == 0
+			       ? " (shm reaches only clients of the server's own user: use "
+				 "fabric.provider \"tcp\")"
+			       : "");
 		goto out;
 	}
 	struct wire_ready rd = {.session = cmd.session, .token = cmd.token, .pool = srv.pool};
