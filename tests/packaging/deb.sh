@@ -10,7 +10,8 @@
 # the package's files are gone.
 #
 # Needs root and no kvfs-server package or /etc/kvfs of its own (exit 77
-# otherwise; a failure when CI=true). Cleans up however it ends.
+# otherwise; a failure when CI=true). Cleans up however it ends, and removes
+# the user kvfs if it was not there before.
 set -uo pipefail
 src=${1:?usage: deb.sh SOURCE_DIR}
 src=$(cd "$src" && pwd)
@@ -36,6 +37,8 @@ fi
 tmp=$(mktemp -d /tmp/kvfs-deb-test.XXXXXX)
 chmod 755 "$tmp"
 installed=0 pid= npid= fail=0 pass=0
+user_before=0 # the package keeps its user on purge; the test removes one it made
+getent passwd kvfs >/dev/null && user_before=1
 cleanup() {
 	[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
 	[ -n "$npid" ] && kill "$npid" 2>/dev/null
@@ -44,9 +47,14 @@ cleanup() {
 		rm -f /etc/kvfs/secret
 		dpkg --purge kvfs-server kvfs-tools libkvfs1 >/dev/null 2>&1
 	fi
+	if ((!user_before)) && getent passwd kvfs >/dev/null; then
+		userdel kvfs 2>/dev/null
+		getent group kvfs >/dev/null && groupdel kvfs 2>/dev/null
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM HUP
 
 check() { # name, then a command that must succeed
 	local name=$1
@@ -205,6 +213,7 @@ check "dpkg --purge" dpkg --purge kvfs-server kvfs-tools libkvfs1
 installed=0
 check "the package's files are gone" bash -c '! [ -e /usr/sbin/kvfs-server -o -e /usr/bin/kvfsctl -o \
 	-e /etc/kvfs/kvfs.conf -o -e /etc/kvfs -o -e /lib/systemd/system/kvfs-server.service ]'
+check "purge keeps the user kvfs (Debian's usual way)" getent passwd kvfs
 
 echo "$pass passed, $fail failed"
 ((fail == 0))
