@@ -84,10 +84,17 @@ static int read_secret(struct kvfs_config *c, const char *file, const char *sett
 			 cfg_quote(q, sizeof(q), file));
 		goto out;
 	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+	/*
+	 * Only its owner may read it, or root's file its group too: the
+	 * packages install root:kvfs 0640 for the kvfs-server user. Never
+	 * others, never group write.
+	 */
+	mode_t group_ok = st.st_uid == 0 ? S_IRGRP : 0;
+	if (st.st_mode & (S_IRWXG | S_IRWXO) & ~group_ok) {
 		cfg_errf(err, errlen, w, setting,
 			 "%s is accessible by group or others (mode %04o); valid: a file only its "
-			 "owner can read: chmod 600 %s",
+			 "owner can read: chmod 600 %s (or root's, readable by its group: chown "
+			 "root:kvfs, chmod 640)",
 			 cfg_quote(q, sizeof(q), file), (unsigned)(st.st_mode & 07777), file);
 		goto out;
 	}

@@ -38,8 +38,9 @@ struct fab_ep {
 	struct fid_cq *cq;
 	struct fid_ep *ep;
 	char prov[64];
-	char shm_name[64];    /* shm: our region's name, "" otherwise */
-	uint64_t write_flags; /* FI_DELIVERY_COMPLETE when sends may overtake writes */
+	char shm_name[64];     /* shm: our region's name, "" otherwise */
+	uint64_t write_flags;  /* FI_DELIVERY_COMPLETE when sends may overtake writes */
+	struct log_rl peer_rl; /* completion errors and bad addresses: peers cause them */
 };
 
 struct fab_mr {
@@ -221,6 +222,8 @@ static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 	struct fi_info *hints = make_hints(a->provider, a->domain, a->thread_safe, want_saw);
 	int ret;
 
+	if (e)
+		log_rl_init(&e->peer_rl, LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 	if (!e || !hints) {
 		ret = -ENOMEM;
 		goto err;
@@ -333,6 +336,8 @@ void fab_close(struct fab_ep *e)
 		fi_close(&e->fabric->fid);
 	if (e->info)
 		fi_freeinfo(e->info);
+	log_rl_flush(&e->peer_rl);
+	log_rl_destroy(&e->peer_rl);
 	free(e);
 }
 
@@ -374,7 +379,8 @@ int fab_av_insert(struct fab_ep *e, const void *name, fab_addr_t *out)
 	fi_addr_t a = FI_ADDR_UNSPEC;
 	int ret = fi_av_insert(e->av, name, 1, &a, 0, NULL);
 	if (ret != 1) {
-		log_error("fi_av_insert: %s", ret < 0 ? fi_strerror(-ret) : "address not inserted");
+		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR, "fi_av_insert: %s",
+				ret < 0 ? fi_strerror(-ret) : "address not inserted");
 		return -EINVAL;
 	}
 	*out = a;
@@ -529,11 +535,13 @@ static int read_error(struct fab_ep *e, struct fab_cqe *out)
 		 * Nothing of ours to complete: libfabric 1.17's shm reports some
 		 * failures of a peer that vanished mid-RMA with no context.
 		 */
-		log_warn("completion error of no posted operation, dropped: %s (%s)",
-			 fi_strerror(err.err), detail ? detail : "");
+		log_ratelimited(&e->peer_rl, LOG_LVL_WARN,
+				"completion error of no posted operation, dropped: %s (%s)",
+				fi_strerror(err.err), detail ? detail : "");
 		return 0;
 	}
-	log_warn("completion error: %s (%s)", fi_strerror(err.err), detail ? detail : "");
+	log_ratelimited(&e->peer_rl, LOG_LVL_WARN, "completion error: %s (%s)",
+			fi_strerror(err.err), detail ? detail : "");
 	out->ctx = err.op_context;
 	out->flags = err.flags;
 	out->len = 0;

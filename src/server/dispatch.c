@@ -82,8 +82,9 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 		s = svc_sess_lookup(e, o->req.session, o->req.token);
 	if (!s) {
 		/* Nobody we can answer: unknown or dead session, or garbage. */
-		log_warn("dropped a %zu-byte message from an unknown session (%s)", len,
-			 ret ? why : "bad session id or token");
+		log_ratelimited(&e->junk_rl, LOG_LVL_WARN,
+				"dropped a %zu-byte message from an unknown session (%s)", len,
+				ret ? why : "bad session id or token");
 		svc_post_rx(e, o);
 		return;
 	}
@@ -114,9 +115,10 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 	if (!ret)
 		ret = d->run(e, o, &why);
 	if (ret) {
-		if (*why && s->bad_msgs++ < 20)
-			log_warn("session %llx: op %u refused: %s (%s)", (unsigned long long)s->id,
-				 o->req.op, why, strerror(-ret));
+		if (*why)
+			log_ratelimited(&s->bad_rl, LOG_LVL_WARN,
+					"session %llx: op %u refused: %s (%s)",
+					(unsigned long long)s->id, o->req.op, why, strerror(-ret));
 		svc_reply_status(e, o, ret);
 	}
 }

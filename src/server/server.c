@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,8 @@ static struct conn conns[MAX_CONNS]; /* conn_lock */
 static int n_conns;		     /* conn_lock */
 static int wake_fd = -1;
 static atomic_int handshakes;
+/* Refused handshakes (junk, wrong version, wrong secret): any peer can cause them. */
+static struct log_rl refused_rl = LOG_RL_INIT(LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 
 static void send_error(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void send_error(int fd, int err, const char *fmt, ...)
@@ -55,7 +58,8 @@ static void send_error(int fd, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e.text, sizeof(e.text), fmt, ap);
 	va_end(ap);
-	log_info("refused a client: %s", e.text);
+	log_ratelimited(&refused_rl, err == -EACCES ? LOG_LVL_WARN : LOG_LVL_INFO,
+			"refused a client: %s", e.text);
 	sock_send_frame(fd, WF_ERROR, &e, 500);
 }
 
@@ -134,8 +138,12 @@ static void *handshake(void *arg)
 	struct svc_cmd cmd = {.kind = CMD_ADD, .setup = setup};
 	svc_ep_command(ep, &cmd);
 	if (cmd.result) {
-		send_error(fd, cmd.result, "cannot add the client's fabric address: %s",
-			   strerror(-cmd.result));
+		send_error(fd, cmd.result, "cannot add the client's fabric address: %s%s",
+			   strerror(-cmd.result),
+			   strcmp(setup.provider, "shm") == 0
+			       ? " (shm reaches only clients of the server's own user: use "
+				 "fabric.provider \"tcp\")"
+			       : "");
 		goto out;
 	}
 	struct wire_ready rd = {.session = cmd.session, .token = cmd.token, .pool = srv.pool};
@@ -221,6 +229,7 @@ static int control_loop(int lfd, int sfd)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				log_info("signal %u: stopping", si.ssi_signo);
+				sd_notify(0, "STOPPING=1");
 				return 0;
 			}
 		}
@@ -411,6 +420,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < srv.n_eps; i++)
 		fprintf(stderr, " %s", svc_ep_provider(srv.eps[i]));
 	fprintf(stderr, "\n");
+	/* Under systemd (Type=notify): the listener and every endpoint are up. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%s", me->host, me->port);
 
 	ret = control_loop(lfd, sfd);
 	close(lfd);

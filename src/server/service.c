@@ -73,6 +73,8 @@ static void sess_free(struct svc_ep *e, struct session *s)
 	e->sess[s->id % MAX_SESS] = NULL;
 	e->n_sess--;
 	atomic_fetch_sub(&srv->ctr.sessions, 1);
+	log_rl_flush(&s->bad_rl);
+	log_rl_destroy(&s->bad_rl);
 	log_info("session %llx closed", (unsigned long long)s->id);
 	free(s->ups);
 	free(s->pins);
@@ -111,6 +113,7 @@ static void cmd_add(struct svc_ep *e, struct svc_cmd *c)
 	s->access[REGION_RECV] = FAB_ACC_REMOTE_WRITE;
 	s->regions[REGION_STAGING] = c->setup.staging;
 	s->access[REGION_STAGING] = FAB_ACC_REMOTE_READ;
+	log_rl_init(&s->bad_rl, LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 	s->next_up = 1;
 	s->pin_free = PIN_NONE;
 	e->sess[idx] = s;
@@ -332,6 +335,7 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 	snprintf(e->provider, sizeof(e->provider), "%s", provider);
 	pthread_mutex_init(&e->cmd_lock, NULL);
 	pthread_cond_init(&e->cmd_cond, NULL);
+	log_rl_init(&e->junk_rl, LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 	struct fab_open_args a = {.provider = provider,
 				  .domain = s->cfg.n_domains ? s->cfg.domains[0] : NULL,
 				  .node = node};
@@ -388,6 +392,8 @@ void svc_ep_close(struct svc_ep *e)
 	free(e->msgs);
 	pthread_mutex_destroy(&e->cmd_lock);
 	pthread_cond_destroy(&e->cmd_cond);
+	log_rl_flush(&e->junk_rl);
+	log_rl_destroy(&e->junk_rl);
 	free(e);
 }
 

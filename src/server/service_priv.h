@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "service.h"
 
 #define NRX	     256
@@ -62,7 +63,7 @@ struct session {
 	struct pinslot *pins;
 	uint32_t pin_cap, n_pins, pin_free; /* pin_free: first free slot or PIN_NONE */
 	uint64_t pin_seq;		    /* sequence of the last handle given out */
-	unsigned bad_msgs;
+	struct log_rl bad_rl;		    /* its refused requests' log lines */
 };
 
 struct op {
@@ -101,6 +102,7 @@ struct svc_ep {
 	struct session *sess[MAX_SESS];
 	uint32_t sess_gen;
 	int n_sess;
+	struct log_rl junk_rl; /* messages of no session: anyone can send them */
 
 	pthread_t thread;
 	int started;

@@ -148,8 +148,25 @@ Test(config, secret_file)
 	cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
 	p = write_file("s5", "abc", 3, 0640);
 	secret_conf(p, text, sizeof(text));
+	if (geteuid() == 0) {
+		/* root's file may be readable by its group (root:kvfs 0640) ... */
+		expect_ok(text);
+		/* ... another owner's may not */
+		cr_assert_eq(chown(p, 1, 0), 0);
+		expect_error(text, 3, "cluster.secret_file");
+		cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
+		cr_assert_eq(chown(p, 0, 0), 0);
+	} else {
+		expect_error(text, 3, "cluster.secret_file");
+		cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
+	}
+	/* group write or others' read: never, even for root's */
+	p = write_file("s5w", "abc", 3, 0660);
+	secret_conf(p, text, sizeof(text));
 	expect_error(text, 3, "cluster.secret_file");
-	cr_assert_not_null(strstr(err, "chmod 600"), "%s", err);
+	p = write_file("s5o", "abc", 3, 0604);
+	secret_conf(p, text, sizeof(text));
+	expect_error(text, 3, "cluster.secret_file");
 
 	/* empty */
 	p = write_file("s6", "\n", 1, 0600);
