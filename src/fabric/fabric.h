@@ -14,6 +14,12 @@
  * Progress is manual: completions are read by fab_poll, which also drives
  * the provider. Posting calls return -EAGAIN when the provider's queues are
  * full; the caller polls and retries.
+ *
+ * libfabric.so.1 is loaded (dlopen) by the first fab_open, fab_probe or
+ * fab_provider_available, not at program start: a process that never uses
+ * the fabric never loads it. When it cannot be loaded, those fail with
+ * -ELIBACC (fab_provider_available: 0) and log "cannot load libfabric.so.1:"
+ * and why, once.
  */
 #ifndef KVFS_FABRIC_H
 #define KVFS_FABRIC_H
@@ -119,7 +125,10 @@ int fab_shm_unwedge(struct fab_ep *ep);
 
 /* Providers usable for kvfs here (FI_EP_RDM with FI_MSG|FI_RMA). */
 int fab_provider_available(const char *prov);
-/* Print what libfabric offers and what "auto" picks and why. Returns 0. */
+/*
+ * Print what libfabric offers and what "auto" picks and why. Returns 0, or
+ * -ELIBACC when libfabric cannot be loaded.
+ */
 int fab_probe(FILE *out, const char *configured);
 /*
  * Resolve "auto" for a server: verbs or efa when present, plus shm for

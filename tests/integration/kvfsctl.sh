@@ -125,6 +125,23 @@ check "libkvfs logs as kvfsctl, info lines with -v" sh -c \
 	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
 check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
+# libfabric is loaded (dlopen) at the first fabric use, not at start: the
+# psm library constructor it brings costs ~200 ms in every process loading it.
+check "kvfsctl -h does not load libfabric" sh -c \
+	"LD_DEBUG=files '$ctl' -h 2>'$tmp/ld' >/dev/null && grep -q 'file=libkvfs.so.1' '$tmp/ld' && ! grep -q 'file=libfabric.so.1' '$tmp/ld'"
+check "kvfsctl ping loads libfabric" sh -c \
+	"LD_DEBUG=files '$ctl' ping 2>&1 >/dev/null | grep -q 'file=libfabric.so.1 .*dynamically loaded by'"
+# A libfabric.so.1 that cannot be loaded (not an ELF file; an ELF library
+# without fi_getinfo@FABRIC_1.3): a clear error, no crash.
+mkdir "$tmp/nolib" "$tmp/nosym"
+echo "not a library" >"$tmp/nolib/libfabric.so.1"
+cp "$build/libkvfs.so.1" "$tmp/nosym/libfabric.so.1"
+check "unloadable libfabric.so.1: kvfsctl fails saying why" sh -c \
+	"! LD_LIBRARY_PATH='$tmp/nolib' '$ctl' ping >/dev/null 2>'$tmp/e' && grep -q '^kvfsctl: error: cannot load libfabric.so.1: .*nolib/libfabric.so.1: ' '$tmp/e'"
+check "libfabric.so.1 without fi_getinfo@FABRIC_1.3: kvfsctl fails saying why" sh -c \
+	"! LD_LIBRARY_PATH='$tmp/nosym' '$ctl' get docs/big >/dev/null 2>'$tmp/e' && grep -q '^kvfsctl: error: cannot load libfabric.so.1: .*fi_getinfo, version FABRIC_1.3' '$tmp/e'"
+check "unloadable libfabric.so.1: kvfs-server --probe exits 1 saying why" sh -c \
+	"LD_LIBRARY_PATH='$tmp/nolib' '$build/kvfs-server' --probe >/dev/null 2>'$tmp/e'; test \$? -eq 1 && grep -q 'cannot load libfabric.so.1' '$tmp/e'"
 check "server still up" kill -0 "$pid"
 
 echo "$pass passed, $fail failed"
