@@ -12,7 +12,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <time.h>
@@ -515,10 +517,53 @@ int fab_getname(struct fab_ep *e, void *buf, size_t *len)
 	return ret ? fail("fi_getname", ret) : 0;
 }
 
-int fab_av_insert(struct fab_ep *e, const void *name, fab_addr_t *out)
+/*
+ * Whether len bytes at addr (zero-padded to FAB_NAME_MAX + 1) can be an
+ * address of e's format. The providers trust the bytes they are given: a
+ * socket address of an unknown family inserted into tcp's AV made every
+ * later insert on that endpoint fail, locking every new client out.
+ */
+static const char *addr_refused(struct fab_ep *e, const uint8_t *addr, size_t len)
 {
+	uint32_t fmt = e->info->addr_format;
+	if (fmt == FI_SOCKADDR || fmt == FI_SOCKADDR_IN || fmt == FI_SOCKADDR_IN6) {
+		sa_family_t fam;
+		if (len < sizeof(fam))
+			return "shorter than a socket address";
+		memcpy(&fam, addr, sizeof(fam));
+		if (fam == AF_INET && fmt != FI_SOCKADDR_IN6)
+			return len < sizeof(struct sockaddr_in) ? "a short IPv4 address" : NULL;
+		if (fam == AF_INET6 && fmt != FI_SOCKADDR_IN)
+			return len < sizeof(struct sockaddr_in6) ? "a short IPv6 address" : NULL;
+		return "not a socket address of this endpoint's family";
+	}
+	if (fmt == FI_ADDR_STR)
+		return addr[0] && memchr(addr, 0, len + 1) ? NULL : "not an address string";
+	/* fixed-size formats (verbs' IB, efa, ...): the size of our own name */
+	uint8_t own[FAB_NAME_MAX];
+	size_t own_len = sizeof(own);
+	if (fi_getname(&e->ep->fid, own, &own_len) || own_len != len)
+		return "not of this provider's address size";
+	return NULL;
+}
+
+int fab_av_insert(struct fab_ep *e, const void *name, size_t len, fab_addr_t *out)
+{
+	/* one byte more than the longest address: a string format stays terminated */
+	uint8_t addr[FAB_NAME_MAX + 1] = {0};
 	fi_addr_t a = FI_ADDR_UNSPEC;
-	int ret = fi_av_insert(e->av, name, 1, &a, 0, NULL);
+	if (len == 0 || len > FAB_NAME_MAX) {
+		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR, "a peer address of %zu bytes", len);
+		return -EINVAL;
+	}
+	memcpy(addr, name, len);
+	const char *why = addr_refused(e, addr, len);
+	if (why) {
+		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR,
+				"a peer address of %zu bytes refused: %s", len, why);
+		return -EINVAL;
+	}
+	int ret = fi_av_insert(e->av, addr, 1, &a, 0, NULL);
 	if (ret != 1) {
 		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR, "fi_av_insert: %s",
 				ret < 0 ? fi_strerror(-ret) : "address not inserted");

@@ -69,7 +69,14 @@ uint64_t fab_mr_mode(const struct fab_ep *ep);
 
 /* Our endpoint's address (fi_getname). *len in: buffer size; out: used. */
 int fab_getname(struct fab_ep *ep, void *buf, size_t *len);
-int fab_av_insert(struct fab_ep *ep, const void *name, fab_addr_t *out);
+/*
+ * Add a peer's address, len bytes as the peer's fab_getname gave them (at
+ * most FAB_NAME_MAX). The provider reads an address of its own format's
+ * size: the bytes are copied into a zeroed buffer of FAB_NAME_MAX first, so
+ * a short address from the wire is never completed with whatever memory
+ * follows it. -EINVAL: len 0 or too long, or the provider refused it.
+ */
+int fab_av_insert(struct fab_ep *ep, const void *name, size_t len, fab_addr_t *out);
 int fab_av_remove(struct fab_ep *ep, fab_addr_t addr);
 
 /*
