@@ -57,7 +57,10 @@ int ctl_open(struct ctl *c);
 /* Name of server idx, "?" if none. */
 const char *srv_name(struct ctl *c, int idx);
 
-/* format.c: times, modes, owners and JSON strings as the commands print them */
+/* format.c: times, modes, owners, sizes and JSON strings as the commands print them */
+
+/* A byte count for people: "1000 B", "64 MiB", "1.5 GiB". */
+void fmt_bytes(uint64_t n, char *buf, size_t len);
 
 /* Split nanoseconds since the epoch into seconds and nanoseconds (floor). */
 void split_ns(int64_t ns, time_t *sec, long *nsec);
