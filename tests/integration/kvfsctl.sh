@@ -177,6 +177,28 @@ check "unreachable server fails fast" sh -c \
 	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
 check "libkvfs logs as kvfsctl, info lines with -v" sh -c \
 	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
+# top while a get bench runs: a header and one line per refresh and server,
+# with the gets it sees; a dead server is an error line and exit 1.
+top_traffic() {
+	local b
+	"$ctl" bench --op get --size 4096 --count 10000000 --keys 100 --prefix top/ >/dev/null 2>&1 &
+	b=$!
+	for _ in $(seq 100); do "$ctl" stat top/00000099 >/dev/null 2>&1 && break; sleep 0.05; done
+	sleep 0.3
+	timeout 20 "$ctl" top --interval 0.3 --count 2 >"$tmp/top.out" 2>"$tmp/top.err"
+	local rc=$?
+	kill "$b"
+	wait "$b" 2>/dev/null
+	[ $rc -eq 0 ] && [ ! -s "$tmp/top.err" ] && [ "$(wc -l <"$tmp/top.out")" -eq 3 ] &&
+		head -1 "$tmp/top.out" | grep -q '^server  *keys  *pool_used  *gets/s  *hits/s  *misses/s  *puts/s  *deletes/s  *in/s  *out/s$' &&
+		[ "$(grep -c '^only  ' "$tmp/top.out")" -eq 2 ] &&
+		awk 'NR > 1 && $4 > 0 { n++ } END { exit n == 2 ? 0 : 1 }' "$tmp/top.out" ||
+		{ cat "$tmp/top.out" "$tmp/top.err"; return 1; }
+}
+check "top --count 2 while traffic runs" top_traffic
+check "top on a dead server: error line, exit 1" sh -c \
+	"timeout 20 '$ctl' -c '$tmp/dead.conf' top --interval 0.1 --count 1 >'$tmp/o' 2>'$tmp/e'; test \$? -eq 1 && grep -q '^only  *error: ' '$tmp/o' && grep -q '^kvfsctl: top only: ' '$tmp/e'"
+check "top --interval 0 is a usage error" sh -c "'$ctl' top --interval 0 2>/dev/null; test \$? -eq 2"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
 check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
 check "server still up" kill -0 "$pid"

@@ -2,9 +2,9 @@
  * kvfsctl: what its command families share (private header).
  *
  * main.c parses the global options and dispatches to a cmd_* of kv.c,
- * list.c, admin.c, bench.c, batch.c or (no command) interactive.c. Each command parses its own
- * arguments with parse_args first (usage errors exit 2 before anything is opened), then opens the
- * cluster with ctl_open. Failures print exactly one line "kvfsctl: CONTEXT: reason" on stderr
+ * list.c, admin.c, bench.c, batch.c, top.c or (no command) interactive.c. Each command parses its
+ * own arguments with parse_args first (usage errors exit 2 before anything is opened), then opens
+ * the cluster with ctl_open. Failures print exactly one line "kvfsctl: CONTEXT: reason" on stderr
  * (fail) and exit 1.
  */
 #ifndef KVFS_TOOLS_KVFSCTL_H
@@ -127,6 +127,7 @@ int cmd_ping(struct ctl *c, int argc, char **argv);  /* admin.c */
 int cmd_stats(struct ctl *c, int argc, char **argv); /* admin.c */
 int cmd_bench(struct ctl *c, int argc, char **argv); /* bench.c */
 int cmd_batch(struct ctl *c, int argc, char **argv); /* batch.c */
+int cmd_top(struct ctl *c, int argc, char **argv);   /* top.c */
 /* interactive.c: no command, stdin a terminal: prompt, line editing, history */
 int cmd_interactive(struct ctl *c);
 

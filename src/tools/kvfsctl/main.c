@@ -4,7 +4,7 @@
  * A thin user of libkvfs. This file holds the global options, the
  * dispatch to the commands, their usage text and the helpers every command
  * uses (messages, argument parsing, opening the cluster); the commands live
- * in kv.c, list.c, admin.c, bench.c and batch.c, the interactive mode (no
+ * in kv.c, list.c, admin.c, bench.c, batch.c and top.c, the interactive mode (no
  * command on a terminal) in interactive.c (see kvfsctl.h).
  */
 
@@ -63,6 +63,8 @@ static void usage(FILE *f)
 	      "                         rename SRC to DST (same server only)\n"
 	      "  ping [SERVER]          round trip to every server (or SERVER)\n"
 	      "  stats [--json]         server statistics\n"
+	      "  top [--interval SECONDS] [--count N]\n"
+	      "                         per-server rates, refreshed (default every 1 s)\n"
 	      "  bench --op get|put --size BYTES --count N [--threads T] [--keys K]\n"
 	      "        [--prefix P] [--copy] [--json]\n"
 	      "                         measure latency and throughput\n"
@@ -193,7 +195,7 @@ static const struct command {
 } commands[] = {
     {"put", cmd_put},	  {"get", cmd_get},	{"rm", cmd_rm},	    {"ls", cmd_ls},
     {"stat", cmd_stat},	  {"mv", cmd_mv},	{"ping", cmd_ping}, {"stats", cmd_stats},
-    {"bench", cmd_bench}, {"batch", cmd_batch}, {"help", cmd_help},
+    {"bench", cmd_bench}, {"batch", cmd_batch}, {"top", cmd_top},   {"help", cmd_help},
 };
 
 int main(int argc, char **argv)
