@@ -50,6 +50,14 @@ class Session:
         children.append(pid)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 
+    def prompt(self):
+        """Wait for the prompt, and a moment: libedit (3.1-20221030) prints it
+        before it switches the tty to raw mode, and in between the canonical
+        line discipline would take an erase or Ctrl-D (to a NUL) itself. A
+        person cannot type that fast."""
+        self.expect(rb"kvfs> ")
+        time.sleep(0.2)
+
     def send(self, data):
         os.write(self.fd, data)
 
@@ -150,27 +158,30 @@ try:
 
     def first_session():
         s = Session(env_home, tmp)
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"put k v\r")
         s.expect(rb"\r\nOK\r\n")
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"get k\r")
         s.expect(rb'\r\n"v"\r\n')
-        s.expect(rb"kvfs> ")
+        s.prompt()
         # Up twice: "put k v"; delete the v, type v2. (libedit redraws only
         # what changed, so the proof is what the line then does.)
         s.send(b"\x1b[A\x1b[A\x7fv2\r")
         s.expect(rb"\r\nOK\r\n")
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"get k\r")
         s.expect(rb'\r\n"v2"\r\n')
+        s.prompt()
         s.send(b"get nope\r")
         s.expect(rb"\r\nERR ENOENT no such key\r\n")
+        s.prompt()
         s.send(b"frobnicate k\r")
         s.expect(rb"ERR EINVAL expected: put KEY VALUE \| get KEY")
+        s.prompt()
         s.send(b"help\r")
         s.expect(rb"quit, exit")
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"quit\r")
         rc = s.wait()
         assert rc == 0, "exit status %d" % rc
@@ -183,10 +194,10 @@ try:
 
     def second_session():
         s = Session(env_home, tmp)
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"\x1b[A\x1b[A\x1b[A\x1b[A\r")  # help, frobnicate k, get nope, get k
         s.expect(rb'\r\n"v2"\r\n')
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"\x04")  # Ctrl-D on an empty line
         rc = s.wait()
         assert rc == 0, "exit status %d" % rc
@@ -199,9 +210,10 @@ try:
         with open(h3, "w") as f:
             f.write("".join("# old %d\n" % i for i in range(1, 1501)))
         s = Session(dict(base, KVFSCTL_HISTORY=h3), tmp)  # and no HOME
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"ping\r")
         s.expect(rb"\r\nOK only=[0-9.]+us\r\n")
+        s.prompt()
         s.send(b"exit\r")
         rc = s.wait()
         assert rc == 0, "exit status %d" % rc
@@ -215,9 +227,10 @@ try:
         empty = os.path.join(tmp, "empty")
         os.mkdir(empty)
         s = Session(dict(base), empty)
-        s.expect(rb"kvfs> ")
+        s.prompt()
         s.send(b"get k\r")
         s.expect(rb'\r\n"v2"\r\n')
+        s.prompt()
         s.send(b"quit\r")
         rc = s.wait()
         assert rc == 0, "exit status %d" % rc
