@@ -8,6 +8,7 @@
  * thread (watchdog_start, watchdog_stop).
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "client/client_int.h"
@@ -79,7 +80,12 @@ int watchdog_start(struct kvfs *kv)
 {
 	pthread_mutex_init(&kv->wd_lock, NULL);
 	pthread_cond_init(&kv->wd_cond, NULL);
+	/* The library's thread takes none of the program's signals: it inherits all blocked. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int ret = pthread_create(&kv->wd, NULL, watchdog, kv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
 		log_error("cannot start the client's watchdog thread: %s", strerror(ret));
 	return ret ? -ENOMEM : 0; /* -EAGAIN means a read raced a write (kvfs.h) */

@@ -121,11 +121,56 @@ static int resolve(void *h, const char *name, const char *ver, void *fn, size_t 
 }
 #define RESOLVE(h, field, name, ver) resolve(h, name, ver, &lib.field, sizeof(lib.field))
 
+/*
+ * The signal dispositions around loading libfabric and its providers'
+ * first initialisation. libinfinipath (psm) installs handlers of its own
+ * that call exit(): they replaced the program's (kvfsctl's cleanup, the
+ * mount's and the server's shutdown), and a SIGTERM that came during
+ * fi_getinfo then deadlocked in libfabric's destructor, which takes the
+ * lock fi_getinfo holds. A program's handlers are its own: put them back.
+ * The calling thread blocks every signal meanwhile, so none runs a foreign
+ * handler: one that comes is delivered, to the program's handler, once
+ * they are back (libkvfs's own thread blocks them all; so do the mount's
+ * workers and the server's threads). A handler another thread installs
+ * meanwhile is put back too.
+ */
+struct sigsave {
+	struct sigaction sa[NSIG];
+	sigset_t mask;
+};
+
+static void signals_save(struct sigsave *s)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &s->mask);
+	for (int i = 1; i < NSIG; i++)
+		if (sigaction(i, NULL, &s->sa[i]))
+			s->sa[i].sa_handler = SIG_ERR; /* not a signal we may set */
+}
+
+static void signals_restore(const struct sigsave *s, const char *when)
+{
+	for (int i = 1; i < NSIG; i++) {
+		struct sigaction now;
+		if (s->sa[i].sa_handler == SIG_ERR || sigaction(i, NULL, &now))
+			continue;
+		if (now.sa_handler != s->sa[i].sa_handler || now.sa_flags != s->sa[i].sa_flags) {
+			sigaction(i, &s->sa[i], NULL);
+			log_debug("%s changed the handler of signal %d: restored", when, i);
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &s->mask, NULL);
+}
+
 static void load_libfabric(void)
 {
+	struct sigsave ss;
 	lib.err = -ELIBACC;
+	signals_save(&ss);
 	/* Kept loaded for good: providers register exit handlers and threads. */
 	void *h = dlopen(FAB_LIBFABRIC, RTLD_NOW | RTLD_LOCAL);
+	signals_restore(&ss, "loading " FAB_LIBFABRIC);
 	if (!h) {
 		log_error("cannot load " FAB_LIBFABRIC ": %s", dlerror());
 		return;
@@ -159,7 +204,13 @@ static int lib_load(void)
 int fi_getinfo(uint32_t version, const char *node, const char *service, uint64_t flags,
 	       const struct fi_info *hints, struct fi_info **info)
 {
-	return lib_load() ? -FI_ENOSYS : lib.getinfo(version, node, service, flags, hints, info);
+	if (lib_load())
+		return -FI_ENOSYS;
+	struct sigsave ss; /* the first call initialises every provider */
+	signals_save(&ss);
+	int ret = lib.getinfo(version, node, service, flags, hints, info);
+	signals_restore(&ss, "fi_getinfo");
+	return ret;
 }
 
 void fi_freeinfo(struct fi_info *info)

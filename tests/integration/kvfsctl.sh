@@ -171,6 +171,34 @@ killed_writers() {
 	"$ctl" get docs/big | cmp - "$tmp/big"
 }
 check "writers killed mid-put leave the server serving" killed_writers
+# SIGTERM at any moment of start-up, libfabric's loading and first
+# fi_getinfo included, ends kvfsctl by that signal within 3 s: libinfinipath
+# once replaced its handler with one that deadlocked in exit().
+term_during_startup() {
+	local d w n st
+	for d in 0.01 0.03 0.06 0.1 0.15 0.2 0.3 0.5; do
+		"$ctl" bench --op get --size 4K --count 100000000 --keys 1 --prefix term/ >/dev/null 2>&1 &
+		w=$!
+		sleep "$d"
+		kill -TERM "$w"
+		for n in $(seq 30); do
+			kill -0 "$w" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$w" 2>/dev/null; then
+			echo "kvfsctl still running 3 s after SIGTERM at $d s"
+			kill -KILL "$w"
+			wait "$w" 2>/dev/null
+			return 1
+		fi
+		wait "$w"
+		st=$?
+		[ "$st" -eq 143 ] || { echo "SIGTERM at $d s: exit status $st, not 143"; return 1; }
+	done
+	"$ctl" rm term/00000000 2>/dev/null
+	return 0
+}
+check "SIGTERM during start-up ends kvfsctl by the signal" term_during_startup
 check "bad config names file and line" sh -c \
 	"printf 'fabric = { provider = \"carrier-pigeon\"; };\n' > '$tmp/bad.conf'; ! '$ctl' -c '$tmp/bad.conf' ping 2>'$tmp/e'; grep -q 'bad.conf:1' '$tmp/e' && grep -q valid '$tmp/e'"
 check "unreachable server fails fast" sh -c \
