@@ -188,7 +188,7 @@ static void out_double(struct metrics_out *o, double v)
 	else if (v < -1e308 * 10)
 		out_str(o, "-Inf");
 	else
-		out_fmt(o, "%.17g", v);
+		out_fmt(o, "%.15g", v);
 }
 
 /* name{labels[,extra]} */
@@ -374,9 +374,11 @@ static void render_histogram(struct metrics_out *o, const struct family *f, cons
 		out_series(o, f->name, "_bucket", m->labels, le);
 		out_fmt(o, "%llu\n", (unsigned long long)cum);
 	}
+	/* seconds, exactly: the nanoseconds with the point moved */
+	uint64_t ns = atomic_load_explicit(&m->sum_ns, memory_order_relaxed);
 	out_series(o, f->name, "_sum", m->labels, NULL);
-	out_double(o, (double)atomic_load_explicit(&m->sum_ns, memory_order_relaxed) / 1e9);
-	out_str(o, "\n");
+	out_fmt(o, "%llu.%09llu\n", (unsigned long long)(ns / 1000000000u),
+		(unsigned long long)(ns % 1000000000u));
 	out_series(o, f->name, "_count", m->labels, NULL);
 	out_fmt(o, "%llu\n", (unsigned long long)cum);
 }

@@ -80,7 +80,7 @@ Test(metrics, histogram_buckets_sum_count)
 	has(t, "kvfs_x_seconds_bucket{op=\"get\",le=\"0.0005\"} 3\n");
 	has(t, "kvfs_x_seconds_bucket{op=\"get\",le=\"5\"} 3\n");
 	has(t, "kvfs_x_seconds_bucket{op=\"get\",le=\"+Inf\"} 4\n");
-	has(t, "kvfs_x_seconds_sum{op=\"get\"} 10.000306\n");
+	has(t, "kvfs_x_seconds_sum{op=\"get\"} 10.000306000\n");
 	has(t, "kvfs_x_seconds_count{op=\"get\"} 4\n");
 	/* cumulative: never decreasing, 20 buckets */
 	int n = 0;
