@@ -10,6 +10,10 @@
  *   while observations race the scrape.
  * - A maintained HTTP server (libmicrohttpd) rather than a hand-written one:
  *   request parsing, keep-alive, timeouts and connection limits are its job.
+ * - The listening socket is made here (bound to the one address) and handed
+ *   to libmicrohttpd (MHD_OPTION_LISTEN_SOCKET): a failed bind then reports
+ *   its errno, and the kvfs mount can bind before fuse_daemonize (an error
+ *   still reaches the terminal) and start the thread after it.
  */
 #include "common/metrics.h"
 
@@ -22,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -540,8 +546,7 @@ static int split_addr(const char *addr, char *host, size_t hlen, char *port, siz
 	return 0;
 }
 
-int metrics_serve(struct metrics *r, const char *addr, struct metrics_server **out, char *err,
-		  size_t errlen)
+int metrics_listen(const char *addr, int *fd, char *err, size_t errlen)
 {
 	char host[256], port[16];
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
@@ -556,34 +561,55 @@ int metrics_serve(struct metrics *r, const char *addr, struct metrics_server **o
 		snprintf(err, errlen, "cannot resolve %s: %s", addr, gai_strerror(g));
 		return -EINVAL;
 	}
+	int ret = 0, one = 1;
+	int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(s, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s, 64) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+		if (s >= 0)
+			close(s);
+	} else {
+		*fd = s;
+	}
+	freeaddrinfo(ai);
+	return ret;
+}
+
+int metrics_serve_fd(struct metrics *r, int fd, struct metrics_server **out, char *err,
+		     size_t errlen)
+{
 	struct metrics_server *s = calloc(1, sizeof(*s));
 	if (!s) {
-		freeaddrinfo(ai);
+		close(fd);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	s->r = r;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	mhd_last[0] = '\0';
-	errno = 0;
-	/* The port argument is ignored with MHD_OPTION_SOCK_ADDR. */
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-				mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-				MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-				10u, MHD_OPTION_END);
-	int e = errno;
-	freeaddrinfo(ai);
+	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 64u,
+				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (!s->d) {
-		/* errno names a failed bind or listen better than MHD's text */
-		snprintf(err, errlen, "cannot serve on %s: %s", addr,
-			 e || !mhd_last[0] ? strerror(e ? e : EADDRNOTAVAIL) : mhd_last);
+		snprintf(err, errlen, "cannot start the HTTP server: %s",
+			 mhd_last[0] ? mhd_last : "libmicrohttpd failed");
+		close(fd);
 		free(s);
-		return e ? -e : -EADDRNOTAVAIL;
+		return -EIO;
 	}
 	*out = s;
 	return 0;
+}
+
+int metrics_serve(struct metrics *r, const char *addr, struct metrics_server **out, char *err,
+		  size_t errlen)
+{
+	int fd;
+	int ret = metrics_listen(addr, &fd, err, errlen);
+	return ret ? ret : metrics_serve_fd(r, fd, out, err, errlen);
 }
 
 void metrics_stop(struct metrics_server *s)

@@ -90,6 +90,15 @@ char *metrics_render(struct metrics *r, size_t *len);
  */
 int metrics_serve(struct metrics *r, const char *addr, struct metrics_server **out, char *err,
 		  size_t errlen);
+/*
+ * The same in two steps, for a process that forks in between (the socket
+ * survives fork, a thread does not): metrics_listen binds and listens
+ * (*fd, close-on-exec), metrics_serve_fd starts the thread on it and owns fd
+ * from then on (closed on failure too).
+ */
+int metrics_listen(const char *addr, int *fd, char *err, size_t errlen);
+int metrics_serve_fd(struct metrics *r, int fd, struct metrics_server **out, char *err,
+		     size_t errlen);
 void metrics_stop(struct metrics_server *s);
 
 #endif

@@ -3,7 +3,7 @@
  * the text format (# HELP, # TYPE, counters, gauges), histograms' cumulative
  * buckets with _sum and _count, label and help escaping, refused names,
  * collectors, and real HTTP requests to the libmicrohttpd endpoint on
- * 127.0.0.1 (ports 7920-7922): 200 with the text, 404, 405, and a clear
+ * 127.0.0.1 and ::1 (ports 7920-7922): 200 with the text, 404, 405, and a clear
  * error for an address in use or malformed.
  */
 #include <arpa/inet.h>
@@ -230,7 +230,30 @@ Test(metrics, address_in_use_message)
 	char err[256];
 	cr_assert_eq(metrics_serve(r, "127.0.0.1:7922", &s, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(metrics_serve(r, "127.0.0.1:7922", &s2, err, sizeof(err)), -EADDRINUSE);
-	cr_assert_str_eq(err, "cannot serve on 127.0.0.1:7922: Address already in use");
+	cr_assert_str_eq(err, "cannot listen on 127.0.0.1:7922: Address already in use");
+	metrics_stop(s);
+	metrics_free(r);
+}
+
+Test(metrics, ipv6_loopback)
+{
+	struct metrics *r = metrics_new();
+	struct metrics_server *s;
+	char err[256];
+	int ret = metrics_serve(r, "[::1]:7921", &s, err, sizeof(err));
+	if (ret == -EADDRNOTAVAIL || ret == -EAFNOSUPPORT)
+		cr_skip_test("no IPv6 loopback here: %s", err);
+	cr_assert_eq(ret, 0, "%s", err);
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(7921)};
+	a.sin6_addr = in6addr_loopback;
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s", strerror(errno));
+	const char *q = "GET /metrics HTTP/1.0\r\n\r\n";
+	cr_assert_eq(write(fd, q, strlen(q)), (ssize_t)strlen(q));
+	char buf[512] = {0};
+	cr_assert_gt(read(fd, buf, sizeof(buf) - 1), 0);
+	cr_assert_not_null(strstr(buf, " 200 "), "%s", buf);
+	close(fd);
 	metrics_stop(s);
 	metrics_free(r);
 }
