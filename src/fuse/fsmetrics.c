@@ -59,19 +59,19 @@ static atomic_int on;
 
 uint64_t fsm_clock(void)
 {
-	return atomic_load_explicit(&on, memory_order_relaxed) ? metrics_now_ns() : 0;
+	return atomic_load_explicit(&on, memory_order_acquire) ? metrics_now_ns() : 0;
 }
 
 void fsm_request(uint32_t op, uint64_t ns)
 {
-	if (!atomic_load_explicit(&on, memory_order_relaxed))
+	if (!atomic_load_explicit(&on, memory_order_acquire))
 		return;
 	metric_observe_ns(op < MAX_OP && m.by_op[op] ? m.by_op[op] : m.other, ns);
 }
 
 void fsm_error(int err)
 {
-	if (!atomic_load_explicit(&on, memory_order_relaxed) || err <= 0)
+	if (!atomic_load_explicit(&on, memory_order_acquire) || err <= 0)
 		return;
 	atomic_fetch_add_explicit(&m.errors[err < MAX_ERRNO ? err : MAX_ERRNO - 1], 1,
 				  memory_order_relaxed);
@@ -79,19 +79,19 @@ void fsm_error(int err)
 
 void fsm_read(size_t bytes)
 {
-	if (atomic_load_explicit(&on, memory_order_relaxed))
+	if (atomic_load_explicit(&on, memory_order_acquire))
 		metric_inc(m.read_bytes, bytes);
 }
 
 void fsm_written(size_t bytes)
 {
-	if (atomic_load_explicit(&on, memory_order_relaxed))
+	if (atomic_load_explicit(&on, memory_order_acquire))
 		metric_inc(m.written_bytes, bytes);
 }
 
 void fsm_open(int cache)
 {
-	if (atomic_load_explicit(&on, memory_order_relaxed) && cache >= 0 && cache <= 2)
+	if (atomic_load_explicit(&on, memory_order_acquire) && cache >= 0 && cache <= 2)
 		metric_inc(m.opens[cache], 1);
 }
 

@@ -411,6 +411,11 @@ const char *svc_ep_provider(const struct svc_ep *e)
 	return e->provider;
 }
 
+const char *svc_ep_domain(const struct svc_ep *e)
+{
+	return fab_domain(e->ep);
+}
+
 void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out)
 {
 	out->bytes_in = atomic_load_explicit(&e->bytes_in, memory_order_relaxed);

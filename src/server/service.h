@@ -82,6 +82,7 @@ struct svc_cmd {
 int svc_ep_open(struct srv *s, const char *provider, const char *node, struct svc_ep **out);
 void svc_ep_close(struct svc_ep *e);
 const char *svc_ep_provider(const struct svc_ep *e); /* as configured: "tcp", "shm", ... */
+const char *svc_ep_domain(const struct svc_ep *e);   /* as libfabric names it: "mlx5_0", "lo" */
 int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len);
 void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out);
 int svc_ep_start(struct svc_ep *e);

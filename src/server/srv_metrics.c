@@ -14,6 +14,8 @@
 #include "service.h"
 
 #define L(...) ((const char *[]){__VA_ARGS__, NULL})
+/* An endpoint's labels: its provider as configured, its domain as libfabric names it. */
+#define EP(e) L("provider", svc_ep_provider(e), "domain", svc_ep_domain(e))
 
 /* The ops as /metrics labels them. */
 static const char *const op_names[OP_MAX_] = {
@@ -64,23 +66,25 @@ static void emit_endpoints(struct srv *s, struct metrics_out *o)
 	for (int i = 0; i < s->n_eps; i++)
 		svc_ep_counters(s->eps[i], &c[i]);
 	metrics_emit_family(o, "kvfs_server_received_bytes_total",
-			    "Value bytes received from clients (PUT, upload writes), by provider.",
+			    "Value bytes received from clients (PUT, upload writes), by endpoint.",
 			    METRIC_COUNTER);
 	for (int i = 0; i < s->n_eps; i++)
-		metrics_emit_u64(o, L("provider", svc_ep_provider(s->eps[i])), c[i].bytes_in);
+		metrics_emit_u64(o, EP(s->eps[i]), c[i].bytes_in);
 	metrics_emit_family(o, "kvfs_server_sent_bytes_total",
-			    "Value bytes sent to clients (GET, PIN_GET, UP_READ), by provider.",
+			    "Value bytes sent to clients (GET, PIN_GET, UP_READ), by endpoint.",
 			    METRIC_COUNTER);
 	for (int i = 0; i < s->n_eps; i++)
-		metrics_emit_u64(o, L("provider", svc_ep_provider(s->eps[i])), c[i].bytes_out);
+		metrics_emit_u64(o, EP(s->eps[i]), c[i].bytes_out);
 	metrics_emit_family(o, "kvfs_server_errors_total",
-			    "Errors by provider: kind=\"reply\" are replies with an error other "
+			    "Errors by endpoint: kind=\"reply\" are replies with an error other "
 			    "than no such key, kind=\"fabric\" failed completions and posts.",
 			    METRIC_COUNTER);
 	for (int i = 0; i < s->n_eps; i++) {
-		const char *p = svc_ep_provider(s->eps[i]);
-		metrics_emit_u64(o, L("provider", p, "kind", "reply"), c[i].error_replies);
-		metrics_emit_u64(o, L("provider", p, "kind", "fabric"), c[i].fabric_errors);
+		const char *p = svc_ep_provider(s->eps[i]), *d = svc_ep_domain(s->eps[i]);
+		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "reply"),
+				 c[i].error_replies);
+		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "fabric"),
+				 c[i].fabric_errors);
 	}
 }
 

@@ -59,8 +59,13 @@ check "GET /metrics of the mount" sh -c "curl -sf http://127.0.0.1:$P_MM/metrics
 check "promtool check metrics: server" sh -c "promtool check metrics <'$S'"
 check "promtool check metrics: mount" sh -c "promtool check metrics <'$F'"
 
-# val FILE 'name{labels}': the sample's value ("" when absent)
-val() { awk -v s="$2" 'index($0, s " ") == 1 { print $2; exit }' "$1"; }
+# val FILE 'name{labels}': the sample's value ("" when absent); a SERIES
+# ending in "," matches the first sample with those labels first, e.g.
+# 'x{provider="tcp",' matches x{provider="tcp",domain="lo"}
+val() {
+	awk -v s="$2" '(substr(s, length(s)) == "," && index($0, s) == 1) || index($0, s " ") == 1 {
+		print $NF; exit }' "$1"
+}
 # ge FILE SERIES MIN: the series exists with a value >= MIN
 ge() {
 	local v
@@ -75,9 +80,9 @@ t_server_series() {
 		ge "$S" 'kvfs_server_hits_total' "$N" &&
 		ge "$S" 'kvfs_server_misses_total' 1 &&
 		ge "$S" 'kvfs_server_puts_total' $((N + 2)) &&
-		ge "$S" "kvfs_server_received_bytes_total{provider=\"$PROV\"}" 3000000 &&
-		ge "$S" "kvfs_server_sent_bytes_total{provider=\"$PROV\"}" 1 &&
-		ge "$S" "kvfs_server_errors_total{provider=\"$PROV\",kind=\"fabric\"}" 0 &&
+		ge "$S" "kvfs_server_received_bytes_total{provider=\"$PROV\"," 3000000 &&
+		ge "$S" "kvfs_server_sent_bytes_total{provider=\"$PROV\"," 1 &&
+		grep -qE "^kvfs_server_errors_total\{provider=\"$PROV\",domain=\"[^\"]+\",kind=\"fabric\"\} 0\$" "$S" &&
 		ge "$S" 'kvfs_server_keys' $((N + 2)) &&
 		ge "$S" 'kvfs_server_pool_size_bytes' $((256 << 20)) &&
 		ge "$S" 'kvfs_server_pool_used_bytes{class="large"}' $((2 << 20)) &&
@@ -109,7 +114,7 @@ t_stats_agree() { # kvfsctl stats and /metrics read the same counters
 	h=$(printf '%s' "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["hits"])') &&
 		b=$(printf '%s' "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytes_in"])') || return 1
 	curl -sf "http://127.0.0.1:$P_SM/metrics" >"$T/s2" && ge "$T/s2" kvfs_server_hits_total "$h" &&
-		test "$(val "$T/s2" "kvfs_server_received_bytes_total{provider=\"$PROV\"}")" = "$b"
+		test "$(val "$T/s2" "kvfs_server_received_bytes_total{provider=\"$PROV\",")" = "$b"
 }
 check "kvfsctl stats and /metrics agree (hits, bytes in)" t_stats_agree
 check "404 for another path" sh -c "test \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$P_SM/)\" = 404"
