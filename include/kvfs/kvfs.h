@@ -169,6 +169,12 @@ const char *kvfs_config_path(const char *path);
 int kvfs_config_server_count(const struct kvfs_config *cfg);
 const char *kvfs_config_server_name(const struct kvfs_config *cfg, int idx);
 int kvfs_config_server_address(const struct kvfs_config *cfg, int idx, char *buf, size_t len);
+/*
+ * client.metrics of a configuration: the address ("host:port") the kvfs
+ * mount serves Prometheus /metrics on, or NULL when unset (the default: no
+ * endpoint) or cfg is NULL. libkvfs itself never serves it.
+ */
+const char *kvfs_config_client_metrics(const struct kvfs_config *cfg);
 
 /*
  * A size as the configuration file takes it: decimal digits, then
@@ -425,6 +431,16 @@ struct kvfs_stats {
 	char provider[32];
 };
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out);
+/*
+ * What this kvfs_t knows of server idx's session, without sending anything:
+ * KVFS_SERVER_IDLE (no session: none was needed yet, as connections are
+ * made on first use, or a broken one was torn down and none needed since),
+ * KVFS_SERVER_UP (a session is established), KVFS_SERVER_DOWN (its session
+ * broke, or the last attempt to connect failed; the next call tries again).
+ * -EINVAL when kv is NULL or idx is out of range.
+ */
+enum { KVFS_SERVER_IDLE = 0, KVFS_SERVER_UP = 1, KVFS_SERVER_DOWN = 2 };
+int kvfs_server_state(kvfs_t *kv, int idx);
 int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns);
 
 #ifdef __cplusplus

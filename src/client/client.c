@@ -173,6 +173,19 @@ const char *kvfs_server_name(kvfs_t *kv, int idx)
 	return kv && idx >= 0 && idx < kv->cfg.n_servers ? kv->cfg.servers[idx].name : NULL;
 }
 
+int kvfs_server_state(kvfs_t *kv, int idx)
+{
+	if (!kv || idx < 0 || idx >= kv->cfg.n_servers)
+		return -EINVAL;
+	struct conn *c = &kv->conns[idx];
+	pthread_mutex_lock(&c->lock);
+	int st = c->up && !c->broken				? KVFS_SERVER_UP
+		 : c->broken || (c->attempts && c->attempt_err) ? KVFS_SERVER_DOWN
+								: KVFS_SERVER_IDLE;
+	pthread_mutex_unlock(&c->lock);
+	return st;
+}
+
 /* Rendezvous hashing: the server with the highest hash(key, server) wins. */
 int kvfs_server_of(kvfs_t *kv, const char *key)
 {

@@ -138,3 +138,8 @@ void kvfs_config_free(struct kvfs_config *cfg)
 	explicit_bzero(cfg->secret, sizeof(cfg->secret));
 	free(cfg);
 }
+
+const char *kvfs_config_client_metrics(const struct kvfs_config *cfg)
+{
+	return cfg && cfg->client_metrics[0] ? cfg->client_metrics : NULL;
+}

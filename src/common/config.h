@@ -4,8 +4,8 @@
  *   cluster = { servers = ( { name = "a"; address = "127.0.0.1:7400"; } ... );
  *               secret_file = "/etc/kvfs/secret"; };
  *   fabric  = { provider = "auto"; domains = ( "mlx5_0" ); inline_threshold = "4K"; };
- *   server  = { memory = "1G"; max_value = "1G"; eviction = "lru"; };
- *   client  = { buffer = "64M"; timeout_ms = 2000; };
+ *   server  = { memory = "1G"; max_value = "1G"; eviction = "lru"; metrics = "127.0.0.1:9400"; };
+ *   client  = { buffer = "64M"; timeout_ms = 2000; metrics = "127.0.0.1:9401"; };
  *
  * Every setting is optional except cluster.servers. Sizes are integers or
  * strings with a K/M/G/T suffix (powers of 1024). Unknown settings are errors
@@ -54,11 +54,13 @@ struct kvfs_config {
 	uint64_t server_memory;	   /* default 1G, at least 16M */
 	uint64_t server_max_value; /* default 1G, at most server_memory */
 	enum kvfs_eviction eviction;
-	int server_prefault; /* populate the pool at start (default 1) */
+	int server_prefault;	  /* populate the pool at start (default 1) */
+	char server_metrics[300]; /* "host:port" of kvfs-server's /metrics; "" = off (default) */
 
-	uint64_t client_buffer; /* default 64M, at least 4M */
-	unsigned timeout_ms;	/* default 2000, 1..3600000 */
-	int local_map;		/* map the pool of a server on this host (default 1) */
+	uint64_t client_buffer;	  /* default 64M, at least 4M */
+	unsigned timeout_ms;	  /* default 2000, 1..3600000 */
+	int local_map;		  /* map the pool of a server on this host (default 1) */
+	char client_metrics[300]; /* "host:port" of the kvfs mount's /metrics; "" = off */
 };
 
 /* Defaults for every setting and no servers. */

@@ -333,6 +333,16 @@ int cfg_validate(const struct kvfs_config *c, const struct where *w_servers,
 			 "%" PRIu64 " bytes is out of range; valid: 4M to 16G", c->client_buffer);
 		return -EINVAL;
 	}
+	const char *ma[2] = {c->server_metrics, c->client_metrics};
+	for (int i = 0; i < 2; i++) {
+		struct kvfs_server_entry tmp;
+		if (!memchr(ma[i], '\0', sizeof(c->server_metrics)) ||
+		    (*ma[i] && cfg_parse_address(ma[i], &tmp, &why) < 0)) {
+			cfg_errf(err, errlen, &any, i ? "client.metrics" : "server.metrics",
+				 "not an address; valid: \"host:port\" or \"\" for none");
+			return -EINVAL;
+		}
+	}
 	if (c->timeout_ms < 1 || c->timeout_ms > MAX_TIMEOUT) {
 		cfg_errf(err, errlen, &any, "client.timeout_ms",
 			 "%u is out of range; valid: 1 to %u", c->timeout_ms, MAX_TIMEOUT);

@@ -362,6 +362,51 @@ static int set_prefault(struct kvfs_config *c, const struct val *v, const char *
 	return get_bool(v, setting, w, err, errlen, &c->server_prefault);
 }
 
+/*
+ * A /metrics address: "host:port" or "[v6]:port" as cluster.servers
+ * addresses are written, or "" for none. Where it can be bound is known only
+ * when the program starts serving (a clear error then).
+ */
+static int get_metrics(const struct val *v, const char *setting, const struct where *w, char *err,
+		       size_t errlen, char *out, size_t outlen)
+{
+	const char *valid = "\"host:port\" (e.g. \"127.0.0.1:9400\", \"[::1]:9400\"), or \"\" "
+			    "for no metrics endpoint";
+	struct kvfs_server_entry e;
+	const char *why;
+	char vs[128];
+	int rc = get_string(v, setting, w, valid, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	if (*v->s && cfg_parse_address(v->s, &e, &why) < 0) {
+		cfg_errf(err, errlen, w, setting, "%s is not an address (%s); valid: %s",
+			 val_str(vs, sizeof(vs), v), why, valid);
+		return -EINVAL;
+	}
+	if (strlen(v->s) >= outlen) {
+		cfg_errf(err, errlen, w, setting, "address is too long; valid: at most %zu bytes",
+			 outlen - 1);
+		return -EINVAL;
+	}
+	strcpy(out, v->s);
+	return 0;
+}
+
+static int set_server_metrics(struct kvfs_config *c, const struct val *v, const char *setting,
+			      const struct where *w, char *err, size_t errlen)
+{
+	return get_metrics(v, setting, w, err, errlen, c->server_metrics,
+			   sizeof(c->server_metrics));
+}
+
+static int set_client_metrics(struct kvfs_config *c, const struct val *v, const char *setting,
+			      const struct where *w, char *err, size_t errlen)
+{
+	return get_metrics(v, setting, w, err, errlen, c->client_metrics,
+			   sizeof(c->client_metrics));
+}
+
 static int set_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
 		       const struct where *w, char *err, size_t errlen)
 {
@@ -398,9 +443,11 @@ const struct setting_desc cfg_settings[] = {
     {"server", "max_value", set_max_value, ROLE_MAX_VALUE},
     {"server", "eviction", set_eviction, ROLE_PLAIN},
     {"server", "prefault", set_prefault, ROLE_PLAIN},
+    {"server", "metrics", set_server_metrics, ROLE_PLAIN},
     {"client", "buffer", set_buffer, ROLE_PLAIN},
     {"client", "timeout_ms", set_timeout, ROLE_PLAIN},
     {"client", "local_map", set_local_map, ROLE_PLAIN},
+    {"client", "metrics", set_client_metrics, ROLE_PLAIN},
 };
 const size_t cfg_n_settings = sizeof(cfg_settings) / sizeof(cfg_settings[0]);
 

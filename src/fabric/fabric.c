@@ -540,6 +540,12 @@ const char *fab_provider(const struct fab_ep *e)
 	return e->prov;
 }
 
+const char *fab_domain(const struct fab_ep *e)
+{
+	const char *d = e->info->domain_attr ? e->info->domain_attr->name : NULL;
+	return d ? d : "";
+}
+
 size_t fab_iov_limit(const struct fab_ep *e)
 {
 	size_t n = e->info->tx_attr->iov_limit;

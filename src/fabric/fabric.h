@@ -62,6 +62,8 @@ void fab_close(struct fab_ep *ep);
 
 /* The provider actually opened ("tcp;ofi_rxm", "shm", ...) and limits. */
 const char *fab_provider(const struct fab_ep *ep);
+/* The domain it opened ("mlx5_0", "lo", "shm", ...): libfabric's name, "" if none. */
+const char *fab_domain(const struct fab_ep *ep);
 size_t fab_iov_limit(const struct fab_ep *ep);	  /* local iov entries per RMA */
 size_t fab_max_msg_size(const struct fab_ep *ep); /* largest single message/RMA */
 size_t fab_inject_size(const struct fab_ep *ep);

@@ -339,6 +339,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&fs->it.lock);
 	fi->direct_io = !h->cached;
 	fi->fh = (uintptr_t)h;
+	fsm_open(!h->cached ? 0 : fi->keep_cache ? 2 : 1);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_close(fs, h);
 	return;
@@ -360,10 +361,12 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		void *buf = malloc(size ? size : 1);
 		n = buf ? kvfs_upload_read(h->up, buf, size, (uint64_t)off) : -ENOMEM;
 		pthread_mutex_unlock(&h->lock);
-		if (n < 0)
+		if (n < 0) {
 			reply_err(req, (int)n);
-		else
+		} else {
+			fsm_read((size_t)n);
 			fuse_reply_buf(req, buf, (size_t)n);
+		}
 		free(buf);
 		return;
 	}
@@ -379,6 +382,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		size_t at = (uint64_t)off < h->whole_len ? (size_t)off : h->whole_len;
 		size_t len = h->whole_len - at < size ? h->whole_len - at : size;
 		memcpy(copy, h->whole + at, len);
+		fsm_read(len);
 		fuse_reply_buf(req, copy, len);
 		return;
 	}
@@ -434,6 +438,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	if (n < 0)
 		reply_err(req, (int)n);
 	else {
+		fsm_read((size_t)n);
 		fuse_reply_iov(req, iov, niov);
 		kvfs_lease_release(lease);
 	}
@@ -460,8 +465,10 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	pthread_mutex_unlock(&h->lock);
 	if (ret)
 		reply_err(req, ret);
-	else
+	else {
+		fsm_written(size);
 		fuse_reply_write(req, size);
+	}
 }
 
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

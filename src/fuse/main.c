@@ -26,6 +26,7 @@
 
 #include "common/log.h" /* our own copy (log_lib); libkvfs keeps its own */
 #include "fuse/fs.h"
+#include "fuse/fsmetrics.h"
 
 /* FUSE_MAX_MAX_PAGES (256) pages plus the request header, with room to spare. */
 #define WORKER_BUF (2u << 20)
@@ -192,7 +193,10 @@ static void *worker_main(void *arg)
 			break;
 		}
 		uint32_t op = FUSE_OPCODE(fbuf.mem);
+		uint64_t t0 = fsm_clock();
 		fuse_session_process_buf(se, &fbuf);
+		if (t0)
+			fsm_request(op, fsm_clock() - t0);
 		if (op == FUSE_INIT_OP) /* its reply is written: the kernel has applied it */
 			set_readahead(w->fs->mnt, w->fs->o.max_read);
 	}
@@ -384,6 +388,13 @@ int main(int argc, char **argv)
 	fs.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &fs);
 	if (!fs.se)
 		goto out_itab;
+	/* Bound before the fork, so a bad address is an error on the terminal. */
+	const char *maddr = kvfs_config_client_metrics(cfg);
+	if (maddr && fsm_listen(maddr, err, sizeof(err))) {
+		fprintf(stderr, "kvfs: %s: client.metrics: %s\n", kvfs_config_path(fs.o.config),
+			err);
+		goto out_session;
+	}
 	if (fuse_session_mount(fs.se, copts.mountpoint))
 		goto out_session;
 	/* Fork before libkvfs starts anything: its threads and fabric state don't survive fork. */
@@ -395,11 +406,20 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
+	/* The HTTP thread after the fork (threads don't survive it), before the workers. */
+	if (fsm_start(fs.kv, err, sizeof(err))) {
+		log_error("client.metrics: %s", err);
+		kvfs_close(fs.kv);
+		ret = 1;
+		goto out_unmount;
+	}
 	ret = serve(&fs) ? 1 : 0;
+	fsm_stop();
 	kvfs_close(fs.kv);
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_session:
+	fsm_stop(); /* a socket bound but never served */
 	fuse_session_destroy(fs.se);
 out_itab:
 	itab_destroy(&fs.it);

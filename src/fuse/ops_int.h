@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "fuse/fs.h"
+#include "fuse/fsmetrics.h"
 
 #define KEYCAP (KVFS_MAX_KEY + 2) /* a key, a '/' and the NUL */
 
@@ -57,9 +58,12 @@ static inline struct fs *FS(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* An error reply (err 0: a success without data), counted for /metrics. */
 static inline void reply_err(fuse_req_t req, int err)
 {
-	fuse_reply_err(req, fs_errno(err));
+	int e = fs_errno(err);
+	fsm_error(e);
+	fuse_reply_err(req, e);
 }
 
 static inline uint32_t type_of(const struct kvfs_attr *a)

@@ -3,7 +3,9 @@
  * finds its session, applies the checks every request shares (a known
  * session, a key where the op needs one, not while stopping), runs the op's
  * handler from one table, and sends the error reply when the handler
- * returns -errno. Handlers send their own replies through svc_reply().
+ * returns -errno. Handlers send their own replies through svc_reply(),
+ * which also records the op's service time (received -> reply posted, RMA
+ * included) when /metrics is on.
  */
 #include "service_priv.h"
 
@@ -52,6 +54,11 @@ _Static_assert(sizeof(op_table) / sizeof(op_table[0]) == OP_MAX_,
 
 void svc_reply(struct svc_ep *e, struct op *o)
 {
+	struct metric *lat = o->req.op < OP_MAX_ ? e->srv->latency[o->req.op] : NULL;
+	if (lat)
+		metric_observe_ns(lat, metrics_now_ns() - o->t0);
+	if (o->rep.status < 0 && o->rep.status != -ENOENT)
+		atomic_fetch_add_explicit(&e->error_replies, 1, memory_order_relaxed);
 	o->stage = STAGE_REPLY;
 	o->rep.op = o->req.op;
 	o->rep.req_id = o->req.req_id;
@@ -89,6 +96,7 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 		return;
 	}
 	o->sess = s;
+	o->t0 = e->srv->metrics ? metrics_now_ns() : 0;
 	o->busy = 1;
 	e->busy_ops++;
 	s->inflight++;

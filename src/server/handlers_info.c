@@ -68,8 +68,12 @@ int handle_stats(struct svc_ep *e, struct op *o, const char **why)
 	st.misses = atomic_load(&srv->ctr.misses);
 	st.puts = atomic_load(&srv->ctr.puts);
 	st.deletes = atomic_load(&srv->ctr.deletes);
-	st.bytes_in = atomic_load(&srv->ctr.bytes_in);
-	st.bytes_out = atomic_load(&srv->ctr.bytes_out);
+	for (int i = 0; i < srv->n_eps; i++) {
+		struct svc_ep_counters c;
+		svc_ep_counters(srv->eps[i], &c);
+		st.bytes_in += c.bytes_in;
+		st.bytes_out += c.bytes_out;
+	}
 	st.sessions = atomic_load(&srv->ctr.sessions);
 	st.evictions = ss.evictions;
 	st.expirations = ss.expirations;

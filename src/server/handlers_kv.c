@@ -47,7 +47,7 @@ int handle_put(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_unlock(&srv->store_lock);
 		if (ret)
 			return ret;
-		atomic_fetch_add(&srv->ctr.bytes_in, q->len);
+		atomic_fetch_add(&e->bytes_in, q->len);
 		svc_reply_status(e, o, 0);
 		return 0;
 	}

@@ -109,6 +109,7 @@ int handle_pin(struct svc_ep *e, struct op *o, const char **why)
 		p = &s->pins[i];
 		s->pin_free = p->next_free;
 		s->n_pins++;
+		atomic_fetch_add(&srv->ctr.pins, 1);
 		p->handle = ++s->pin_seq << PIN_IDX_BITS | i;
 		p->it = it;
 		o->rep.handle = p->handle;
@@ -127,6 +128,7 @@ int handle_pin(struct svc_ep *e, struct op *o, const char **why)
 		*p = (struct pinslot){.next_free = s->pin_free};
 		s->pin_free = (uint32_t)(p - s->pins);
 		s->n_pins--;
+		atomic_fetch_sub(&srv->ctr.pins, 1);
 		svc_reply_status(e, o, 0);
 		return 0;
 	}

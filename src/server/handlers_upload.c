@@ -93,7 +93,7 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 			o->rep.attr.size = store_upload_size(u->up);
 			pthread_mutex_unlock(&srv->store_lock);
 			if (!ret)
-				atomic_fetch_add(&srv->ctr.bytes_in, q->dlen);
+				atomic_fetch_add(&e->bytes_in, q->dlen);
 			o->rep.n = ret ? 0 : q->dlen;
 			break;
 		}

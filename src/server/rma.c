@@ -76,6 +76,7 @@ void rma_pump(struct svc_ep *e, struct op *o)
 			return;
 		}
 		if (ret) {
+			atomic_fetch_add(&e->fabric_errors, 1);
 			o->err = -EIO;
 			break;
 		}
@@ -141,7 +142,7 @@ void rma_finish(struct svc_ep *e, struct op *o)
 			up_done(o);
 		}
 		if (!err)
-			atomic_fetch_add(&srv->ctr.bytes_out, o->total);
+			atomic_fetch_add(&e->bytes_out, o->total);
 	} else if (!o->up_id) {
 		/* Whole-value PUT through an internal upload: publish or drop. */
 		pthread_mutex_lock(&srv->store_lock);
@@ -153,11 +154,11 @@ void rma_finish(struct svc_ep *e, struct op *o)
 		pthread_mutex_unlock(&srv->store_lock);
 		o->up = NULL;
 		if (!err)
-			atomic_fetch_add(&srv->ctr.bytes_in, o->total);
+			atomic_fetch_add(&e->bytes_in, o->total);
 	} else {
 		up_done(o);
 		if (!err)
-			atomic_fetch_add(&srv->ctr.bytes_in, o->total);
+			atomic_fetch_add(&e->bytes_in, o->total);
 	}
 	if (err == -ECONNRESET || err == -ECANCELED)
 		err = -EIO;
@@ -217,7 +218,7 @@ static void copy_iov(uint8_t *dst, const struct iovec *iov, size_t k)
 /* Reply with the n bytes a read copied to rep_data(o). */
 static void reply_inline(struct svc_ep *e, struct op *o, uint64_t n)
 {
-	atomic_fetch_add(&e->srv->ctr.bytes_out, n);
+	atomic_fetch_add(&e->bytes_out, n);
 	o->rep.data = rep_data(o);
 	o->rep.dlen = (uint32_t)n;
 	o->rep.n = n;

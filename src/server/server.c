@@ -407,6 +407,12 @@ int main(int argc, char **argv)
 			conf, me->name, me->host, me->port, strerror(-lfd));
 		return 1;
 	}
+	/* Before the service threads: they time requests once srv.metrics is set. */
+	ret = srv_metrics_start(&srv, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "kvfs-server: %s: server.metrics: %s\n", conf, err);
+		return 1;
+	}
 	for (int i = 0; i < srv.n_eps; i++) {
 		ret = svc_ep_start(srv.eps[i]);
 		if (ret) {
@@ -420,6 +426,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < srv.n_eps; i++)
 		fprintf(stderr, " %s", svc_ep_provider(srv.eps[i]));
 	fprintf(stderr, "\n");
+	if (srv.metrics_srv)
+		fprintf(stderr, "kvfs-server: metrics on http://%s/metrics\n",
+			srv.cfg.server_metrics);
 	/* Under systemd (Type=notify): the listener and every endpoint are up. */
 	sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%s", me->host, me->port);
 
@@ -436,6 +445,7 @@ int main(int argc, char **argv)
 		close(conns[i].fd);
 	n_conns = 0;
 	pthread_mutex_unlock(&conn_lock);
+	srv_metrics_stop(&srv);
 	for (int i = 0; i < srv.n_eps; i++)
 		svc_ep_close(srv.eps[i]);
 	store_close(srv.store);

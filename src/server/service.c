@@ -69,6 +69,7 @@ static void sess_free(struct svc_ep *e, struct session *s)
 		if (s->pins[i].handle)
 			store_release(srv->store, s->pins[i].it);
 	pthread_mutex_unlock(&srv->store_lock);
+	atomic_fetch_sub(&srv->ctr.pins, s->n_pins);
 	fab_av_remove(e->ep, s->addr);
 	e->sess[s->id % MAX_SESS] = NULL;
 	e->n_sess--;
@@ -217,8 +218,10 @@ void svc_post_reply(struct svc_ep *e, struct op *o)
 		svc_pending_push(e, o);
 		return;
 	}
-	if (ret)
+	if (ret) {
+		atomic_fetch_add(&e->fabric_errors, 1);
 		op_over(e, o); /* the peer is unreachable */
+	}
 }
 
 /* ---- completions and the poll loop ---------------------------------------- */
@@ -230,18 +233,24 @@ static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
 	switch (x->kind) {
 	case CTX_RECV:
 		if (c->err) {
-			if (c->err != -ECANCELED && !atomic_load(&e->srv->stopping))
+			if (c->err != -ECANCELED && !atomic_load(&e->srv->stopping)) {
+				atomic_fetch_add(&e->fabric_errors, 1);
 				svc_post_rx(e, o);
+			}
 			return;
 		}
 		svc_handle_request(e, o, c->len);
 		return;
 	case CTX_SEND:
+		if (c->err)
+			atomic_fetch_add(&e->fabric_errors, 1);
 		op_over(e, o);
 		return;
 	case CTX_RMA:
 		x->busy = 0;
 		o->outstanding--;
+		if (c->err)
+			atomic_fetch_add(&e->fabric_errors, 1);
 		if (c->err && !o->err)
 			o->err = c->err;
 		rma_pump(e, o);
@@ -400,6 +409,19 @@ void svc_ep_close(struct svc_ep *e)
 const char *svc_ep_provider(const struct svc_ep *e)
 {
 	return e->provider;
+}
+
+const char *svc_ep_domain(const struct svc_ep *e)
+{
+	return fab_domain(e->ep);
+}
+
+void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out)
+{
+	out->bytes_in = atomic_load_explicit(&e->bytes_in, memory_order_relaxed);
+	out->bytes_out = atomic_load_explicit(&e->bytes_out, memory_order_relaxed);
+	out->error_replies = atomic_load_explicit(&e->error_replies, memory_order_relaxed);
+	out->fabric_errors = atomic_load_explicit(&e->fabric_errors, memory_order_relaxed);
 }
 
 int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "common/metrics.h"
 #include "common/wire.h"
 #include "fabric/fabric.h"
 #include "store.h"
@@ -28,8 +29,17 @@ struct srv;
 struct svc_ep;
 struct session;
 
+/* The server's counts (kvfsctl stats, /metrics); bytes are per endpoint (svc_ep_counters). */
 struct srv_counters {
-	atomic_uint_fast64_t gets, hits, misses, puts, deletes, bytes_in, bytes_out, sessions;
+	atomic_uint_fast64_t gets, hits, misses, puts, deletes, sessions;
+	atomic_uint_fast64_t pins; /* pins open (OP_PIN until OP_UNPIN or the session's end) */
+};
+
+/* One endpoint's counts, read with svc_ep_counters. */
+struct svc_ep_counters {
+	uint64_t bytes_in, bytes_out; /* value bytes received (PUT, UP_WRITE), sent (GET, ...) */
+	uint64_t error_replies;	      /* replies with an error other than -ENOENT */
+	uint64_t fabric_errors;	      /* failed completions and posts */
 };
 
 struct srv {
@@ -46,6 +56,11 @@ struct srv {
 	int n_eps;
 	struct srv_counters ctr;
 	atomic_int stopping;
+
+	/* /metrics (srv_metrics.c); NULL when server.metrics is off */
+	struct metrics *metrics;
+	struct metrics_server *metrics_srv;
+	struct metric *latency[OP_MAX_]; /* service time per op; NULL: not measured */
 };
 
 /* A command from the bootstrap side to a service thread. */
@@ -67,11 +82,21 @@ struct svc_cmd {
 int svc_ep_open(struct srv *s, const char *provider, const char *node, struct svc_ep **out);
 void svc_ep_close(struct svc_ep *e);
 const char *svc_ep_provider(const struct svc_ep *e); /* as configured: "tcp", "shm", ... */
+const char *svc_ep_domain(const struct svc_ep *e);   /* as libfabric names it: "mlx5_0", "lo" */
 int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len);
+void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out);
 int svc_ep_start(struct svc_ep *e);
 /* Wait for the service thread to finish in-flight work and exit (after srv.stopping). */
 void svc_ep_join(struct svc_ep *e);
 /* Queue a command and wait until the service thread has carried it out. */
 void svc_ep_command(struct svc_ep *e, struct svc_cmd *c);
+
+/*
+ * srv_metrics.c: serve /metrics on s->cfg.server_metrics (after the store
+ * and the endpoints are open, before the service threads start). Returns 0
+ * (also when off) or -errno with a one-line reason in err.
+ */
+int srv_metrics_start(struct srv *s, char *err, size_t errlen);
+void srv_metrics_stop(struct srv *s);
 
 #endif

@@ -87,6 +87,7 @@ struct op {
 	int pending; /* on e->pending: waiting to post after -EAGAIN */
 	int tx_len;
 	struct op *next_pending;
+	uint64_t t0; /* when the request was received (ns), for srv.latency */
 };
 
 struct svc_ep {
@@ -103,6 +104,8 @@ struct svc_ep {
 	uint32_t sess_gen;
 	int n_sess;
 	struct log_rl junk_rl; /* messages of no session: anyone can send them */
+	/* written by the service thread, read by stats and scrapes */
+	atomic_uint_fast64_t bytes_in, bytes_out, error_replies, fabric_errors;
 
 	pthread_t thread;
 	int started;

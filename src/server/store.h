@@ -75,6 +75,21 @@ struct store_stats {
 	uint64_t uploads; /* open upload sessions */
 };
 
+/*
+ * The pool's pages by use: one entry per slab class holding pages (its
+ * chunk size, pages, chunks and chunks holding items), then one with
+ * chunk_size 0 for the pages of large values and uploads. Walks the page
+ * table once (up to 32768 pages); for scrapes, not for request paths.
+ */
+struct store_class_stats {
+	uint32_t chunk_size; /* 0: whole pages of large values and uploads */
+	uint32_t pages;
+	uint64_t chunks, chunks_used; /* slab classes only */
+};
+#define STORE_MAX_CLASSES 128
+/* Fills at most max entries; returns how many. */
+int store_class_stats(struct store *s, struct store_class_stats *out, int max);
+
 /* Open a store (maps the pool). Returns 0 or -ENOMEM/-EINVAL. */
 int store_open(struct store **out, const struct store_config *cfg);
 void store_close(struct store *s);

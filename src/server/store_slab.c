@@ -522,3 +522,32 @@ void slab_close(struct store *s)
 	if (s->pool_fd >= 0)
 		close(s->pool_fd);
 }
+
+_Static_assert(MAX_CLASSES <= STORE_MAX_CLASSES, "store_class_stats has room for every class");
+
+int store_class_stats(struct store *s, struct store_class_stats *out, int max)
+{
+	uint32_t pages[MAX_CLASSES] = {0}, large = 0;
+	uint64_t used[MAX_CLASSES] = {0};
+	int n = 0;
+
+	for (uint32_t p = 0; p < s->npages; p++) {
+		const struct page *pg = &s->pg[p];
+		if (pg->kind == PK_SLAB && pg->cls < MAX_CLASSES) {
+			pages[pg->cls]++;
+			used[pg->cls] += pg->nused;
+		} else if (pg->kind == PK_LARGE || pg->kind == PK_HELD) {
+			large++;
+		}
+	}
+	for (uint32_t c = 0; c < s->ncls && n < max; c++)
+		if (pages[c])
+			out[n++] = (struct store_class_stats){.chunk_size = s->cls[c].size,
+							      .pages = pages[c],
+							      .chunks = (uint64_t)pages[c] *
+									s->cls[c].perpage,
+							      .chunks_used = used[c]};
+	if (large && n < max)
+		out[n++] = (struct store_class_stats){.pages = large};
+	return n;
+}

@@ -3,7 +3,8 @@
  * kvfs-server: every public call refuses a NULL it does not document as
  * allowed with -EINVAL (void calls ignore it), out-parameters are written
  * only as the header says, the limits are each server's own, and the
- * zero-copy calls check their buffer against the region whatever the length.
+ * zero-copy calls check their buffer against the region whatever the length,
+ * and kvfs_server_state follows a session from idle to up, and to down.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -306,5 +307,30 @@ Test(api, limits_per_server, .init = setup3, .fini = teardown_all)
 	cr_assert_eq(kvfs_limits(k2, 2, &lim), 0);
 	cr_assert_eq(kvfs_ping(k2, 1, &rtt), -EIO);
 	cr_assert_eq(rtt, 12345, "*rtt_ns is written only on success");
+	kvfs_close(k2);
+}
+
+Test(api, server_state, .init = setup3, .fini = teardown_all)
+{
+	cr_assert_eq(kvfs_server_state(NULL, 0), -EINVAL);
+	cr_assert_eq(kvfs_server_state(kv, -1), -EINVAL);
+	cr_assert_eq(kvfs_server_state(kv, 3), -EINVAL);
+	kvfs_t *k2 = h_client(&cl);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(kvfs_server_state(k2, i), KVFS_SERVER_IDLE, "no session before use");
+	cr_assert_eq(kvfs_ping(k2, 0, NULL), 0);
+	cr_assert_eq(kvfs_server_state(k2, 0), KVFS_SERVER_UP);
+	cr_assert_eq(kvfs_server_state(k2, 1), KVFS_SERVER_IDLE, "asking sends nothing");
+	h_kill(&cl, 1, SIGKILL);
+	cr_assert_eq(kvfs_ping(k2, 1, NULL), -EIO);
+	cr_assert_eq(kvfs_server_state(k2, 1), KVFS_SERVER_DOWN, "the connect failed");
+	cr_assert_eq(kvfs_server_state(k2, 0), KVFS_SERVER_UP);
+	/* a session that breaks: down once a call has failed on it */
+	cr_assert_eq(kvfs_ping(k2, 2, NULL), 0);
+	cr_assert_eq(kvfs_server_state(k2, 2), KVFS_SERVER_UP);
+	h_kill(&cl, 2, SIGKILL);
+	cr_assert_lt(kvfs_ping(k2, 2, NULL), 0);
+	kvfs_ping(k2, 2, NULL); /* the reconnect fails too */
+	cr_assert_eq(kvfs_server_state(k2, 2), KVFS_SERVER_DOWN);
 	kvfs_close(k2);
 }

@@ -87,6 +87,14 @@ Test(config, kvfs_config_set)
 	cr_assert_eq(c->local_map, 0);
 	set_bad(c, "client.local_map", "no");
 	cr_assert_eq(c->local_map, 0, "failed set changed the value");
+	cr_assert_null(kvfs_config_client_metrics(c), "no endpoint by default");
+	set_ok(c, "client.metrics", "127.0.0.1:9401");
+	cr_assert_str_eq(kvfs_config_client_metrics(c), "127.0.0.1:9401");
+	set_bad(c, "client.metrics", "127.0.0.1:port");
+	cr_assert_str_eq(c->client_metrics, "127.0.0.1:9401", "failed set changed the value");
+	set_ok(c, "server.metrics", "[::1]:9400");
+	cr_assert_str_eq(c->server_metrics, "[::1]:9400");
+	cr_assert_null(kvfs_config_client_metrics(NULL));
 	set_ok(c, "cluster.secret_file", secret);
 	cr_assert_eq(c->secret_len, 2);
 	cr_assert_str_eq(c->secret_file, secret);

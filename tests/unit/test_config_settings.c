@@ -1,7 +1,7 @@
 /*
  * Unit tests of src/common/config_settings.c: the values each setting
  * accepts and rejects in a file (sizes, provider, domains, eviction,
- * timeout, local_map, prefault) and the secret file.
+ * timeout, local_map, prefault, the metrics addresses) and the secret file.
  */
 #include "config_fixture.h"
 
@@ -198,4 +198,30 @@ Test(config, secret_file)
 	expect_ok(text);
 	cr_assert_eq(cfg.secret_len, 0);
 	cr_assert_eq(cfg.secret_file[0], '\0');
+}
+
+Test(config, metrics_addresses)
+{
+	expect_ok(SRV "");
+	cr_assert_str_eq(cfg.server_metrics, "", "no endpoint by default");
+	cr_assert_str_eq(cfg.client_metrics, "");
+	expect_ok(SRV "server = { metrics = \"127.0.0.1:9400\"; };\n"
+		      "client = { metrics = \"[::1]:9401\"; };\n");
+	cr_assert_str_eq(cfg.server_metrics, "127.0.0.1:9400");
+	cr_assert_str_eq(cfg.client_metrics, "[::1]:9401");
+	expect_ok(SRV
+		  "server = { metrics = \"localhost:9400\"; };\nclient = { metrics = \"\"; };\n");
+	cr_assert_str_eq(cfg.client_metrics, "");
+
+	expect_error(SRV "server = {\n  metrics = \"127.0.0.1\";\n};\n", 3, "server.metrics");
+	cr_assert_not_null(strstr(err, "missing \":port\""), "%s", err);
+	cr_assert_not_null(strstr(err, "valid: \"host:port\""), "%s", err);
+	expect_error(SRV "server = {\n  metrics = \"127.0.0.1:0\";\n};\n", 3, "server.metrics");
+	cr_assert_not_null(strstr(err, "port is not a number from 1 to 65535"), "%s", err);
+	expect_error(SRV "server = {\n  metrics = \"127.0.0.1:99999\";\n};\n", 3, "server.metrics");
+	expect_error(SRV "client = {\n  metrics = \"::1:9401\";\n};\n", 3, "client.metrics");
+	cr_assert_not_null(strstr(err, "brackets"), "%s", err);
+	expect_error(SRV "client = {\n  metrics = 9401;\n};\n", 3, "client.metrics");
+	cr_assert_not_null(strstr(err, "not a string"), "%s", err);
+	expect_error(SRV "client = {\n  metrics = \"bad host:9401\";\n};\n", 3, "client.metrics");
 }

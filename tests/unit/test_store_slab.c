@@ -338,3 +338,42 @@ Test(store, prefault_gives_every_page_its_memory)
 		     store_pool_size(s) / 4096 / 4);
 	store_close(s);
 }
+
+/* ---------------------------------------------------------- class stats */
+
+Test(store, class_stats)
+{
+	struct store *s = open_store(32 * MiB, 16 * MiB, 0);
+	struct store_class_stats cs[STORE_MAX_CLASSES];
+	cr_assert_eq(store_class_stats(s, cs, STORE_MAX_CLASSES), 0, "an empty pool uses nothing");
+	for (int i = 0; i < 10; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%d", i);
+		cr_assert_eq(put_pat(s, k, i, 100), 0);
+	}
+	uint8_t *big = calloc(1, 3 * MiB);
+	cr_assert_eq(store_put(s, "big", 3, big, 3 * MiB, NULL, NOW, NULL), 0);
+	free(big);
+	int n = store_class_stats(s, cs, STORE_MAX_CLASSES);
+	uint64_t used = 0, pages = 0;
+	int large = 0;
+	for (int i = 0; i < n; i++) {
+		pages += cs[i].pages;
+		if (cs[i].chunk_size == 0) {
+			large = 1;
+			cr_assert_eq(i, n - 1, "the large pages come last");
+			cr_assert_geq(cs[i].pages, 2);
+			continue;
+		}
+		cr_assert_leq(cs[i].chunks_used, cs[i].chunks);
+		cr_assert_eq(cs[i].chunks % cs[i].pages, 0);
+		used += cs[i].chunks_used;
+	}
+	cr_assert(large);
+	cr_assert_eq(used, 11, "10 small items and the big one's header chunk");
+	struct store_stats st;
+	store_stats(s, &st);
+	cr_assert_eq(pages * STORE_PAGE_SIZE, st.pool_used, "the classes add up to pool_used");
+	cr_assert_eq(store_class_stats(s, cs, 1), 1, "at most max entries");
+	store_close(s);
+}
