@@ -74,4 +74,16 @@ void svc_ep_join(struct svc_ep *e);
 /* Queue a command and wait until the service thread has carried it out. */
 void svc_ep_command(struct svc_ep *e, struct svc_cmd *c);
 
+/*
+ * direct.c: requests on the bootstrap channel (wire.h). direct_open before
+ * the first connection is accepted, direct_close after the last handshake
+ * thread is gone. direct_serve runs on a handshake thread after WELCOME:
+ * serves direct requests on fd until the client sends SETUP (decoded into
+ * *setup; returns 0) or the connection is to be closed (returns -errno, any
+ * error frame already sent). frame_ms: the handshake timeout per frame.
+ */
+int direct_open(struct srv *s);
+void direct_close(void);
+int direct_serve(struct srv *s, int fd, int frame_ms, struct wire_setup *setup);
+
 #endif
