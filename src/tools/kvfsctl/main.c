@@ -57,7 +57,9 @@ static void usage(FILE *f)
 	      "  stat KEY               show the attributes of KEY\n"
 	      "  mv SRC DST [--no-replace]\n"
 	      "                         rename SRC to DST (same server only)\n"
-	      "  ping [SERVER]          round trip to every server (or SERVER)\n"
+	      "  ping [SERVER] [--fabric]\n"
+	      "                         round trip to every server (or SERVER): over TCP,\n"
+	      "                         or over the fabric\n"
 	      "  stats [--json]         server statistics\n"
 	      "  bench --op get|put --size BYTES --count N [--threads T] [--keys K]\n"
 	      "        [--prefix P] [--copy] [--json]\n"
@@ -141,6 +143,11 @@ int parse_u64(const char *s, uint64_t *out)
 
 int ctl_open(struct ctl *c)
 {
+	return ctl_open_flags(c, 0);
+}
+
+int ctl_open_flags(struct ctl *c, unsigned flags)
+{
 	char err[1024] = "";
 	const char *path = kvfs_config_path(c->conf_arg);
 	int rc;
@@ -154,7 +161,7 @@ int ctl_open(struct ctl *c)
 			fail("%s: %s", path, kvfs_strerror(rc));
 		return -1;
 	}
-	rc = kvfs_open_config(c->cfg, &c->kv);
+	rc = kvfs_open_config_flags(c->cfg, flags, &c->kv);
 	if (rc < 0) {
 		c->kv = NULL;
 		fail("%s: %s", path, kvfs_strerror(rc));
