@@ -122,7 +122,35 @@ check "bad config names file and line" sh -c \
 check "unreachable server fails fast" sh -c \
 	"sed 's/:$port/:1/' '$KVFS_CONF' > '$tmp/dead.conf'; ! timeout 5 '$ctl' -c '$tmp/dead.conf' get x"
 check "libkvfs logs as kvfsctl, info lines with -v" sh -c \
-	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
+	"'$ctl' -c '$tmp/dead.conf' ping 2>'$tmp/e'; grep -q '^kvfsctl: warning: server only (127.0.0.1:1): cannot connect' '$tmp/e' && ! '$ctl' stat docs/big 2>&1 >/dev/null | grep -q . && '$ctl' -v stat docs/big 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: connected; small requests over TCP' && '$ctl' -v ls docs/ 2>&1 >/dev/null | grep -q '^kvfsctl: info: server only: session on'"
+# One-shot commands on small values never set up the fabric: nothing that
+# libfabric's initialisation or an endpoint opens (/proc/kallsyms, shm's
+# /dev/shm files, hugepage probing), which `ping --fabric` shows it does.
+fabric_files='/proc/kallsyms|/dev/shm/|/sys/kernel/mm/hugepages|/sys/class/infiniband'
+no_fabric() { # command...: runs it under strace; fails if it touched the fabric
+	strace -f -qq -e trace=openat,open -o "$tmp/trace" "$@" >"$tmp/trace.out" || return 1
+	if grep -E "$fabric_files" "$tmp/trace"; then return 1; fi
+	return 0
+}
+one_shots() {
+	echo abc >"$tmp/abc"
+	no_fabric "$ctl" put o/k "$tmp/abc" &&
+		no_fabric sh -c "echo piped | '$ctl' put o/p" &&
+		no_fabric "$ctl" get o/k && grep -qx abc "$tmp/trace.out" &&
+		no_fabric "$ctl" stat o/k && grep -q 'size:    4' "$tmp/trace.out" &&
+		no_fabric "$ctl" mv o/p o/q &&
+		no_fabric "$ctl" rm o/k o/q &&
+		no_fabric "$ctl" ping && grep -q 'ok .* us (tcp)' "$tmp/trace.out" &&
+		! "$ctl" get o/k 2>/dev/null &&
+		! no_fabric "$ctl" ping --fabric # the check sees a fabric set-up
+}
+if command -v strace >/dev/null && strace -f -qq -e trace=openat -o /dev/null true 2>/dev/null; then
+	check "one-shot get, put, stat, mv, rm, ping set up no fabric" one_shots
+else
+	echo "SKIP: one-shot commands without the fabric (no usable strace)"
+fi
+check "one-shot get of a large value upgrades" sh -c \
+	"'$ctl' put o/big '$tmp/big' && '$ctl' get o/big | cmp - '$tmp/big' && '$ctl' rm o/big"
 check "usage error exits 2" sh -c "'$ctl' frobnicate; test \$? -eq 2"
 check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | grep -q 'auto would serve on:.*$prov'"
 check "server still up" kill -0 "$pid"
