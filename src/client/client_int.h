@@ -161,6 +161,7 @@ struct conn {
 	int64_t direct_start;	     /* (L) when the direct connection was made (now_ns) */
 	int64_t direct_last;	     /* (L) when its last round trip ended */
 	uint64_t direct_seq;	     /* (L) req_id of the last direct request */
+	uint64_t direct_count;	     /* (L) direct round trips on this connection */
 	struct wire_welcome welcome; /* (S) the server's welcome: providers for an upgrade */
 	uint8_t *dbuf;		     /* (S) direct frames, WIRE_FRAME_HDR + msg_size; bytes (B) */
 	size_t dbuf_size;	     /* (S) */

@@ -70,6 +70,7 @@ int direct_call(struct conn *c, struct wire_req *q, struct wire_rep *rep, void *
 	}
 	c->sock_busy = 1;
 	q->req_id = ++c->direct_seq;
+	c->direct_count++;
 	pthread_mutex_unlock(&c->lock);
 
 	q->session = 0;

@@ -232,3 +232,15 @@ Test(direct, quiet_and_restarted_server_redialled, .init = start, .fini = stop, 
 	h_restart(&cl, 0);
 	cr_assert_eq(kvfs_put(lazy, "q", "3", 1, NULL), 0);
 }
+
+Test(direct, busy_lazy_client_takes_the_fabric, .init = start, .fini = stop, .timeout = 60)
+{
+	/* 1000 direct requests, then the next call upgrades (not a short-lived client). */
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(kvfs_put(lazy, "busy", &i, sizeof(i), NULL), 0);
+	cr_assert_eq(stats().sessions, 1, "still direct after 1000 requests");
+	int back = -1;
+	cr_assert_eq(kvfs_get(lazy, "busy", &back, sizeof(back), 0, NULL), (ssize_t)sizeof(back));
+	cr_assert_eq(back, 999);
+	cr_assert_eq(stats().sessions, 2, "the 1001st request went by the fabric");
+}
