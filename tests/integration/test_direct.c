@@ -244,3 +244,26 @@ Test(direct, busy_lazy_client_takes_the_fabric, .init = start, .fini = stop, .ti
 	cr_assert_eq(back, 999);
 	cr_assert_eq(stats().sessions, 2, "the 1001st request went by the fabric");
 }
+
+static void stop_cluster(void)
+{
+	h_stop(&cl);
+}
+
+Test(direct, secrets_checked_before_any_direct_request, .fini = stop_cluster, .timeout = 30)
+{
+	struct h_opts o = {.secret = "right horse battery", .client_secret = "wrong horse battery"};
+	h_start(&cl, &o);
+	kvfs_t *bad, *good;
+	char b;
+	cr_assert_eq(kvfs_open_flags(cl.conf, KVFS_OPEN_LAZY_FABRIC, &bad), 0);
+	cr_assert_eq(kvfs_put(bad, "k", "v", 1, NULL), -EACCES);
+	cr_assert_eq(kvfs_get(bad, "k", &b, 1, 0, NULL), -EACCES);
+	kvfs_close(bad);
+	/* The right secret (the server's own config) works, directly. */
+	cr_assert_eq(kvfs_open_flags(cl.server_conf, KVFS_OPEN_LAZY_FABRIC, &good), 0);
+	cr_assert_eq(kvfs_put(good, "k", "v", 1, NULL), 0);
+	cr_assert_eq(kvfs_get(good, "k", &b, 1, 0, NULL), 1);
+	cr_assert_eq(b, 'v');
+	kvfs_close(good);
+}
