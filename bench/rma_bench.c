@@ -338,7 +338,7 @@ static int run_server(int lfd)
 		r = fab_mr_reg(ep, c->buf, o.size, FAB_ACC_WRITE | FAB_ACC_READ, &c->mr);
 		if (r)
 			die("server: fab_mr_reg(%zu): %s", o.size, strerror(-r));
-		r = fab_av_insert(ep, h.name, &c->addr);
+		r = fab_av_insert(ep, h.name, h.namelen, &c->addr);
 		if (r)
 			die("server: fab_av_insert: %s", strerror(-r));
 		struct welcome w = {.magic = MAGIC, .namelen = (uint32_t)mylen};
@@ -575,7 +575,7 @@ static void *client_thread(void *arg)
 		goto out;
 	}
 	fab_addr_t srv;
-	if (fab_av_insert(ep, w.name, &srv)) {
+	if (fab_av_insert(ep, w.name, w.namelen, &srv)) {
 		ct->err = "fab_av_insert failed";
 		goto out;
 	}

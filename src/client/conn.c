@@ -333,7 +333,7 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 				      sizeof(h->err));
 	if (ret)
 		return ret;
-	ret = fab_av_insert(c->ep, h->rd.addr, &c->srv_addr);
+	ret = fab_av_insert(c->ep, h->rd.addr, h->rd.addr_len, &c->srv_addr);
 	if (ret) {
 		snprintf(h->err, sizeof(h->err), "cannot add the server's fabric address");
 		return ret;

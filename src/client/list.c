@@ -10,6 +10,8 @@
 
 #include "client/client_int.h"
 
+#include "common/log.h"
+
 struct lentry {
 	char *name;
 	size_t nlen;
@@ -56,31 +58,40 @@ static int lstream_fill(struct lstream *s, const char *prefix, size_t plen, char
 		ret = rep.status;
 		goto out;
 	}
-	s->ents = calloc(rep.n ? rep.n : 1, sizeof(*s->ents));
-	if (!s->ents) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	size_t pos = 0;
-	for (uint64_t i = 0; i < rep.n; i++) {
-		struct lentry *e = &s->ents[s->n];
-		const char *name;
-		int k = wire_entry_decode(rep.data + pos, rep.dlen - pos, &name, &e->nlen,
-					  &e->is_prefix, &e->attr);
-		if (k < 0) {
-			ret = -EPROTO;
-			goto out;
-		}
-		pos += (size_t)k;
-		e->name = malloc(e->nlen + 1);
-		if (!e->name) {
+	const char *why = "";
+	struct wire_entry *we = NULL;
+	if (wire_list_count_ok(rep.n, rep.dlen)) {
+		we = calloc(rep.n ? rep.n : 1, sizeof(*we));
+		s->ents = calloc(rep.n ? rep.n : 1, sizeof(*s->ents));
+		if (!we || !s->ents) {
+			free(we);
 			ret = -ENOMEM;
 			goto out;
 		}
-		memcpy(e->name, name, e->nlen);
+	}
+	ret =
+	    wire_list_decode(rep.data, rep.dlen, rep.n, prefix, plen, s->cursor, s->clen, we, &why);
+	if (ret) {
+		log_warn("server %s: bad listing reply: %s", c->kv->cfg.servers[c->idx].name, why);
+		free(we);
+		goto out;
+	}
+	for (uint64_t i = 0; i < rep.n; i++) {
+		struct lentry *e = &s->ents[s->n];
+		e->nlen = we[i].nlen;
+		e->is_prefix = we[i].is_prefix;
+		e->attr = we[i].attr;
+		e->name = malloc(e->nlen + 1);
+		if (!e->name) {
+			free(we);
+			ret = -ENOMEM;
+			goto out;
+		}
+		memcpy(e->name, we[i].name, e->nlen);
 		e->name[e->nlen] = 0;
 		s->n++;
 	}
+	free(we);
 	s->more = (rep.flags & RP_MORE) && s->n > 0;
 	if (s->n) {
 		struct lentry *last = &s->ents[s->n - 1];

@@ -7,8 +7,12 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -521,6 +525,52 @@ int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nl
 	return r.bad ? -EPROTO : (int)r.pos;
 }
 
+int wire_list_count_ok(uint64_t n, size_t dlen)
+{
+	return n <= dlen / 3;
+}
+
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int r = memcmp(a, b, alen < blen ? alen : blen);
+	return r ? r : (alen > blen) - (alen < blen);
+}
+
+int wire_list_decode(const uint8_t *data, size_t dlen, uint64_t n, const char *prefix, size_t plen,
+		     const char *cursor, size_t clen, struct wire_entry *out, const char **why)
+{
+	size_t pos = 0;
+	if (!wire_list_count_ok(n, dlen)) {
+		*why = "more entries than the reply holds";
+		return -EPROTO;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		struct wire_entry *e = &out[i];
+		int k = wire_entry_decode(data + pos, dlen - pos, &e->name, &e->nlen, &e->is_prefix,
+					  &e->attr);
+		if (k < 0) {
+			*why = "a truncated entry";
+			return -EPROTO;
+		}
+		pos += (size_t)k;
+		if (e->nlen == 0 || e->nlen < plen || memcmp(e->name, prefix, plen) != 0) {
+			*why = "a name outside the prefix";
+			return -EPROTO;
+		}
+		const char *prev = i ? out[i - 1].name : cursor;
+		size_t prev_len = i ? out[i - 1].nlen : clen;
+		if ((i || clen) && bytes_cmp(e->name, e->nlen, prev, prev_len) <= 0) {
+			*why = "names out of order or repeated";
+			return -EPROTO;
+		}
+	}
+	if (pos != dlen) {
+		*why = "bytes after the last entry";
+		return -EPROTO;
+	}
+	return 0;
+}
+
 int wire_segs_encode(void *buf, size_t cap, const struct wire_seg *seg, int n)
 {
 	struct wr w = {buf, cap, 0, 0};
@@ -600,14 +650,52 @@ int wire_mac_equal(const uint8_t a[WIRE_MAC], const uint8_t b[WIRE_MAC])
 	return CRYPTO_memcmp(a, b, WIRE_MAC) == 0;
 }
 
+/* Read len bytes of /dev/urandom into p; 0, or -errno. */
+static int urandom(uint8_t *p, size_t len)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? -errno : -EIO;
+			close(fd);
+			return err;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * getrandom(2), retried when a signal interrupts it. A kernel without it
+ * (ENOSYS) or a sandbox that refuses it (EPERM) gets /dev/urandom. With no
+ * randomness at all there is no safe nonce or token: the process stops with
+ * a message rather than loop or go on with predictable bytes.
+ */
 void wire_random(void *buf, size_t len)
 {
 	uint8_t *p = buf;
 	while (len) {
 		ssize_t n = getrandom(p, len, 0);
-		if (n <= 0)
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
 			continue;
-		p += n;
-		len -= (size_t)n;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		int err = n < 0 ? errno : EIO;
+		int uerr = urandom(p, len);
+		if (!uerr)
+			return;
+		fprintf(stderr, "kvfs: no random bytes: getrandom: %s; /dev/urandom: %s\n",
+			strerror(err), strerror(-uerr));
+		abort();
 	}
 }

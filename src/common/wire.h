@@ -250,6 +250,26 @@ int wire_entry_encode(void *buf, size_t cap, const char *name, size_t nlen,
 int wire_entry_decode(const void *buf, size_t len, const char **name, size_t *nlen, int *is_prefix,
 		      struct proto_attr *attr);
 
+/* One decoded listing entry; name points into the reply, not NUL-terminated. */
+struct wire_entry {
+	const char *name;
+	size_t nlen;
+	int is_prefix;
+	struct proto_attr attr;
+};
+/*
+ * The entries of a LIST reply (n of them in data[0, dlen)) into out[n]. A
+ * batch must hold exactly n entries, every name non-empty and under prefix,
+ * in strictly increasing byte order after the cursor (clen 0: no cursor):
+ * that is what makes each batch progress, so a server that repeats a cursor
+ * cannot make a listing loop. wire_list_count_ok(n, dlen) says whether n can
+ * be that many (each entry takes 3 bytes at least), before out is sized by
+ * it. Returns 0, or -EPROTO with *why set.
+ */
+int wire_list_count_ok(uint64_t n, size_t dlen);
+int wire_list_decode(const uint8_t *data, size_t dlen, uint64_t n, const char *prefix, size_t plen,
+		     const char *cursor, size_t clen, struct wire_entry *out, const char **why);
+
 /* A range of the server's pool (PIN_GET with RQ_MAP), 16 bytes on the wire. */
 struct wire_seg {
 	uint64_t off, len;
@@ -275,7 +295,7 @@ int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st);
 void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const char *label,
 	      const uint8_t a[WIRE_NONCE], const uint8_t b[WIRE_NONCE]);
 int wire_mac_equal(const uint8_t a[WIRE_MAC], const uint8_t b[WIRE_MAC]);
-/* Random bytes (getrandom). */
+/* Random bytes (getrandom, else /dev/urandom; aborts with neither). */
 void wire_random(void *buf, size_t len);
 
 #endif

@@ -9,9 +9,12 @@
 #include "fabric.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <time.h>
@@ -19,12 +22,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * libfabric is not linked but loaded at the first fabric use (see
+ * "Loading libfabric" below). Its few exported functions are renamed here,
+ * before the headers declare them, to this file's wrappers, so that the
+ * headers' static inline functions (fi_allocinfo calls fi_dupinfo) call
+ * them too; everything else goes through the fid ops tables. Hidden: they
+ * are no part of libkvfs or kvfs-server.
+ */
+#define fi_getinfo  fab_dl_getinfo
+#define fi_freeinfo fab_dl_freeinfo
+#define fi_dupinfo  fab_dl_dupinfo
+#define fi_fabric   fab_dl_fabric
+#define fi_strerror fab_dl_strerror
+#define fi_version  fab_dl_version
+#pragma GCC visibility push(hidden)
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
+#pragma GCC visibility pop
 
 #include "common/log.h"
 
@@ -48,6 +67,128 @@ struct fab_mr {
 	struct fid_mr *mr;
 	void *buf;
 };
+
+/* ---- Loading libfabric ---- */
+
+/*
+ * Why dlopen: Debian's libfabric1 links the providers' libraries
+ * (libpsm_infinipath, libpsm2, libefa, libibverbs, ...), and
+ * libinfinipath's constructor alone costs ~200 ms of wall time (some 785
+ * sleeps of 125 us around sched_setaffinity) in every process that loads
+ * it. Linked, that was paid before main() by every kvfsctl command, every
+ * program using libkvfs and the mount, fabric or not. Loaded here, only a
+ * process that opens an endpoint or asks what the fabric offers pays it.
+ *
+ * Each function is resolved at the symbol version that linking against
+ * these headers binds, since that version fixes the layout of struct
+ * fi_info and its attributes (fabric(7), "ABI CHANGES"); dlsym would give
+ * the newest, whose structures may be larger than ours. ABI 1.3 is that
+ * of libfabric 1.9 to 1.19 (1.17 is the one built and tested here); 1.20
+ * moved fi_getinfo, fi_dupinfo and fi_freeinfo to FABRIC_1.7.
+ */
+#if FI_MAJOR_VERSION == 1 && FI_MINOR_VERSION >= 9 && FI_MINOR_VERSION <= 19
+#define FAB_ABI_INFO "FABRIC_1.3"
+#elif FI_MAJOR_VERSION == 1 && FI_MINOR_VERSION >= 20
+#define FAB_ABI_INFO "FABRIC_1.7"
+#else
+#error "libfabric headers of an ABI unknown to fabric.c: add the version fi_getinfo binds to"
+#endif
+#define FAB_LIBFABRIC "libfabric.so.1"
+
+/* Written once, by load_libfabric() under lib_once; read-only after. */
+static struct {
+	int err; /* 0 = loaded, else -ELIBACC */
+	__typeof__(fi_getinfo) *getinfo;
+	__typeof__(fi_freeinfo) *freeinfo;
+	__typeof__(fi_dupinfo) *dupinfo;
+	__typeof__(fi_fabric) *fabric;
+	__typeof__(fi_strerror) *strerror;
+	__typeof__(fi_version) *version;
+} lib;
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+/* *fn = name@ver of h (memcpy: ISO C has no object-to-function pointer cast). */
+static int resolve(void *h, const char *name, const char *ver, void *fn, size_t fn_size)
+{
+	void *p = dlvsym(h, name, ver);
+	if (!p) {
+		const char *why = dlerror();
+		log_error("cannot load " FAB_LIBFABRIC ": %s", why ? why : name);
+		return -1;
+	}
+	memcpy(fn, &p, fn_size);
+	return 0;
+}
+#define RESOLVE(h, field, name, ver) resolve(h, name, ver, &lib.field, sizeof(lib.field))
+
+static void load_libfabric(void)
+{
+	lib.err = -ELIBACC;
+	/* Kept loaded for good: providers register exit handlers and threads. */
+	void *h = dlopen(FAB_LIBFABRIC, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		log_error("cannot load " FAB_LIBFABRIC ": %s", dlerror());
+		return;
+	}
+	if (RESOLVE(h, getinfo, "fi_getinfo", FAB_ABI_INFO) ||
+	    RESOLVE(h, freeinfo, "fi_freeinfo", FAB_ABI_INFO) ||
+	    RESOLVE(h, dupinfo, "fi_dupinfo", FAB_ABI_INFO) ||
+	    RESOLVE(h, fabric, "fi_fabric", "FABRIC_1.1") ||
+	    RESOLVE(h, strerror, "fi_strerror", "FABRIC_1.0") ||
+	    RESOLVE(h, version, "fi_version", "FABRIC_1.0")) {
+		dlclose(h);
+		return;
+	}
+	uint32_t v = lib.version();
+	log_debug("loaded " FAB_LIBFABRIC " (libfabric %u.%u)", FI_MAJOR(v), FI_MINOR(v));
+	lib.err = 0;
+}
+
+/* 0 once libfabric is loaded, else -ELIBACC (logged once, when it failed). */
+static int lib_load(void)
+{
+	pthread_once(&lib_once, load_libfabric);
+	return lib.err;
+}
+
+/*
+ * The wrappers the headers' names now mean. The entry points (fab_open,
+ * fab_provider_available, fab_probe) load the library first; the checks
+ * here only keep a stray call from jumping through a null pointer.
+ */
+int fi_getinfo(uint32_t version, const char *node, const char *service, uint64_t flags,
+	       const struct fi_info *hints, struct fi_info **info)
+{
+	return lib_load() ? -FI_ENOSYS : lib.getinfo(version, node, service, flags, hints, info);
+}
+
+void fi_freeinfo(struct fi_info *info)
+{
+	if (!lib_load())
+		lib.freeinfo(info);
+}
+
+struct fi_info *fi_dupinfo(const struct fi_info *info)
+{
+	return lib_load() ? NULL : lib.dupinfo(info);
+}
+
+int fi_fabric(struct fi_fabric_attr *attr, struct fid_fabric **fabric, void *context)
+{
+	return lib_load() ? -FI_ENOSYS : lib.fabric(attr, fabric, context);
+}
+
+const char *fi_strerror(int errnum)
+{
+	return lib_load() ? "libfabric is not loaded" : lib.strerror(errnum);
+}
+
+uint32_t fi_version(void)
+{
+	return lib_load() ? 0 : lib.version();
+}
+
+/* ---- Endpoints ---- */
 
 #define MR_MODE_WANTED                                                                             \
 	(FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT)
@@ -202,6 +343,8 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int fab_open(struct fab_ep **out, const struct fab_open_args *a)
 {
+	if (lib_load())
+		return -ELIBACC;
 	pthread_mutex_lock(&open_lock);
 	int ret = do_open(out, a);
 	pthread_mutex_unlock(&open_lock);
@@ -374,10 +517,53 @@ int fab_getname(struct fab_ep *e, void *buf, size_t *len)
 	return ret ? fail("fi_getname", ret) : 0;
 }
 
-int fab_av_insert(struct fab_ep *e, const void *name, fab_addr_t *out)
+/*
+ * Whether len bytes at addr (zero-padded to FAB_NAME_MAX + 1) can be an
+ * address of e's format. The providers trust the bytes they are given: a
+ * socket address of an unknown family inserted into tcp's AV made every
+ * later insert on that endpoint fail, locking every new client out.
+ */
+static const char *addr_refused(struct fab_ep *e, const uint8_t *addr, size_t len)
 {
+	uint32_t fmt = e->info->addr_format;
+	if (fmt == FI_SOCKADDR || fmt == FI_SOCKADDR_IN || fmt == FI_SOCKADDR_IN6) {
+		sa_family_t fam;
+		if (len < sizeof(fam))
+			return "shorter than a socket address";
+		memcpy(&fam, addr, sizeof(fam));
+		if (fam == AF_INET && fmt != FI_SOCKADDR_IN6)
+			return len < sizeof(struct sockaddr_in) ? "a short IPv4 address" : NULL;
+		if (fam == AF_INET6 && fmt != FI_SOCKADDR_IN)
+			return len < sizeof(struct sockaddr_in6) ? "a short IPv6 address" : NULL;
+		return "not a socket address of this endpoint's family";
+	}
+	if (fmt == FI_ADDR_STR)
+		return addr[0] && memchr(addr, 0, len + 1) ? NULL : "not an address string";
+	/* fixed-size formats (verbs' IB, efa, ...): the size of our own name */
+	uint8_t own[FAB_NAME_MAX];
+	size_t own_len = sizeof(own);
+	if (fi_getname(&e->ep->fid, own, &own_len) || own_len != len)
+		return "not of this provider's address size";
+	return NULL;
+}
+
+int fab_av_insert(struct fab_ep *e, const void *name, size_t len, fab_addr_t *out)
+{
+	/* one byte more than the longest address: a string format stays terminated */
+	uint8_t addr[FAB_NAME_MAX + 1] = {0};
 	fi_addr_t a = FI_ADDR_UNSPEC;
-	int ret = fi_av_insert(e->av, name, 1, &a, 0, NULL);
+	if (len == 0 || len > FAB_NAME_MAX) {
+		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR, "a peer address of %zu bytes", len);
+		return -EINVAL;
+	}
+	memcpy(addr, name, len);
+	const char *why = addr_refused(e, addr, len);
+	if (why) {
+		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR,
+				"a peer address of %zu bytes refused: %s", len, why);
+		return -EINVAL;
+	}
+	int ret = fi_av_insert(e->av, addr, 1, &a, 0, NULL);
 	if (ret != 1) {
 		log_ratelimited(&e->peer_rl, LOG_LVL_ERROR, "fi_av_insert: %s",
 				ret < 0 ? fi_strerror(-ret) : "address not inserted");
@@ -579,6 +765,8 @@ int fab_poll(struct fab_ep *e, struct fab_cqe *out, int max, int nap_us)
 
 int fab_provider_available(const char *prov)
 {
+	if (lib_load())
+		return 0;
 	struct fi_info *hints = make_hints(prov, NULL, 0, 0), *info = NULL;
 	if (!hints)
 		return 0;
@@ -606,6 +794,10 @@ int fab_auto_providers(const char **names, int max)
 
 int fab_probe(FILE *out, const char *configured)
 {
+	if (lib_load()) {
+		fprintf(out, "libfabric: cannot load " FAB_LIBFABRIC " (see the error above)\n");
+		return -ELIBACC;
+	}
 	struct fi_info *hints = make_hints(NULL, NULL, 0, 0), *info = NULL;
 	fprintf(out, "libfabric %u.%u, providers offering FI_EP_RDM with FI_MSG|FI_RMA:\n",
 		FI_MAJOR(fi_version()), FI_MINOR(fi_version()));

@@ -14,6 +14,12 @@
  * Progress is manual: completions are read by fab_poll, which also drives
  * the provider. Posting calls return -EAGAIN when the provider's queues are
  * full; the caller polls and retries.
+ *
+ * libfabric.so.1 is loaded (dlopen) by the first fab_open, fab_probe or
+ * fab_provider_available, not at program start: a process that never uses
+ * the fabric never loads it. When it cannot be loaded, those fail with
+ * -ELIBACC (fab_provider_available: 0) and log "cannot load libfabric.so.1:"
+ * and why, once.
  */
 #ifndef KVFS_FABRIC_H
 #define KVFS_FABRIC_H
@@ -63,7 +69,14 @@ uint64_t fab_mr_mode(const struct fab_ep *ep);
 
 /* Our endpoint's address (fi_getname). *len in: buffer size; out: used. */
 int fab_getname(struct fab_ep *ep, void *buf, size_t *len);
-int fab_av_insert(struct fab_ep *ep, const void *name, fab_addr_t *out);
+/*
+ * Add a peer's address, len bytes as the peer's fab_getname gave them (at
+ * most FAB_NAME_MAX). The provider reads an address of its own format's
+ * size: the bytes are copied into a zeroed buffer of FAB_NAME_MAX first, so
+ * a short address from the wire is never completed with whatever memory
+ * follows it. -EINVAL: len 0 or too long, or the provider refused it.
+ */
+int fab_av_insert(struct fab_ep *ep, const void *name, size_t len, fab_addr_t *out);
 int fab_av_remove(struct fab_ep *ep, fab_addr_t addr);
 
 /*
@@ -119,7 +132,10 @@ int fab_shm_unwedge(struct fab_ep *ep);
 
 /* Providers usable for kvfs here (FI_EP_RDM with FI_MSG|FI_RMA). */
 int fab_provider_available(const char *prov);
-/* Print what libfabric offers and what "auto" picks and why. Returns 0. */
+/*
+ * Print what libfabric offers and what "auto" picks and why. Returns 0, or
+ * -ELIBACC when libfabric cannot be loaded.
+ */
 int fab_probe(FILE *out, const char *configured);
 /*
  * Resolve "auto" for a server: verbs or efa when present, plus shm for

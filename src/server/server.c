@@ -318,7 +318,7 @@ int main(int argc, char **argv)
 	if (probe) {
 		if (ret)
 			config_defaults(&srv.cfg);
-		return fab_probe(stdout, srv.cfg.provider);
+		return fab_probe(stdout, srv.cfg.provider) ? 1 : 0;
 	}
 	if (ret) {
 		fprintf(stderr, "kvfs-server: %s\n", err);

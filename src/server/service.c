@@ -101,7 +101,7 @@ static void cmd_add(struct svc_ep *e, struct svc_cmd *c)
 		c->result = -ENOMEM;
 		return;
 	}
-	c->result = fab_av_insert(e->ep, c->setup.addr, &s->addr);
+	c->result = fab_av_insert(e->ep, c->setup.addr, c->setup.addr_len, &s->addr);
 	if (c->result) {
 		free(s);
 		return;

@@ -103,11 +103,13 @@ static void spawn(struct h_cluster *c, int i)
 		_exit(127);
 	}
 	c->pids[i] = pid;
-	int64_t deadline = h_now_ms() + 10000;
+	/* generous: a loaded 2-core machine starts a server in well under 1 s */
+	int64_t deadline = h_now_ms() + 30000;
 	while (!port_open(c->ports[i])) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) != 0 || h_now_ms() > deadline) {
-			char log[320], line[256] = "";
+		int st = 0;
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w != 0 || h_now_ms() > deadline) {
+			char log[320], why[64], line[256] = "";
 			snprintf(log, sizeof(log), "%s/server-%s.log", c->dir, c->names[i]);
 			FILE *lf = fopen(log, "r");
 			if (lf) {
@@ -115,9 +117,21 @@ static void spawn(struct h_cluster *c, int i)
 					line[0] = 0;
 				fclose(lf);
 			}
+			if (w == 0)
+				snprintf(why, sizeof(why), "not listening after 30 s");
+			else if (WIFEXITED(st))
+				snprintf(why, sizeof(why), "exited with status %d",
+					 WEXITSTATUS(st));
+			else
+				snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(st));
+			if (w == 0) {
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+			}
 			c->pids[i] = 0;
 			h_stop(c); /* .fini does not run when .init fails: clean up here */
-			cr_assert_fail("kvfs-server %s did not start: %s", c->names[i], line);
+			cr_assert_fail("kvfs-server %s did not start (%s): %s", c->names[i], why,
+				       line);
 		}
 		usleep(10000);
 	}

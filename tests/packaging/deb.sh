@@ -92,6 +92,14 @@ for p in kvfs-server kvfs-tools kvfs libkvfs1 libkvfs-dev; do
 	[ -f "$tmp/${p}_${ver}_${arch}.deb" ] || die "no ${p}_${ver}_${arch}.deb"
 done
 
+# libfabric is dlopen()ed, so its dependency is written in debian/control.
+deps() { dpkg-deb -f "$tmp/${1}_${ver}_${arch}.deb" Depends; }
+fabric_deps() {
+	deps libkvfs1 | grep -q 'libfabric1 (>= 1.11.0)' &&
+		deps kvfs-server | grep -q 'libfabric1 (>= 1.11.0)' && ! deps libkvfs-dev | grep -q libfabric
+}
+check "libkvfs1 and kvfs-server depend on libfabric1, libkvfs-dev not on libfabric-dev" fabric_deps
+
 # --- lintian: errors fail, the rest is shown ---
 lintian --tag-display-limit 0 "$changes" >"$tmp/lintian.log" 2>&1
 sed 's/^/    lintian: /' "$tmp/lintian.log"
@@ -166,6 +174,9 @@ check "READY=1 on NOTIFY_SOCKET" test "$ready" = 1
 # Readiness means serving: the first request right after READY must work.
 as_kvfs() { setpriv --reuid=kvfs --regid=kvfs --init-groups --inh-caps=-all "$@"; }
 check "ping right after READY=1 (kvfsctl as kvfs)" as_kvfs kvfsctl ping
+check "the installed kvfsctl -h does not load libfabric (loaded at the first fabric use)" bash -c \
+	"LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libkvfs.so.1' &&
+	! LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libfabric.so.1'"
 check "the server runs as kvfs with no capabilities" bash -c "
 	p=$pid # env, prlimit and setpriv exec the server
 	[ \"\$(stat -c %U /proc/\$p)\" = kvfs ] &&

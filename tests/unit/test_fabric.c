@@ -63,10 +63,13 @@ static void exchange(const char *prov)
 	size_t len = sizeof(name);
 	fab_addr_t to_srv, to_cli;
 	cr_assert_eq(fab_getname(srv, name, &len), 0);
-	cr_assert_eq(fab_av_insert(cli, name, &to_srv), 0);
+	cr_assert_eq(fab_av_insert(cli, name, 0, &to_srv), -EINVAL, "an empty address");
+	cr_assert_eq(fab_av_insert(cli, name, FAB_NAME_MAX + 1, &to_srv), -EINVAL,
+		     "an address longer than any");
+	cr_assert_eq(fab_av_insert(cli, name, len, &to_srv), 0);
 	len = sizeof(name);
 	cr_assert_eq(fab_getname(cli, name, &len), 0);
-	cr_assert_eq(fab_av_insert(srv, name, &to_cli), 0);
+	cr_assert_eq(fab_av_insert(srv, name, len, &to_cli), 0);
 
 	size_t sz = 1 << 20;
 	uint8_t *local = aligned_alloc(4096, sz), *remote = aligned_alloc(4096, sz);

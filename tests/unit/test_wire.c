@@ -1,8 +1,14 @@
 /* Unit tests of the wire format: round trips, and hostile input of every shape. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "client/convert.h"
 #include "common/wire.h"
@@ -414,4 +420,107 @@ Test(wire, mac_depends_on_secret_and_nonces)
 	cr_assert_not(wire_mac_equal(m1, m2));
 	wire_mac(m2, (const uint8_t *)"secret", 6, "kvfs-client", b, a);
 	cr_assert_not(wire_mac_equal(m1, m2));
+}
+
+/*
+ * wire_random without getrandom(2): a seccomp filter makes the calls in
+ * nrs[] fail with err in this (the test's own) process, as an old kernel or
+ * a sandbox would.
+ */
+static void refuse_syscalls(const int *nrs, int n, int err)
+{
+	struct sock_filter f[16];
+	int k = 0;
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+					      offsetof(struct seccomp_data, nr));
+	for (int i = 0; i < n; i++) {
+		f[k++] =
+		    (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nrs[i], 0, 1);
+		f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+						      SECCOMP_RET_ERRNO | (unsigned)err);
+	}
+	f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = {.len = (unsigned short)k, .filter = f};
+	cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0, "seccomp: %s",
+		     strerror(errno));
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+Test(wire, random_without_getrandom_falls_back)
+{
+	int nrs[] = {SYS_getrandom};
+	refuse_syscalls(nrs, 1, ENOSYS);
+	uint8_t a[64] = {0}, b[64] = {0};
+	wire_random(a, sizeof(a));
+	wire_random(b, sizeof(b));
+	cr_assert_not(all_zero(a, sizeof(a)));
+	cr_assert_neq(memcmp(a, b, sizeof(a)), 0, "two draws are the same bytes");
+}
+
+/* No randomness anywhere: a message and abort, not a loop or zeros. */
+Test(wire, random_with_no_source_aborts, .signal = SIGABRT)
+{
+	int nrs[] = {SYS_getrandom, SYS_openat, SYS_open};
+	refuse_syscalls(nrs, 3, EPERM);
+	uint8_t a[32];
+	wire_random(a, sizeof(a));
+	cr_assert_fail("wire_random returned without a source of random bytes");
+}
+
+/* Encode entries (NULL attr: a prefix) one after another into buf. */
+static size_t put_entries(uint8_t *buf, size_t cap, const char *const *names, int n)
+{
+	size_t pos = 0;
+	struct proto_attr a = {.size = 1, .mode = 0100644};
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(names[i]);
+		int k = wire_entry_encode(buf + pos, cap - pos, names[i], l,
+					  names[i][l - 1] == '/' ? NULL : &a);
+		cr_assert_gt(k, 0);
+		pos += (size_t)k;
+	}
+	return pos;
+}
+
+Test(wire, listing_batches_checked)
+{
+	uint8_t buf[1024];
+	struct wire_entry e[8];
+	const char *why = "";
+	const char *good[] = {"d/a", "d/a.txt", "d/b/", "d/c"};
+	size_t len = put_entries(buf, sizeof(buf), good, 4);
+	cr_assert_eq(wire_list_decode(buf, len, 4, "d/", 2, NULL, 0, e, &why), 0, "%s", why);
+	cr_assert_eq(e[2].is_prefix, 1);
+	cr_assert_eq(e[3].nlen, 3);
+	cr_assert_eq(wire_list_decode(buf, len, 4, "d/", 2, "d/", 2, e, &why), 0, "%s", why);
+	/* the count: more than the bytes can hold, or not the entries there are */
+	cr_assert_not(wire_list_count_ok(UINT64_MAX, len));
+	cr_assert_eq(wire_list_decode(buf, len, 1000000, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	cr_assert_eq(wire_list_decode(buf, len, 3, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	cr_assert_eq(wire_list_decode(buf, len - 1, 4, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	/* a batch that repeats the cursor, or starts before it: no progress */
+	cr_assert_eq(wire_list_decode(buf, len, 4, "d/", 2, "d/a", 3, e, &why), -EPROTO);
+	cr_assert_str_eq(why, "names out of order or repeated");
+	cr_assert_eq(wire_list_decode(buf, len, 4, "d/", 2, "d/z", 3, e, &why), -EPROTO);
+	const char *dup[] = {"d/a", "d/a"}, *back[] = {"d/b", "d/a"}, *out[] = {"e/a"},
+		   *empty[] = {""};
+	len = put_entries(buf, sizeof(buf), dup, 2);
+	cr_assert_eq(wire_list_decode(buf, len, 2, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	len = put_entries(buf, sizeof(buf), back, 2);
+	cr_assert_eq(wire_list_decode(buf, len, 2, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	len = put_entries(buf, sizeof(buf), out, 1);
+	cr_assert_eq(wire_list_decode(buf, len, 1, "d/", 2, NULL, 0, e, &why), -EPROTO);
+	cr_assert_str_eq(why, "a name outside the prefix");
+	int k = wire_entry_encode(buf, sizeof(buf), empty[0], 0, NULL);
+	cr_assert_eq(wire_list_decode(buf, (size_t)k, 1, "", 0, NULL, 0, e, &why), -EPROTO);
+	/* an empty batch is fine */
+	cr_assert_eq(wire_list_decode(buf, 0, 0, "d/", 2, "d/c", 3, e, &why), 0);
 }

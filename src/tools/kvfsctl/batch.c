@@ -9,6 +9,9 @@
  * escaped the same way), the attributes (stat), or ERR ERRNAME message.
  * Blank lines and lines starting with '#' print nothing. The cluster is
  * opened once; stdout is fully buffered (flushed per line on a terminal).
+ *
+ * The parser and executor (session_line) are shared with the interactive
+ * mode (interactive.c): both loops feed it one line at a time.
  */
 
 #include <errno.h>
@@ -177,13 +180,6 @@ static void put_err(FILE *f, int err, const char *msg)
 	fprintf(f, "ERR %s %s\n", name ? name : "EIO", msg);
 }
 
-struct session {
-	struct ctl *c;
-	FILE *out;
-	unsigned char *buf;
-	size_t cap;
-};
-
 static bool key_ok(struct session *s, const struct word *k)
 {
 	if (strlen(k->s) != k->len) {
@@ -267,7 +263,28 @@ static bool do_ping(struct session *s)
 	return true;
 }
 
-/* One line; true when it succeeded (or printed nothing). */
+const char session_commands[] = "put KEY VALUE | get KEY | rm KEY | stat KEY | ping";
+
+int session_init(struct session *s, struct ctl *c, FILE *out)
+{
+	s->c = c;
+	s->out = out;
+	s->cap = 64 * 1024;
+	s->buf = malloc(s->cap);
+	if (!s->buf) {
+		fail("%s", strerror(ENOMEM));
+		return -1;
+	}
+	return 0;
+}
+
+void session_free(struct session *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+}
+
+/* One line without its raw NULs checked; true when it succeeded (or printed nothing). */
 static bool run_line(struct session *s, char *line)
 {
 	struct word w[MAX_WORDS];
@@ -315,14 +332,28 @@ static bool run_line(struct session *s, char *line)
 	}
 	if (strcmp(cmd, "ping") == 0 && n == 1)
 		return do_ping(s);
-	put_err(s->out, EINVAL, "expected: put KEY VALUE | get KEY | rm KEY | stat KEY | ping");
+	{
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "expected: %s", session_commands);
+		put_err(s->out, EINVAL, msg);
+	}
 	return false;
+}
+
+bool session_line(struct session *s, char *line, size_t len)
+{
+	if (len != strlen(line)) {
+		put_err(s->out, EINVAL, "raw NUL byte in line (use \\0)");
+		return false;
+	}
+	return run_line(s, line);
 }
 
 int cmd_batch(struct ctl *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-	struct session s = {c, stdout, NULL, 64 * 1024};
+	struct session s;
 	const char *file;
 	FILE *in;
 	char *line = NULL;
@@ -355,9 +386,7 @@ int cmd_batch(struct ctl *c, int argc, char **argv)
 	tty = isatty(STDOUT_FILENO);
 	if (!tty)
 		setvbuf(stdout, NULL, _IOFBF, 1 << 20);
-	s.buf = malloc(s.cap);
-	if (!s.buf) {
-		fail("batch: %s", strerror(ENOMEM));
+	if (session_init(&s, c, stdout) < 0) {
 		if (in != stdin)
 			fclose(in);
 		return EXIT_FAIL;
@@ -367,12 +396,8 @@ int cmd_batch(struct ctl *c, int argc, char **argv)
 			line[--len] = '\0';
 		if (len > 0 && line[len - 1] == '\r')
 			line[--len] = '\0';
-		if ((size_t)len != strlen(line)) {
-			put_err(s.out, EINVAL, "raw NUL byte in line (use \\0)");
+		if (!session_line(&s, line, (size_t)len))
 			any_failed = true;
-		} else if (!run_line(&s, line)) {
-			any_failed = true;
-		}
 		if (tty)
 			fflush(stdout);
 	}
@@ -381,7 +406,7 @@ int cmd_batch(struct ctl *c, int argc, char **argv)
 		any_failed = true;
 	}
 	free(line);
-	free(s.buf);
+	session_free(&s);
 	if (in != stdin)
 		fclose(in);
 	return any_failed ? EXIT_FAIL : 0;

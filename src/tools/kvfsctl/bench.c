@@ -2,13 +2,16 @@
  * kvfsctl bench: latency and throughput of get or put from T threads on one
  * kvfs_t, over K keys "PREFIX00000000"... of SIZE bytes.
  *
- * cmd_bench parses (bench_parse), writes the keys a get bench reads and
- * gives each thread its share (bench_setup), runs the threads (bench_run:
+ * cmd_bench parses (bench_parse), sizes the key set to the servers' pools
+ * (bench_fit), writes the keys a get bench reads and gives each thread its
+ * share (bench_setup), runs the threads (bench_run:
  * each registers its buffer and warms up, then all start the timed phase
  * together), checks a put bench's data (bench_verify) and merges the
  * latencies into the report (bench_report). Values carry their key's number
  * in the first 8 bytes, so a read of the wrong key or of stale bytes fails.
  * Zero-copy by default (kvfs_get_mr / kvfs_put_mr), --copy for the plain calls.
+ * A get that finds no key (evicted by other traffic after the set-up) is
+ * counted as a miss and reported, not a failure.
  */
 
 #include <errno.h>
@@ -57,6 +60,7 @@ struct bthread {
 	struct bench *b;
 	pthread_t tid;
 	uint64_t nops, nwarm, next_key;
+	uint64_t misses; /* timed gets that found no key */
 	uint64_t *lat;
 	uint64_t t_start, t_end;
 	bool ran;
@@ -139,6 +143,11 @@ static int bench_op(struct bthread *t, unsigned char *buf, kvfs_mr_t *mr, bool *
 		n = b->copy ? kvfs_get(b->kv, key, buf, b->size, 0, NULL)
 			    : kvfs_get_mr(b->kv, key, buf, b->size, 0, mr, NULL);
 		t1 = lat_now_ns();
+		if (n == -ENOENT) {
+			t->misses++; /* evicted: counted and reported, the op timed */
+			*lat = t1 - t0;
+			return 0;
+		}
 		if (n < 0) {
 			bench_fail(b, "bench: get %s: %s", key, kvfs_strerror((int)n));
 			return -1;
@@ -211,6 +220,7 @@ ready:
 	if (buf && !atomic_load(&b->stop)) {
 		uint64_t i;
 
+		t->misses = 0; /* count the timed phase only */
 		t->t_start = lat_now_ns();
 		for (i = 0; i < t->nops; i++) {
 			if (atomic_load_explicit(&b->stop, memory_order_relaxed))
@@ -300,13 +310,118 @@ static int bench_parse(struct ctl *c, int argc, char **argv, struct bench_opts *
 }
 
 /*
- * Keys, the value pattern and each thread's share of the ops; opens the
- * cluster and, for get, stores every key's value. 0 or -1 (reported).
+ * Pool bytes one key of size bytes takes, conservatively: the item header
+ * (40 B), the key, its hash and directory slots (together under 64 B, with
+ * room to spare), and up to 1/8 more for the slab class the item, or a large
+ * value's tail, rounds up to.
+ */
+static uint64_t key_footprint(uint64_t size, size_t keylen)
+{
+	uint64_t f = size + keylen + 128;
+
+	return f + f / 8;
+}
+
+/*
+ * Size the key set to the servers' pools. Keys go to servers by hash, so
+ * walk them in order, adding each to its server, and stop at the first that
+ * would take its server past 80% of its pool (the rest is for page rounding
+ * and other keys); a shorter set gets a notice on stderr. Fails when one
+ * value is over a server's max_value or does not fit its pool on its own.
+ * 0 or -1 (reported).
+ */
+static int bench_fit(struct ctl *c, struct bench *b, const struct bench_opts *o)
+{
+	int n = kvfs_server_count(c->kv), ret = -1;
+	size_t klen = strlen(o->prefix) + 24;
+	uint64_t *budget = NULL, *used = NULL, pool = 0, fp, fit;
+	char *key = NULL, s1[32], s2[32];
+
+	if (n <= 0) {
+		fail("bench: %s", n < 0 ? kvfs_strerror(n) : "no servers");
+		return -1;
+	}
+	budget = calloc((size_t)n, sizeof(*budget));
+	used = calloc((size_t)n, sizeof(*used));
+	key = malloc(klen);
+	if (!budget || !used || !key) {
+		fail("bench: %s", strerror(ENOMEM));
+		goto out;
+	}
+	fp = key_footprint(b->size, strlen(o->prefix) + 8);
+	for (int i = 0; i < n; i++) {
+		struct kvfs_limits lim;
+		struct kvfs_stats st;
+		int rc = kvfs_limits(c->kv, i, &lim);
+
+		if (rc == 0)
+			rc = kvfs_server_stats(c->kv, i, &st);
+		if (rc < 0) {
+			fail("bench: server %s: %s", srv_name(c, i), kvfs_strerror(rc));
+			goto out;
+		}
+		if (b->size > lim.max_value) {
+			fmt_bytes(b->size, s1, sizeof(s1));
+			fmt_bytes(lim.max_value, s2, sizeof(s2));
+			fail("bench: --size %s is over server %s's max_value (%s)", s1,
+			     srv_name(c, i), s2);
+			goto out;
+		}
+		budget[i] = st.pool_size / 5 * 4;
+		if (fp > budget[i]) {
+			fmt_bytes(b->size, s1, sizeof(s1));
+			fmt_bytes(st.pool_size, s2, sizeof(s2));
+			fail("bench: one key of %s does not fit server %s's pool (%s)", s1,
+			     srv_name(c, i), s2);
+			goto out;
+		}
+		pool += st.pool_size;
+	}
+	for (fit = 0; fit < b->nkeys; fit++) {
+		int srv;
+
+		snprintf(key, klen, "%s%08" PRIu64, o->prefix, fit);
+		srv = kvfs_server_of(c->kv, key);
+		if (srv < 0 || srv >= n) {
+			fail("bench: %s: %s", key, kvfs_strerror(srv < 0 ? srv : -EINVAL));
+			goto out;
+		}
+		if (used[srv] + fp > budget[srv])
+			break;
+		used[srv] += fp;
+	}
+	if (fit < b->nkeys) {
+		fmt_bytes(b->size, s1, sizeof(s1));
+		fmt_bytes(pool, s2, sizeof(s2));
+		fprintf(stderr,
+			"kvfsctl: bench: %" PRIu64 " keys of %s do not fit the pool%s (%s%s): "
+			"using %" PRIu64 "\n",
+			b->nkeys, s1, n > 1 ? "s" : "", s2, n > 1 ? " in all" : "", fit);
+		b->nkeys = fit;
+	}
+	ret = 0;
+out:
+	free(budget);
+	free(used);
+	free(key);
+	return ret;
+}
+
+/*
+ * Opens the cluster, sizes the key set (bench_fit), makes the keys, the
+ * value pattern and each thread's share of the ops and, for get, stores
+ * every key's value. 0 or -1 (reported).
  */
 static int bench_setup(struct ctl *c, struct bench *b, const struct bench_opts *o)
 {
 	unsigned char *vbuf = NULL;
 	int rc, ret = -1;
+
+	if (ctl_open(c) < 0)
+		return -1;
+	b->kv = c->kv;
+	if (bench_fit(c, b, o) < 0)
+		return -1;
 
 	/* Keys and the value pattern. */
 	b->keys = calloc(b->nkeys, sizeof(*b->keys));
@@ -327,10 +442,6 @@ static int bench_setup(struct ctl *c, struct bench *b, const struct bench_opts *
 		snprintf(b->keys[k], len, "%s%08" PRIu64, o->prefix, k);
 	}
 	fill_pattern(b->pattern, b->size);
-
-	if (ctl_open(c) < 0)
-		return -1;
-	b->kv = c->kv;
 
 	/* Set-up for get: every key holds its value. */
 	if (!b->put) {
@@ -438,7 +549,7 @@ out:
 /* Merge, sort, report. 0 or -1 (reported). */
 static int bench_report(const struct bench *b, const struct bench_opts *o)
 {
-	uint64_t t_first = UINT64_MAX, t_last = 0, pos = 0, total = 0, *all;
+	uint64_t t_first = UINT64_MAX, t_last = 0, pos = 0, total = 0, misses = 0, *all;
 	struct lat_summary ls;
 
 	for (uint64_t i = 0; i < b->nthreads; i++) {
@@ -449,6 +560,7 @@ static int bench_report(const struct bench *b, const struct bench_opts *o)
 			return -1;
 		}
 		total += t->nops;
+		misses += t->misses;
 		if (t->t_start < t_first)
 			t_first = t->t_start;
 		if (t->t_end > t_last)
@@ -465,18 +577,28 @@ static int bench_report(const struct bench *b, const struct bench_opts *o)
 	}
 	lat_summarize(all, (size_t)total, &ls);
 	lat_rates(&ls, b->size, t_first, t_last);
+	if (total)
+		ls.gbytes_per_s *= (double)(total - misses) / (double)total; /* misses move none */
+	if (misses)
+		fprintf(stderr,
+			"kvfsctl: bench: %" PRIu64 " of %" PRIu64
+			" gets found no key (evicted or removed during the run)\n",
+			misses, total);
 	if (o->json) {
 		printf("{\"op\": \"%s\", \"size\": %zu, \"count\": %" PRIu64
-		       ", \"threads\": %" PRIu64 ", \"p50_us\": %.3f, \"p99_us\": %.3f"
+		       ", \"threads\": %" PRIu64 ", \"keys\": %" PRIu64 ", \"misses\": %" PRIu64
+		       ", \"p50_us\": %.3f, \"p99_us\": %.3f"
 		       ", \"p999_us\": %.3f, \"ops_per_s\": %.1f, \"gbytes_per_s\": %.6f}\n",
-		       o->op, b->size, total, b->nthreads, ls.p50_us, ls.p99_us, ls.p999_us,
-		       ls.ops_per_s, ls.gbytes_per_s);
+		       o->op, b->size, total, b->nthreads, b->nkeys, misses, ls.p50_us, ls.p99_us,
+		       ls.p999_us, ls.ops_per_s, ls.gbytes_per_s);
 	} else {
 		printf("op:          %s%s\n", o->op, b->copy ? " (copy)" : " (zero-copy)");
 		printf("size:        %zu bytes\n", b->size);
 		printf("count:       %" PRIu64 "\n", total);
 		printf("threads:     %" PRIu64 "\n", b->nthreads);
 		printf("keys:        %" PRIu64 "\n", b->nkeys);
+		if (!b->put)
+			printf("misses:      %" PRIu64 "\n", misses);
 		printf("p50:         %.3f us\n", ls.p50_us);
 		printf("p99:         %.3f us\n", ls.p99_us);
 		printf("p99.9:       %.3f us\n", ls.p999_us);

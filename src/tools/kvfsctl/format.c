@@ -1,7 +1,7 @@
 /*
  * kvfsctl format: how stat, ls -l and stats --json print times, modes,
- * owners and strings. Times are local; a uid or gid the writer never stored
- * prints as "-".
+ * owners, sizes and strings. Times are local; a uid or gid the writer never
+ * stored prints as "-".
  */
 
 #include <inttypes.h>
@@ -11,6 +11,22 @@
 #include <time.h>
 
 #include "tools/kvfsctl/kvfsctl.h"
+
+void fmt_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double v = (double)n;
+	int u = 0;
+
+	while (v >= 1024 && u < 6) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0 || v == (double)(uint64_t)v)
+		snprintf(buf, len, "%" PRIu64 " %s", (uint64_t)v, unit[u]);
+	else
+		snprintf(buf, len, "%.1f %s", v, unit[u]);
+}
 
 void split_ns(int64_t ns, time_t *sec, long *nsec)
 {

@@ -2,10 +2,10 @@
  * kvfsctl: what its command families share (private header).
  *
  * main.c parses the global options and dispatches to a cmd_* of kv.c,
- * list.c, admin.c or bench.c. Each command parses its own arguments with
- * parse_args first (usage errors exit 2 before anything is opened), then
- * opens the cluster with ctl_open. Failures print exactly one line
- * "kvfsctl: CONTEXT: reason" on stderr (fail) and exit 1.
+ * list.c, admin.c, bench.c, batch.c, top.c or (no command) interactive.c. Each command parses its
+ * own arguments with parse_args first (usage errors exit 2 before anything is opened), then opens
+ * the cluster with ctl_open. Failures print exactly one line "kvfsctl: CONTEXT: reason" on stderr
+ * (fail) and exit 1.
  */
 #ifndef KVFS_TOOLS_KVFSCTL_H
 #define KVFS_TOOLS_KVFSCTL_H
@@ -63,7 +63,10 @@ int ctl_open_flags(struct ctl *c, unsigned flags);
 /* Name of server idx, "?" if none. */
 const char *srv_name(struct ctl *c, int idx);
 
-/* format.c: times, modes, owners and JSON strings as the commands print them */
+/* format.c: times, modes, owners, sizes and JSON strings as the commands print them */
+
+/* A byte count for people: "1000 B", "64 MiB", "1.5 GiB". */
+void fmt_bytes(uint64_t n, char *buf, size_t len);
 
 /* Split nanoseconds since the epoch into seconds and nanoseconds (floor). */
 void split_ns(int64_t ns, time_t *sec, long *nsec);
@@ -98,6 +101,27 @@ void progress_end(struct progress *p);
 int tmp_create(const char *file, const char **path);
 void tmp_release(void);
 
+/* batch.c: the command lines of batch and interactive mode (kvfsctl(1), BATCH) */
+
+struct session {
+	struct ctl *c;	    /* opened */
+	FILE *out;	    /* where the result lines go */
+	unsigned char *buf; /* get's buffer, grown to the largest value read */
+	size_t cap;
+};
+
+/* The commands session_line runs, for messages: "put KEY VALUE | get KEY | ...". */
+extern const char session_commands[];
+/* A session on c (opened) printing to out; 0 or -1 (reported). */
+int session_init(struct session *s, struct ctl *c, FILE *out);
+void session_free(struct session *s);
+/*
+ * Run one command line of len bytes (without its newline; modified in
+ * place) and print its one result line, OK / "VALUE" / attributes / ERR
+ * ERRNAME message; blank and '#' lines print nothing. True unless it failed.
+ */
+bool session_line(struct session *s, char *line, size_t len);
+
 /* The commands: argv[0] is the command name; each returns the exit code. */
 int cmd_put(struct ctl *c, int argc, char **argv);   /* kv.c */
 int cmd_get(struct ctl *c, int argc, char **argv);   /* kv.c */
@@ -109,5 +133,8 @@ int cmd_ping(struct ctl *c, int argc, char **argv);  /* admin.c */
 int cmd_stats(struct ctl *c, int argc, char **argv); /* admin.c */
 int cmd_bench(struct ctl *c, int argc, char **argv); /* bench.c */
 int cmd_batch(struct ctl *c, int argc, char **argv); /* batch.c */
+int cmd_top(struct ctl *c, int argc, char **argv);   /* top.c */
+/* interactive.c: no command, stdin a terminal: prompt, line editing, history */
+int cmd_interactive(struct ctl *c);
 
 #endif

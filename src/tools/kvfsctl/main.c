@@ -4,7 +4,8 @@
  * A thin user of libkvfs. This file holds the global options, the
  * dispatch to the commands, their usage text and the helpers every command
  * uses (messages, argument parsing, opening the cluster); the commands live
- * in kv.c, list.c, admin.c and bench.c (see kvfsctl.h).
+ * in kv.c, list.c, admin.c, bench.c, batch.c and top.c, the interactive mode (no
+ * command on a terminal) in interactive.c (see kvfsctl.h).
  */
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kvfs/kvfs.h"
 #include "common/log.h" /* our own copy (log_lib); libkvfs keeps its own */
@@ -47,6 +49,8 @@ void fail(const char *fmt, ...)
 static void usage(FILE *f)
 {
 	fputs("usage: kvfsctl [-c FILE] [-v] COMMAND [ARGS...]\n"
+	      "       kvfsctl [-c FILE] [-v]   (no command: interactive on a terminal,\n"
+	      "                                else batch commands from stdin)\n"
 	      "\n"
 	      "commands:\n"
 	      "  put KEY [FILE|-] [--ttl SECONDS] [--mode OCTAL]\n"
@@ -61,6 +65,8 @@ static void usage(FILE *f)
 	      "                         round trip to every server (or SERVER): over TCP,\n"
 	      "                         or over the fabric\n"
 	      "  stats [--json]         server statistics\n"
+	      "  top [--interval SECONDS] [--count N]\n"
+	      "                         per-server rates, refreshed (default every 1 s)\n"
 	      "  bench --op get|put --size BYTES --count N [--threads T] [--keys K]\n"
 	      "        [--prefix P] [--copy] [--json]\n"
 	      "                         measure latency and throughput\n"
@@ -196,7 +202,7 @@ static const struct command {
 } commands[] = {
     {"put", cmd_put},	  {"get", cmd_get},	{"rm", cmd_rm},	    {"ls", cmd_ls},
     {"stat", cmd_stat},	  {"mv", cmd_mv},	{"ping", cmd_ping}, {"stats", cmd_stats},
-    {"bench", cmd_bench}, {"batch", cmd_batch}, {"help", cmd_help},
+    {"bench", cmd_bench}, {"batch", cmd_batch}, {"top", cmd_top},   {"help", cmd_help},
 };
 
 int main(int argc, char **argv)
@@ -207,6 +213,8 @@ int main(int argc, char **argv)
 					   {NULL, 0, NULL, 0}};
 	struct ctl c;
 	const struct command *cmd = NULL;
+	char batch_name[] = "batch", *batch_argv[] = {batch_name, NULL};
+	bool interactive;
 	int o, verbose = 0, ret;
 
 	memset(&c, 0, sizeof(c));
@@ -235,12 +243,12 @@ int main(int argc, char **argv)
 			return usage_error("unknown option: %s", argv[optind - 1]);
 		}
 	}
-	if (optind >= argc)
-		return usage_error("missing COMMAND");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	/* No command: a prompt on a terminal, else the lines of stdin as batch does. */
+	interactive = optind >= argc && isatty(STDIN_FILENO);
+	for (size_t i = 0; optind < argc && i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			cmd = &commands[i];
-	if (!cmd)
+	if (optind < argc && !cmd)
 		return usage_error("unknown command: %s", argv[optind]);
 	if (verbose) {
 		int lvl = verbose == 1 ? KVFS_LOG_INFO : KVFS_LOG_DEBUG;
@@ -255,6 +263,10 @@ int main(int argc, char **argv)
 	if (!c.pos || !c.opt || !c.optval) {
 		fail("%s", strerror(ENOMEM));
 		ret = EXIT_FAIL;
+	} else if (interactive) {
+		ret = cmd_interactive(&c);
+	} else if (!cmd) {
+		ret = cmd_batch(&c, 1, batch_argv);
 	} else {
 		ret = cmd->fn(&c, argc - optind, argv + optind);
 	}
