@@ -121,11 +121,41 @@ static int resolve(void *h, const char *name, const char *ver, void *fn, size_t 
 }
 #define RESOLVE(h, field, name, ver) resolve(h, name, ver, &lib.field, sizeof(lib.field))
 
+/*
+ * The signal dispositions of the process, around dlopen: libinfinipath's
+ * constructor installs handlers of its own (SIGINT, SIGILL, SIGABRT,
+ * SIGBUS, SIGSEGV, SIGTERM) whose exit() runs libfabric's destructor,
+ * which waits for a lock fi_getinfo may hold: a kvfsctl SIGTERMed inside
+ * its first fi_getinfo hung for good (kvfsctl.sh "writers killed mid-put").
+ * Loaded before main, as when linked, the program's own handlers replaced
+ * them; loaded late, we put the program's back.
+ */
+static void signals_save(struct sigaction *sa, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (sigaction(i, NULL, &sa[i]))
+			sa[i].sa_handler = SIG_ERR; /* not a signal we may touch */
+}
+
+static void signals_restore(const struct sigaction *sa, int n)
+{
+	for (int i = 1; i < n; i++) {
+		struct sigaction now;
+		if (sa[i].sa_handler == SIG_ERR || sigaction(i, NULL, &now))
+			continue;
+		if (now.sa_handler != sa[i].sa_handler || now.sa_flags != sa[i].sa_flags)
+			sigaction(i, &sa[i], NULL);
+	}
+}
+
 static void load_libfabric(void)
 {
+	static struct sigaction saved[NSIG];
 	lib.err = -ELIBACC;
 	/* Kept loaded for good: providers register exit handlers and threads. */
+	signals_save(saved, NSIG);
 	void *h = dlopen(FAB_LIBFABRIC, RTLD_NOW | RTLD_LOCAL);
+	signals_restore(saved, NSIG);
 	if (!h) {
 		log_error("cannot load " FAB_LIBFABRIC ": %s", dlerror());
 		return;
