@@ -461,11 +461,11 @@ static int do_direct_stale(struct conn *c, int64_t now)
 
 /*
  * A lazy conn upgrades to the fabric, for good, after this many direct
- * requests: each costs ~20 us more than over the fabric (measured on
- * loopback, shm: ~37 against ~17 us), the set-up of the fabric ~160 ms, so
- * a client this busy is not a short one; a long batch pays at most ~20 ms
- * for having started direct (README "Small requests on the bootstrap
- * channel").
+ * requests: each costs ~20-40 us more than over the fabric (measured on
+ * loopback, shm: ~40-55 against ~17 us), the set-up of the fabric ~340 ms
+ * (loading libfabric included), so a client this busy is not a short one,
+ * and a long batch pays only some 40-80 ms for having started direct
+ * (README, kvfsctl batch).
  */
 #define DIRECT_UPGRADE_REQS 1000
 
