@@ -214,6 +214,25 @@ int kvfs_set_log_level(int level);
  */
 int kvfs_open(const char *config_path, kvfs_t **out);
 int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);
+/*
+ * kvfs_open and kvfs_open_config with flags (0: the same; unknown bits:
+ * -EINVAL). KVFS_OPEN_LAZY_FABRIC, for short-lived clients (a script's
+ * one command): a server is first connected without a fabric session, and
+ * kvfs_get, kvfs_put, kvfs_delete, kvfs_stat, kvfs_setattr, kvfs_rename,
+ * kvfs_ping and kvfs_limits of values up to limits.inline_threshold go over
+ * the TCP bootstrap channel, one request at a time per server, with no
+ * libfabric set-up at all (it costs a few hundred ms of start-up). The first
+ * call that needs more (a larger value, an upload, a pin, a listing, stats,
+ * registered memory) sets up the fabric session on the same connection, and
+ * so does a small call once the connection has carried 1000 requests or
+ * been up for 30 s; from then on the kvfs_t works as without the flag. A kvfs_get of more than the
+ * inline threshold asks the TCP channel first and goes on by the fabric
+ * only when the value is larger. kvfs_ping then measures the TCP round
+ * trip. Servers older than this flag close such a connection (-EIO).
+ */
+#define KVFS_OPEN_LAZY_FABRIC 1u
+int kvfs_open_flags(const char *config_path, unsigned flags, kvfs_t **out);
+int kvfs_open_config_flags(const struct kvfs_config *cfg, unsigned flags, kvfs_t **out);
 void kvfs_close(kvfs_t *kv);
 /* A description of err (negative or not); never NULL. */
 const char *kvfs_strerror(int err);

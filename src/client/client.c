@@ -87,14 +87,15 @@ static int open_common(struct kvfs *kv)
 	return watchdog_start(kv);
 }
 
-int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out)
+int kvfs_open_config_flags(const struct kvfs_config *cfg, unsigned flags, kvfs_t **out)
 {
-	if (!cfg || !out)
+	if (!cfg || !out || (flags & ~KVFS_OPEN_LAZY_FABRIC))
 		return -EINVAL;
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	if (!kv)
 		return -ENOMEM;
 	kv->cfg = *cfg;
+	kv->flags = flags;
 	int ret = open_common(kv);
 	if (ret) {
 		free(kv);
@@ -104,14 +105,20 @@ int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out)
 	return 0;
 }
 
-int kvfs_open(const char *path, kvfs_t **out)
+int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out)
 {
-	if (!out)
+	return kvfs_open_config_flags(cfg, 0, out);
+}
+
+int kvfs_open_flags(const char *path, unsigned flags, kvfs_t **out)
+{
+	if (!out || (flags & ~KVFS_OPEN_LAZY_FABRIC))
 		return -EINVAL;
 	struct kvfs *kv = calloc(1, sizeof(*kv));
 	char err[512];
 	if (!kv)
 		return -ENOMEM;
+	kv->flags = flags;
 	int ret = config_load(&kv->cfg, config_default_path(path), err, sizeof(err));
 	if (ret) {
 		log_error("%s", err);
@@ -127,6 +134,11 @@ int kvfs_open(const char *path, kvfs_t **out)
 	return 0;
 }
 
+int kvfs_open(const char *path, kvfs_t **out)
+{
+	return kvfs_open_flags(path, 0, out);
+}
+
 void kvfs_close(kvfs_t *kv)
 {
 	if (!kv)
@@ -139,20 +151,21 @@ void kvfs_close(kvfs_t *kv)
 	free(kv);
 }
 
-/* Enter the conn of server idx. */
-static int server_enter(struct kvfs *kv, int idx, struct conn **out)
+/* Enter the conn of server idx; direct NULL: by the fabric, else as conn_enter_small. */
+static int server_enter(struct kvfs *kv, int idx, struct conn **out, int *direct)
 {
 	if (!kv || idx < 0 || idx >= kv->cfg.n_servers)
 		return -EINVAL;
 	*out = &kv->conns[idx];
-	return conn_enter(*out);
+	return direct ? conn_enter_small(*out, direct) : conn_enter(*out);
 }
 
 /* The session's limits: set by its connect, so stable while we are entered. */
 int kvfs_limits(kvfs_t *kv, int server, struct kvfs_limits *out)
 {
 	struct conn *c;
-	int ret = out ? server_enter(kv, server, &c) : -EINVAL;
+	int direct;
+	int ret = out ? server_enter(kv, server, &c, &direct) : -EINVAL;
 	if (ret)
 		return ret;
 	*out = (struct kvfs_limits){.max_key = KVFS_MAX_KEY,
@@ -207,7 +220,7 @@ int kvfs_server_of(kvfs_t *kv, const char *key)
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
 {
 	struct conn *c;
-	int ret = out ? server_enter(kv, idx, &c) : -EINVAL;
+	int ret = out ? server_enter(kv, idx, &c, NULL) : -EINVAL;
 	if (ret)
 		return ret;
 	struct wire_req q;
@@ -231,13 +244,14 @@ int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out)
 int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns)
 {
 	struct conn *c;
-	int ret = server_enter(kv, idx, &c);
+	int direct;
+	int ret = server_enter(kv, idx, &c, &direct);
 	if (ret)
 		return ret;
 	struct wire_req q;
 	req_init(c, &q, OP_PING);
 	int64_t t0 = now_ns();
-	ret = call_simple(c, &q, NULL);
+	ret = call_small(c, direct, &q, NULL);
 	if (!ret && rtt_ns)
 		*rtt_ns = (uint64_t)(now_ns() - t0);
 	conn_leave(c);

@@ -66,6 +66,12 @@
  *   (I) set when the object is made (kvfs_open, conn_init, ..._open), then
  *       read-only.
  *   (O) the owner's: whoever holds that request or buffer slot.
+ *   (B) the thread that set conn->sock_busy (one direct round trip).
+ *
+ * Direct mode: the fabric's (S) fields are not set up; its users touch only
+ * fd, limits and dbuf (under sock_busy). The upgrade sets the fabric's (S)
+ * fields with conn->connecting set and no users (it waits for the last to
+ * leave, and upgrade_wanted keeps new direct users out meanwhile).
  */
 #ifndef KVFS_CLIENT_INT_H
 #define KVFS_CLIENT_INT_H
@@ -143,6 +149,22 @@ struct conn {
 	int sleepers;	     /* (L) threads waiting on cond */
 	int res_waiters;     /* (L) of them, those waiting for a free request or buffer slot */
 	uint64_t gen;	     /* (L) session generation, bumped on every connect */
+	/*
+	 * Direct mode (KVFS_OPEN_LAZY_FABRIC; direct.c): the conn is up with the
+	 * bootstrap socket authenticated and no fabric session yet; small
+	 * requests go over the socket. A call that needs the fabric upgrades it
+	 * (SETUP on the same socket) once no user is left.
+	 */
+	int direct;		     /* (L) up in direct mode */
+	int sock_busy;		     /* (L) a thread has a direct round trip on fd (owns dbuf) */
+	int upgrade_wanted;	     /* (L) threads waiting to upgrade: new direct users wait */
+	int64_t direct_start;	     /* (L) when the direct connection was made (now_ns) */
+	int64_t direct_last;	     /* (L) when its last round trip ended */
+	uint64_t direct_seq;	     /* (L) req_id of the last direct request */
+	uint64_t direct_count;	     /* (L) direct round trips on this connection */
+	struct wire_welcome welcome; /* (S) the server's welcome: providers for an upgrade */
+	uint8_t *dbuf;		     /* (S) direct frames, WIRE_FRAME_HDR + msg_size; bytes (B) */
+	size_t dbuf_size;	     /* (S) */
 
 	/* (S): the session */
 	int fd;
@@ -170,6 +192,7 @@ struct conn {
 
 struct kvfs {
 	struct kvfs_config cfg; /* (I) */
+	unsigned flags;		/* (I) KVFS_OPEN_* */
 	pthread_mutex_t lock;
 	struct kvfs_mr *mrs; /* lock */
 	struct conn conns[KVFS_MAX_SERVERS];
@@ -213,6 +236,14 @@ void conn_init(struct conn *c, struct kvfs *kv, int idx, size_t slot_size, int n
 void conn_destroy(struct conn *c);
 /* Enter a call on conn c: (re)connect when needed. Returns 0 or -errno. */
 int conn_enter(struct conn *c);
+/*
+ * Enter c for a small request that the bootstrap channel can carry: like
+ * conn_enter, but on a lazy kvfs_t (KVFS_OPEN_LAZY_FABRIC) a conn without a
+ * fabric session is connected (or kept) in direct mode, and *direct says
+ * so: then the call goes by call_small with direct set, or leaves and
+ * conn_enter()s again to upgrade for anything bigger.
+ */
+int conn_enter_small(struct conn *c, int *direct);
 void conn_leave(struct conn *c);
 /*
  * Enter c for a call on the server-side state (an upload, a pin) of session
@@ -248,6 +279,20 @@ int call_simple(struct conn *c, struct wire_req *q, struct wire_rep *rep_out);
 /* Take a free slot of bitmap *mask (c->recv_free, c->staging_free); -1 when c broke. */
 int slot_get(struct conn *c, uint64_t *mask);
 void slot_put(struct conn *c, uint64_t *mask, int s);
+
+/* ---- direct.c: requests on the bootstrap socket (direct mode) ---- */
+/*
+ * One direct round trip of q (op, key, inline data; session, token and
+ * req_id are filled in): 0 with *rep decoded, its data (at most cap bytes,
+ * else -EPROTO) copied to dst and rep->data pointing there; or -errno, the
+ * conn then broken (-EIO, -ETIMEDOUT) unless q did not fit a frame
+ * (-EMSGSIZE). Blocks in poll up to client.timeout_ms; no naps. Direct
+ * round trips on one conn take turns (conn->sock_busy). Caller entered c
+ * with direct set.
+ */
+int direct_call(struct conn *c, struct wire_req *q, struct wire_rep *rep, void *dst, size_t cap);
+/* call_simple, or its direct twin when direct is set. */
+int call_small(struct conn *c, int direct, struct wire_req *q, struct wire_rep *rep_out);
 
 /* ---- watchdog.c: the libfabric 1.17 shm lock watchdog ---- */
 int watchdog_start(struct kvfs *kv);

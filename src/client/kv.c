@@ -7,6 +7,10 @@
  * enters that one conn and touches no state of the others. Small values
  * travel inline in the messages; larger ones by RMA to or from a slot of the
  * conn's regions (copied) or the caller's registered memory (zero-copy).
+ * On a lazy kvfs_t (KVFS_OPEN_LAZY_FABRIC), get, put, delete, stat, setattr
+ * and rename of values that fit a message go over the bootstrap socket
+ * until a call needs the fabric (conn_enter_small, direct.c); the rest
+ * enters the conn with conn_enter, which upgrades it.
  */
 #include <errno.h>
 #include <string.h>
@@ -39,12 +43,30 @@ static int route(struct kvfs *kv, const char *key, size_t *klen, struct conn **o
 	return 0;
 }
 
-/* Enter key's server and start request q of op for key. The caller leaves c. */
+/* route for a small request: *direct set when it goes over the bootstrap socket. */
+static int route_small(struct kvfs *kv, const char *key, size_t *klen, struct conn **out,
+		       int *direct)
+{
+	int ret = kv ? check_key(key, klen) : -EINVAL;
+	if (ret)
+		return ret;
+	struct conn *c = &kv->conns[kvfs_server_of(kv, key)];
+	ret = conn_enter_small(c, direct);
+	if (ret)
+		return ret;
+	*out = c;
+	return 0;
+}
+
+/*
+ * Enter key's server and start request q of op for key; direct NULL: by the
+ * fabric, else as route_small. The caller leaves c.
+ */
 static int route_req(struct kvfs *kv, const char *key, uint8_t op, struct conn **out,
-		     struct wire_req *q)
+		     struct wire_req *q, int *direct)
 {
 	size_t klen;
-	int ret = route(kv, key, &klen, out);
+	int ret = direct ? route_small(kv, key, &klen, out, direct) : route(kv, key, &klen, out);
 	if (ret)
 		return ret;
 	req_init(*out, q, op);
@@ -152,17 +174,60 @@ ssize_t read_range(struct conn *c, const struct wire_req *tmpl, void *buf, size_
 	return total;
 }
 
+/*
+ * GET [off, off+len) by direct request q (key filled in): the bytes read,
+ * or -EMSGSIZE when the value goes on past what one reply carries (the
+ * inline threshold), or -errno.
+ */
+static ssize_t get_direct(struct conn *c, struct wire_req *q, void *buf, size_t len, uint64_t off,
+			  struct kvfs_attr *attr)
+{
+	struct wire_rep rep;
+	size_t want = len < c->limits.inline_threshold ? len : c->limits.inline_threshold;
+	q->off = off;
+	q->len = want;
+	int ret = direct_call(c, q, &rep, buf, want);
+	if (ret)
+		return ret;
+	if (rep.status)
+		return rep.status;
+	if (rep.n != rep.dlen)
+		return -EPROTO;
+	attr_from_proto(attr, &rep.attr);
+	if (rep.n < len && off + rep.n < attr->size)
+		return -EMSGSIZE;
+	return (ssize_t)rep.n;
+}
+
 ssize_t kvfs_get(kvfs_t *kv, const char *key, void *buf, size_t len, uint64_t off,
 		 struct kvfs_attr *attr)
 {
 	struct conn *c;
 	struct kvfs_attr a;
 	struct wire_req q;
+	int direct;
 	if (len && !buf)
 		return -EINVAL;
-	int ret = route_req(kv, key, OP_GET, &c, &q);
+	int ret = route_req(kv, key, OP_GET, &c, &q, &direct);
 	if (ret)
 		return ret;
+	if (direct) {
+		ssize_t n = get_direct(c, &q, buf, len, off, &a);
+		if (n != -EMSGSIZE) {
+			if (n >= 0 && attr)
+				*attr = a;
+			conn_leave(c);
+			return n;
+		}
+		/* More than a direct reply carries: read it all by the fabric. */
+		conn_leave(c);
+		ret = conn_enter(c);
+		if (ret)
+			return ret;
+		req_init(c, &q, OP_GET);
+		q.key = (const uint8_t *)key;
+		q.klen = (uint32_t)strlen(key);
+	}
 	ssize_t total = read_range(c, &q, buf, len, off, &a);
 	if (total >= 0 && attr)
 		*attr = a;
@@ -201,7 +266,7 @@ ssize_t kvfs_get_lease(kvfs_t *kv, const char *key, size_t len, uint64_t off, co
 	*lease = NULL;
 	if (!data)
 		return -EINVAL;
-	int ret = route_req(kv, key, OP_GET, &c, &q);
+	int ret = route_req(kv, key, OP_GET, &c, &q, NULL);
 	if (ret)
 		return ret;
 	q.off = off;
@@ -225,9 +290,12 @@ void kvfs_lease_release(kvfs_lease_t *l)
 	conn_leave(c);
 }
 
-/* PUT inline, or from a staging slot / registered region. */
-static int put_one(struct conn *c, const char *key, size_t klen, const void *buf, size_t len,
-		   const struct wire_desc *desc, const struct kvfs_setattr *sa)
+/*
+ * PUT inline (over the bootstrap socket when direct), or from a staging slot
+ * or registered region.
+ */
+static int put_one(struct conn *c, int direct, const char *key, size_t klen, const void *buf,
+		   size_t len, const struct wire_desc *desc, const struct kvfs_setattr *sa)
 {
 	struct wire_req q;
 	req_init(c, &q, OP_PUT);
@@ -241,7 +309,7 @@ static int put_one(struct conn *c, const char *key, size_t klen, const void *buf
 		q.data = buf;
 		q.dlen = (uint32_t)len;
 	}
-	return call_simple(c, &q, NULL);
+	return call_small(c, direct, &q, NULL);
 }
 
 int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
@@ -249,13 +317,21 @@ int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 {
 	struct conn *c;
 	size_t klen;
+	int direct;
 	if (len && !buf)
 		return -EINVAL;
-	int ret = route(kv, key, &klen, &c);
+	int ret = route_small(kv, key, &klen, &c, &direct);
 	if (ret)
 		return ret;
+	if (direct && len > c->limits.inline_threshold) {
+		conn_leave(c); /* too big for the bootstrap socket: upgrade */
+		direct = 0;
+		ret = conn_enter(c);
+		if (ret)
+			return ret;
+	}
 	if (len <= c->limits.inline_threshold) {
-		ret = put_one(c, key, klen, buf, len, NULL, sa);
+		ret = put_one(c, direct, key, klen, buf, len, NULL, sa);
 	} else if (len <= c->slot_size) {
 		int slot = slot_get(c, &c->staging_free);
 		if (slot < 0) {
@@ -263,7 +339,7 @@ int kvfs_put(kvfs_t *kv, const char *key, const void *buf, size_t len,
 		} else {
 			struct wire_desc d = {REGION_STAGING, (uint64_t)slot * c->slot_size, len};
 			memcpy(c->staging_region + d.off, buf, len);
-			ret = put_one(c, key, klen, NULL, len, &d, sa);
+			ret = put_one(c, 0, key, klen, NULL, len, &d, sa);
 			slot_put(c, &c->staging_free, slot);
 		}
 	} else {
@@ -290,11 +366,12 @@ static int key_call(struct kvfs *kv, const char *key, uint8_t op, const struct k
 	struct conn *c;
 	struct wire_req q;
 	struct wire_rep rep;
-	int ret = route_req(kv, key, op, &c, &q);
+	int direct;
+	int ret = route_req(kv, key, op, &c, &q, &direct);
 	if (ret)
 		return ret;
 	setattr_to_proto(&q.sa, sa);
-	ret = call_simple(c, &q, &rep);
+	ret = call_small(c, direct, &q, &rep);
 	if (!ret && attr)
 		attr_from_proto(attr, &rep.attr);
 	conn_leave(c);
@@ -331,7 +408,8 @@ int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 	if (kvfs_server_of(kv, src) != kvfs_server_of(kv, dst))
 		return -EXDEV;
 	struct conn *c;
-	ret = route(kv, src, &slen, &c);
+	int direct;
+	ret = route_small(kv, src, &slen, &c, &direct);
 	if (ret)
 		return ret;
 	struct wire_req q;
@@ -341,7 +419,7 @@ int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags)
 	q.key2 = (const uint8_t *)dst;
 	q.k2len = (uint32_t)dlen;
 	q.flags = (flags & KVFS_RENAME_NOREPLACE) ? RQ_NOREPLACE : 0;
-	ret = call_simple(c, &q, NULL);
+	ret = call_small(c, direct, &q, NULL);
 	conn_leave(c);
 	return ret;
 }
@@ -385,11 +463,11 @@ int kvfs_put_mr(kvfs_t *kv, const char *key, const void *buf, size_t len, kvfs_m
 	if (ret)
 		return ret;
 	if (len <= c->limits.inline_threshold) {
-		ret = put_one(c, key, klen, buf, len, NULL, sa);
+		ret = put_one(c, 0, key, klen, buf, len, NULL, sa);
 	} else {
 		ret = mr_desc(c, mr, buf, len, &d);
 		if (!ret)
-			ret = put_one(c, key, klen, NULL, len, &d, sa);
+			ret = put_one(c, 0, key, klen, NULL, len, &d, sa);
 	}
 	conn_leave(c);
 	return ret;
@@ -400,7 +478,7 @@ int state_open(kvfs_t *kv, const char *key, uint8_t op, uint8_t flags, struct co
 {
 	struct conn *c;
 	struct wire_req q;
-	int ret = route_req(kv, key, op, &c, &q);
+	int ret = route_req(kv, key, op, &c, &q, NULL);
 	if (ret)
 		return ret;
 	q.flags = flags;

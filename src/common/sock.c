@@ -177,6 +177,24 @@ int sock_recv_frame(int fd, uint16_t expect, void *out, uint32_t max, int timeou
 	return wire_frame_decode(type, body, len, out, &why);
 }
 
+int sock_send_body(int fd, uint16_t type, void *buf, uint32_t len, int timeout_ms)
+{
+	wire_frame_wrap(buf, type, len);
+	return io_full(fd, buf, (size_t)len + WIRE_FRAME_HDR, 1, now_ms() + timeout_ms);
+}
+
+int sock_recv_body(int fd, uint16_t *type, void *buf, uint32_t max, uint32_t *len, int timeout_ms)
+{
+	uint8_t hdr[WIRE_FRAME_HDR];
+	int64_t deadline = now_ms() + timeout_ms;
+	int ret = io_full(fd, hdr, sizeof(hdr), 0, deadline);
+	if (ret)
+		return ret;
+	if (wire_frame_header(hdr, type, len, max))
+		return -EPROTO;
+	return io_full(fd, buf, *len, 0, deadline);
+}
+
 int sock_local_ip(int fd, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;

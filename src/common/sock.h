@@ -21,6 +21,16 @@ int sock_send_frame(int fd, uint16_t type, const void *body, int timeout_ms);
  */
 int sock_recv_frame(int fd, uint16_t expect, void *out, uint32_t max, int timeout_ms, char *errtext,
 		    size_t errlen);
+/*
+ * Frames whose body the caller encodes itself (REQ, REP: up to msg_size, more
+ * than the struct frames' WIRE_FRAME_MAX). sock_send_body: buf holds the
+ * body at buf + WIRE_FRAME_HDR, len bytes; the header is written in front
+ * and the frame sent within timeout_ms. sock_recv_body: one frame of at most
+ * max body bytes into buf within timeout_ms; *type and *len say what came.
+ * Both return 0 or -errno (-EPROTO: bad header or longer than max).
+ */
+int sock_send_body(int fd, uint16_t type, void *buf, uint32_t len, int timeout_ms);
+int sock_recv_body(int fd, uint16_t *type, void *buf, uint32_t max, uint32_t *len, int timeout_ms);
 /* Numeric local address of a connected socket (to bind the fabric to the same interface). */
 int sock_local_ip(int fd, char *buf, size_t len);
 /* True when host names this machine (loopback or an address of a local interface). */

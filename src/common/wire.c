@@ -150,6 +150,15 @@ int wire_frame_header(const void *hdr, uint16_t *type, uint32_t *len, uint32_t m
 	return 0;
 }
 
+void wire_frame_wrap(void *hdr, uint16_t type, uint32_t len)
+{
+	struct wr w = {hdr, WIRE_FRAME_HDR, 0, 0};
+	w_u32(&w, WIRE_MAGIC);
+	w_u16(&w, WIRE_PROTO);
+	w_u16(&w, type);
+	w_u32(&w, len);
+}
+
 int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body)
 {
 	struct wr w = {buf, cap, WIRE_FRAME_HDR, 0};

@@ -13,6 +13,24 @@
  *   either way: ERROR {errno, text}. The socket then stays open as the
  *   session's liveness channel.
  *
+ * Direct requests (README "Small requests on the bootstrap channel"): after
+ * WELCOME and before any SETUP, the client may send instead
+ *   c->s REQ {a request, encoded as over the fabric (wire_req_encode)}
+ *   s->c REP {its reply (wire_rep_encode), data inline}
+ * any number of times, one at a time, then SETUP (the session goes on as
+ * above on the same socket) or close. These frames may be up to the
+ * welcome's limits.msg_size; every other frame stays within WIRE_FRAME_MAX.
+ * Only DIRECT ops (PING, GET, PUT, DELETE, STAT, SETATTR, RENAME) with no
+ * buffer descriptor (region 0: values inline, at most the inline
+ * threshold) are served; session, token are unused (0). A GET's reply
+ * carries at most the inline threshold; its attr.size tells what is left.
+ * Anything else (an op that needs a session, a region, a malformed
+ * request, another frame type) gets ERROR and the connection is closed.
+ * The server closes a direct connection that stays silent for
+ * WIRE_DIRECT_IDLE_MS between requests, takes longer than its handshake
+ * timeout over one frame, or has been open for WIRE_DIRECT_LIFE_MS (after
+ * the reply it is working on): a client sends SETUP or reconnects before.
+ *
  * Requests and replies over the fabric (FI_MSG): one layout for every op, a
  * fixed part then key, key2 (rename target / list cursor) and inline data.
  * A buffer descriptor {region, off, len} names bytes in one of the client's
@@ -61,7 +79,12 @@ enum wire_frame_type {
 	WF_SETUP,
 	WF_READY,
 	WF_ERROR,
+	WF_REQ, /* direct request (see above) */
+	WF_REP, /* its reply */
 };
+
+#define WIRE_DIRECT_IDLE_MS 3000  /* direct phase: longest silence between requests */
+#define WIRE_DIRECT_LIFE_MS 60000 /* direct phase: longest life of the connection */
 
 /* Registered region of a client, as announced to a server. */
 struct wire_region {
@@ -131,6 +154,11 @@ int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body);
 int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, const char **why);
 /* Parse the 12-byte header. Returns 0, or -EPROTO for a bad magic/proto/len > max. */
 int wire_frame_header(const void *hdr, uint16_t *type, uint32_t *len, uint32_t max);
+/*
+ * Write the 12-byte header of a frame whose body of len bytes (encoded by
+ * the caller, e.g. a REQ's wire_req_encode) follows it at hdr + 12.
+ */
+void wire_frame_wrap(void *hdr, uint16_t type, uint32_t len);
 
 /* Fabric ops. */
 enum wire_op {

@@ -5,7 +5,10 @@
  * handler from one table, and sends the error reply when the handler
  * returns -errno. Handlers send their own replies through svc_reply(),
  * which also records the op's service time (received -> reply posted, RMA
- * included) when /metrics is on.
+ * included) when /metrics is on. Direct requests (direct.c, on the
+ * bootstrap socket) go through the same table and checks
+ * (svc_check_direct, svc_run); their replies go back to the socket instead
+ * of the fabric.
  */
 #include "service_priv.h"
 
@@ -17,8 +20,9 @@
 /* What an op needs before its handler runs, and the handler. */
 struct op_desc {
 	svc_handler *run;
-	unsigned char key;  /* the request must carry a key */
-	unsigned char key2; /* and a second one (the rename target) */
+	unsigned char key;    /* the request must carry a key */
+	unsigned char key2;   /* and a second one (the rename target) */
+	unsigned char direct; /* served on the bootstrap channel too (wire.h) */
 };
 
 /*
@@ -27,13 +31,13 @@ struct op_desc {
  * no handler and gets -EOPNOTSUPP.
  */
 static const struct op_desc op_table[] = {
-    [OP_PING] = {.run = handle_ping},
-    [OP_GET] = {.run = handle_get, .key = 1},
-    [OP_PUT] = {.run = handle_put, .key = 1},
-    [OP_DELETE] = {.run = handle_delete, .key = 1},
-    [OP_STAT] = {.run = handle_stat, .key = 1},
-    [OP_SETATTR] = {.run = handle_setattr, .key = 1},
-    [OP_RENAME] = {.run = handle_rename, .key = 1, .key2 = 1},
+    [OP_PING] = {.run = handle_ping, .direct = 1},
+    [OP_GET] = {.run = handle_get, .key = 1, .direct = 1},
+    [OP_PUT] = {.run = handle_put, .key = 1, .direct = 1},
+    [OP_DELETE] = {.run = handle_delete, .key = 1, .direct = 1},
+    [OP_STAT] = {.run = handle_stat, .key = 1, .direct = 1},
+    [OP_SETATTR] = {.run = handle_setattr, .key = 1, .direct = 1},
+    [OP_RENAME] = {.run = handle_rename, .key = 1, .key2 = 1, .direct = 1},
     [OP_LIST] = {.run = handle_list},
     [OP_STATS] = {.run = handle_stats},
     [OP_REG] = {.run = handle_reg},
@@ -70,13 +74,50 @@ void svc_reply(struct svc_ep *e, struct op *o)
 		o->rep.data = NULL;
 		o->tx_len = wire_rep_encode(o->tx, e->msg_size, &o->rep);
 	}
-	svc_post_reply(e, o);
+	if (o->direct)
+		direct_post_reply(o);
+	else
+		svc_post_reply(e, o);
 }
 
 void svc_reply_status(struct svc_ep *e, struct op *o, int status)
 {
 	o->rep.status = status;
 	svc_reply(e, o);
+}
+
+int svc_check_direct(const struct wire_req *q, const char **why)
+{
+	/* wire_req_decode() refuses ops outside 1..OP_MAX_-1, the table's rows */
+	if (!op_table[q->op].direct) {
+		*why = "op needs a fabric session (SETUP first)";
+		return -EOPNOTSUPP;
+	}
+	if (q->buf.region != REGION_INLINE) {
+		*why = "buffer descriptors need a fabric session (SETUP first)";
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+int svc_run(struct svc_ep *e, struct op *o, const char **why)
+{
+	const struct op_desc *d = &op_table[o->req.op];
+	if (!d->run) {
+		*why = "no handler for the op";
+		return -EOPNOTSUPP;
+	}
+	if (d->key && o->req.klen == 0) {
+		*why = "empty key";
+		return -EINVAL;
+	}
+	if (d->key2 && o->req.k2len == 0) {
+		*why = "empty rename target";
+		return -EINVAL;
+	}
+	if (atomic_load(&e->srv->stopping))
+		return -ESHUTDOWN;
+	return d->run(e, o, why);
 }
 
 void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
@@ -105,23 +146,8 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 	o->up = NULL;
 	o->up_id = 0;
 	/* wire_req_decode() refuses ops outside 1..OP_MAX_-1, the table's rows */
-	const struct op_desc *d = ret ? NULL : &op_table[o->req.op];
-	if (!ret && !d->run) {
-		ret = -EOPNOTSUPP;
-		why = "no handler for the op";
-	}
-	if (!ret && d->key && o->req.klen == 0) {
-		ret = -EINVAL;
-		why = "empty key";
-	}
-	if (!ret && d->key2 && o->req.k2len == 0) {
-		ret = -EINVAL;
-		why = "empty rename target";
-	}
-	if (!ret && atomic_load(&e->srv->stopping))
-		ret = -ESHUTDOWN;
 	if (!ret)
-		ret = d->run(e, o, &why);
+		ret = svc_run(e, o, &why);
 	if (ret) {
 		if (*why)
 			log_ratelimited(&s->bad_rl, LOG_LVL_WARN,

@@ -68,9 +68,11 @@ int handle_stats(struct svc_ep *e, struct op *o, const char **why)
 	st.misses = atomic_load(&srv->ctr.misses);
 	st.puts = atomic_load(&srv->ctr.puts);
 	st.deletes = atomic_load(&srv->ctr.deletes);
-	for (int i = 0; i < srv->n_eps; i++) {
+	const struct svc_ep *eps[SVC_MAX_EPS + 1];
+	int n_eps = svc_counted_eps(srv, eps);
+	for (int i = 0; i < n_eps; i++) {
 		struct svc_ep_counters c;
-		svc_ep_counters(srv->eps[i], &c);
+		svc_ep_counters(eps[i], &c);
 		st.bytes_in += c.bytes_in;
 		st.bytes_out += c.bytes_out;
 	}

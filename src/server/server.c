@@ -4,8 +4,9 @@
  *
  * Threads: the main thread runs the control loop (TCP accept, liveness of
  * every session's TCP channel, signals, expiry); each new connection gets a
- * short-lived handshake thread (version check, challenge-response, fabric
- * address exchange) so a slow or hostile peer cannot stall others; each
+ * short-lived handshake thread (version check, challenge-response, the
+ * direct requests of a client that sends some (direct.c), fabric address
+ * exchange) so a slow or hostile peer cannot stall others; each
  * fabric endpoint has its service thread (service.c).
  */
 #include <errno.h>
@@ -116,7 +117,8 @@ static void *handshake(void *arg)
 			 svc_ep_provider(srv.eps[i]));
 	if (sock_send_frame(fd, WF_WELCOME, &w, HANDSHAKE_MS))
 		goto out;
-	if (sock_recv_frame(fd, WF_SETUP, &setup, WIRE_FRAME_MAX, HANDSHAKE_MS, NULL, 0))
+	/* Direct requests (direct.c) until SETUP, if the client sends any. */
+	if (direct_serve(&srv, fd, HANDSHAKE_MS, &setup))
 		goto out;
 	struct svc_ep *ep = find_ep(setup.provider);
 	if (!ep) {
@@ -392,6 +394,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	ret = direct_open(&srv);
+	if (ret) {
+		fprintf(stderr, "kvfs-server: %s\n", strerror(-ret));
+		return 1;
+	}
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -448,6 +455,7 @@ int main(int argc, char **argv)
 	srv_metrics_stop(&srv);
 	for (int i = 0; i < srv.n_eps; i++)
 		svc_ep_close(srv.eps[i]);
+	direct_close();
 	store_close(srv.store);
 	close(sfd);
 	close(wake_fd);

@@ -413,7 +413,17 @@ const char *svc_ep_provider(const struct svc_ep *e)
 
 const char *svc_ep_domain(const struct svc_ep *e)
 {
-	return fab_domain(e->ep);
+	return e->ep ? fab_domain(e->ep) : "bootstrap"; /* the direct endpoint: no fabric */
+}
+
+int svc_counted_eps(const struct srv *s, const struct svc_ep *out[SVC_MAX_EPS + 1])
+{
+	int n = 0;
+	for (int i = 0; i < s->n_eps; i++)
+		out[n++] = s->eps[i];
+	if (s->direct_ep)
+		out[n++] = s->direct_ep;
+	return n;
 }
 
 void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out)

@@ -54,6 +54,7 @@ struct srv {
 
 	struct svc_ep *eps[SVC_MAX_EPS];
 	int n_eps;
+	struct svc_ep *direct_ep; /* direct.c's (no fabric), from direct_open to direct_close */
 	struct srv_counters ctr;
 	atomic_int stopping;
 
@@ -85,6 +86,12 @@ const char *svc_ep_provider(const struct svc_ep *e); /* as configured: "tcp", "s
 const char *svc_ep_domain(const struct svc_ep *e);   /* as libfabric names it: "mlx5_0", "lo" */
 int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len);
 void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out);
+/*
+ * The endpoints whose counters make the server's (stats, /metrics): the
+ * fabric ones, then the direct one when open. Returns how many, at most
+ * SVC_MAX_EPS + 1.
+ */
+int svc_counted_eps(const struct srv *s, const struct svc_ep *out[SVC_MAX_EPS + 1]);
 int svc_ep_start(struct svc_ep *e);
 /* Wait for the service thread to finish in-flight work and exit (after srv.stopping). */
 void svc_ep_join(struct svc_ep *e);
@@ -98,5 +105,17 @@ void svc_ep_command(struct svc_ep *e, struct svc_cmd *c);
  */
 int srv_metrics_start(struct srv *s, char *err, size_t errlen);
 void srv_metrics_stop(struct srv *s);
+
+/*
+ * direct.c: requests on the bootstrap channel (wire.h). direct_open before
+ * the first connection is accepted, direct_close after the last handshake
+ * thread is gone. direct_serve runs on a handshake thread after WELCOME:
+ * serves direct requests on fd until the client sends SETUP (decoded into
+ * *setup; returns 0) or the connection is to be closed (returns -errno, any
+ * error frame already sent). frame_ms: the handshake timeout per frame.
+ */
+int direct_open(struct srv *s);
+void direct_close(void);
+int direct_serve(struct srv *s, int fd, int frame_ms, struct wire_setup *setup);
 
 #endif

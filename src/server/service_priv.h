@@ -87,7 +87,8 @@ struct op {
 	int pending; /* on e->pending: waiting to post after -EAGAIN */
 	int tx_len;
 	struct op *next_pending;
-	uint64_t t0; /* when the request was received (ns), for srv.latency */
+	uint64_t t0;	       /* when the request was received (ns), for srv.latency */
+	struct direct *direct; /* direct.c's op: its reply goes to that socket; NULL: fabric */
 };
 
 struct svc_ep {
@@ -149,9 +150,20 @@ void svc_post_reply(struct svc_ep *e, struct op *o);
 
 /* dispatch.c: a received request, and its reply. */
 void svc_handle_request(struct svc_ep *e, struct op *o, size_t len);
+/*
+ * The checks every decoded request shares (a handler, its keys, not while
+ * stopping), then its handler: 0 (it replied) or -errno (*why set when the
+ * request is at fault) for the caller to reply.
+ */
+int svc_run(struct svc_ep *e, struct op *o, const char **why);
+/* May a decoded request go on the bootstrap channel? 0, or -EOPNOTSUPP with *why. */
+int svc_check_direct(const struct wire_req *q, const char **why);
 /* Encode o->rep (data possibly in place) and send it. */
 void svc_reply(struct svc_ep *e, struct op *o);
 void svc_reply_status(struct svc_ep *e, struct op *o, int status);
+
+/* direct.c: send the reply svc_reply() encoded in o->tx to o's socket. */
+void direct_post_reply(struct op *o);
 
 /* rma.c: value bytes between the pool and the client's buffers. */
 int rma_check_desc(struct session *s, const struct wire_desc *d, uint64_t need, unsigned access,

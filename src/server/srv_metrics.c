@@ -62,25 +62,27 @@ static void emit_requests(struct srv *s, struct metrics_out *o)
 
 static void emit_endpoints(struct srv *s, struct metrics_out *o)
 {
-	struct svc_ep_counters c[SVC_MAX_EPS];
-	for (int i = 0; i < s->n_eps; i++)
-		svc_ep_counters(s->eps[i], &c[i]);
+	struct svc_ep_counters c[SVC_MAX_EPS + 1];
+	const struct svc_ep *eps[SVC_MAX_EPS + 1];
+	int n = svc_counted_eps(s, eps);
+	for (int i = 0; i < n; i++)
+		svc_ep_counters(eps[i], &c[i]);
 	metrics_emit_family(o, "kvfs_server_received_bytes_total",
 			    "Value bytes received from clients (PUT, upload writes), by endpoint.",
 			    METRIC_COUNTER);
-	for (int i = 0; i < s->n_eps; i++)
-		metrics_emit_u64(o, EP(s->eps[i]), c[i].bytes_in);
+	for (int i = 0; i < n; i++)
+		metrics_emit_u64(o, EP(eps[i]), c[i].bytes_in);
 	metrics_emit_family(o, "kvfs_server_sent_bytes_total",
 			    "Value bytes sent to clients (GET, PIN_GET, UP_READ), by endpoint.",
 			    METRIC_COUNTER);
-	for (int i = 0; i < s->n_eps; i++)
-		metrics_emit_u64(o, EP(s->eps[i]), c[i].bytes_out);
+	for (int i = 0; i < n; i++)
+		metrics_emit_u64(o, EP(eps[i]), c[i].bytes_out);
 	metrics_emit_family(o, "kvfs_server_errors_total",
 			    "Errors by endpoint: kind=\"reply\" are replies with an error other "
 			    "than no such key, kind=\"fabric\" failed completions and posts.",
 			    METRIC_COUNTER);
-	for (int i = 0; i < s->n_eps; i++) {
-		const char *p = svc_ep_provider(s->eps[i]), *d = svc_ep_domain(s->eps[i]);
+	for (int i = 0; i < n; i++) {
+		const char *p = svc_ep_provider(eps[i]), *d = svc_ep_domain(eps[i]);
 		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "reply"),
 				 c[i].error_replies);
 		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "fabric"),

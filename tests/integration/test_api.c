@@ -65,6 +65,12 @@ Test(api, null_config_and_open, .init = setup1, .fini = teardown_all)
 	cr_assert_eq(kvfs_open(cl.conf, NULL), -EINVAL);
 	cr_assert_eq(kvfs_open_config(NULL, &k2), -EINVAL);
 	cr_assert_eq(kvfs_open_config(cfg, NULL), -EINVAL);
+	cr_assert_eq(kvfs_open_flags(cl.conf, KVFS_OPEN_LAZY_FABRIC, NULL), -EINVAL);
+	cr_assert_eq(kvfs_open_config_flags(NULL, 0, &k2), -EINVAL);
+	cr_assert_eq(kvfs_open_config_flags(cfg, KVFS_OPEN_LAZY_FABRIC, NULL), -EINVAL);
+	/* Unknown flags are refused, not ignored. */
+	cr_assert_eq(kvfs_open_flags(cl.conf, 2, &k2), -EINVAL);
+	cr_assert_eq(kvfs_open_config_flags(cfg, ~KVFS_OPEN_LAZY_FABRIC, &k2), -EINVAL);
 	cr_assert_not_null(kvfs_strerror(0));
 	cr_assert_not_null(kvfs_strerror(-EAGAIN));
 	cr_assert_not_null(kvfs_strerror(-123456));

@@ -599,3 +599,318 @@ Test(hostile, pins, .init = start, .fini = stop, .timeout = 120)
 	cr_assert_eq(kvfs_delete(kv, "victim"), 0);
 	good_client_still_served(round++);
 }
+
+/* ---- direct requests on the bootstrap channel (wire.h) ---------------------- */
+
+/* A bootstrap connection authenticated up to WELCOME: direct requests may follow. */
+static int raw_welcome(struct wire_welcome *w)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	int fd = sock_connect("127.0.0.1", port, 2000);
+	cr_assert_geq(fd, 0);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	struct wire_challenge ch;
+	uint8_t mac[WIRE_MAC] = {0};
+	cr_assert_eq(sock_send_frame(fd, WF_HELLO, &h, 2000), 0);
+	cr_assert_eq(sock_recv_frame(fd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	cr_assert_eq(sock_send_frame(fd, WF_AUTH, mac, 2000), 0);
+	cr_assert_eq(sock_recv_frame(fd, WF_WELCOME, w, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	return fd;
+}
+
+/* Frame buffer for the direct tests: header + the largest body there is. */
+static uint8_t dframe[WIRE_FRAME_HDR + (1 << 20) + 1];
+
+/*
+ * Read the answer to a direct request: 1 for a REP (decoded into *rep, data
+ * in dframe), or the errno of an ERROR frame (its text in text).
+ */
+static int direct_answer(int fd, struct wire_rep *rep, char *text, size_t tlen)
+{
+	uint16_t type;
+	uint32_t len;
+	uint8_t *body = dframe + WIRE_FRAME_HDR;
+	const char *why;
+	int ret = sock_recv_body(fd, &type, body, 1 << 20, &len, 5000);
+	cr_assert_eq(ret, 0, "no answer to a direct request: %s", strerror(-ret));
+	if (type == WF_ERROR) {
+		struct wire_error e;
+		cr_assert_eq(wire_frame_decode(WF_ERROR, body, len, &e, &why), 0);
+		snprintf(text, tlen, "%s", e.text);
+		cr_assert_lt(e.err, 0);
+		return e.err;
+	}
+	cr_assert_eq(type, WF_REP, "frame type %u in answer to a direct request", type);
+	cr_assert_eq(wire_rep_decode(body, len, rep, &why), 0, "malformed direct reply: %s", why);
+	return 1;
+}
+
+/* One direct request q: its REP status, or (refused) the error frame's errno - 1000. */
+static int direct_req(int fd, struct wire_req *q, struct wire_rep *rep, char *text, size_t tlen)
+{
+	int n = wire_req_encode(dframe + WIRE_FRAME_HDR, 1 << 20, q);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(sock_send_body(fd, WF_REQ, dframe, (uint32_t)n, 2000), 0);
+	int ret = direct_answer(fd, rep, text, tlen);
+	return ret == 1 ? rep->status : ret - 1000;
+}
+
+/* The server closes fd within ms milliseconds (nothing more than an error frame comes). */
+static void expect_closed(int fd, int ms)
+{
+	int64_t deadline = h_now_ms() + ms;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int left = (int)(deadline - h_now_ms());
+		cr_assert_gt(left, 0, "the server did not close the connection in %d ms", ms);
+		cr_assert_eq(poll(&p, 1, left), 1, "the server did not close the connection");
+		char b[256];
+		ssize_t n = recv(fd, b, sizeof(b), 0);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return;
+		cr_assert_gt(n, 0, "recv: %s", strerror(errno));
+	}
+}
+
+/* Threads of the server process (handshake threads come and go). */
+static int server_threads(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)cl.pids[0]);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	char line[256];
+	int n = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+static void wait_threads(int want, int ms, const char *what)
+{
+	int64_t deadline = h_now_ms() + ms;
+	while (server_threads() != want && h_now_ms() < deadline)
+		usleep(20000);
+	cr_assert_eq(server_threads(), want, "%s: %d server threads, want %d", what,
+		     server_threads(), want);
+}
+
+static struct wire_req dq(uint8_t op, const char *key)
+{
+	struct wire_req q = {.op = op};
+	if (key) {
+		q.key = (const uint8_t *)key;
+		q.klen = (uint32_t)strlen(key);
+	}
+	return q;
+}
+
+Test(hostile, direct_requests, .init = start, .fini = stop, .timeout = 120)
+{
+	struct wire_welcome w;
+	struct wire_rep rep;
+	struct wire_req q;
+	struct kvfs_stats st0, st1;
+	char text[200] = "";
+	uint8_t data[4096];
+	memset(data, 'd', sizeof(data));
+	cr_assert_eq(kvfs_server_stats(kv, 0, &st0), 0);
+
+	/* Served: the ops of the table, inline. */
+	int fd = raw_welcome(&w);
+	q = dq(OP_PING, NULL);
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	q = dq(OP_PUT, "dk");
+	q.data = data;
+	q.dlen = q.len = sizeof(data);
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	cr_assert_eq(rep.attr.size, sizeof(data));
+	/* GET with a huge range: at most the inline threshold, and the right bytes. */
+	q = dq(OP_GET, "dk");
+	q.len = ~0ull;
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	cr_assert_eq(rep.n, sizeof(data));
+	cr_assert_eq(rep.dlen, sizeof(data));
+	cr_assert_eq(memcmp(rep.data, data, sizeof(data)), 0);
+	q.off = ~0ull - 5; /* far past the end */
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	cr_assert_eq(rep.n, 0);
+	q = dq(OP_STAT, "dk");
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	cr_assert_eq(rep.attr.size, sizeof(data));
+	q = dq(OP_RENAME, "dk");
+	q.key2 = (const uint8_t *)"dk2";
+	q.k2len = 3;
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	/* Refused by the handlers as on the fabric; the connection goes on. */
+	q = dq(OP_PUT, "dk");
+	q.len = 10; /* inline length that lies about the value size */
+	q.data = data;
+	q.dlen = 5;
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -EINVAL);
+	q = dq(OP_DELETE, NULL);
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -EINVAL, "empty key");
+	q = dq(OP_RENAME, "dk2");
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -EINVAL, "no target");
+	q = dq(OP_GET, "absent");
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -ENOENT);
+	q = dq(OP_DELETE, "dk2");
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	/* A buffer descriptor: refused with an error frame, and closed. */
+	q = dq(OP_GET, "dk2");
+	q.len = 100;
+	q.buf = (struct wire_desc){REGION_RECV, 0, 100};
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -EOPNOTSUPP - 1000);
+	cr_assert(strstr(text, "fabric session"), "error text: %s", text);
+	expect_closed(fd, 2000);
+	close(fd);
+	good_client_still_served(200);
+	/* The server counted them. */
+	cr_assert_eq(kvfs_server_stats(kv, 0, &st1), 0);
+	cr_assert_geq(st1.gets - st0.gets, 3);
+	cr_assert_geq(st1.puts - st0.puts, 2);
+	cr_assert_eq(st1.deletes - st0.deletes, 1,
+		     "the delete with a key (not the refused empty one)");
+
+	/* Ops that need a session: an error frame, then closed. */
+	uint8_t ops[] = {OP_UP_OPEN, OP_PIN, OP_REG, OP_LIST, OP_STATS, OP_PIN_GET, OP_UP_WRITE};
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		fd = raw_welcome(&w);
+		q = dq(ops[i], "dk");
+		cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), -EOPNOTSUPP - 1000,
+			     "op %u", ops[i]);
+		expect_closed(fd, 2000);
+		close(fd);
+	}
+	good_client_still_served(201);
+
+	/* Malformed requests: a bad op, a data length that lies, truncated. */
+	uint8_t *body = dframe + WIRE_FRAME_HDR;
+	struct {
+		const char *what;
+		size_t at;
+		uint8_t byte;
+		int cut;
+	} bad[] = {
+	    {"op 99", 0, 99, 0},
+	    {"op 0", 0, 0, 0},
+	    {"dlen beyond the frame", 8, 100, 0},
+	    {"klen beyond the frame", 2, 200, 0},
+	    {"bad magic", 12, 0, 0},
+	    {"truncated header", 0, OP_PUT, 100},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fd = raw_welcome(&w);
+		q = dq(OP_PUT, "dk");
+		q.data = data;
+		q.dlen = q.len = 3;
+		int n = wire_req_encode(body, 1 << 20, &q);
+		body[bad[i].at] = bad[i].byte;
+		if (bad[i].cut)
+			n = bad[i].cut;
+		cr_assert_eq(sock_send_body(fd, WF_REQ, dframe, (uint32_t)n, 2000), 0);
+		cr_assert_eq(direct_answer(fd, &rep, text, sizeof(text)), -EPROTO, "%s",
+			     bad[i].what);
+		expect_closed(fd, 2000);
+		close(fd);
+	}
+	good_client_still_served(202);
+
+	/* Frames out of place: too long for the limits, an unknown type, a second hello. */
+	fd = raw_welcome(&w);
+	wire_frame_wrap(dframe, WF_REQ, (uint32_t)w.limits.msg_size + 1);
+	cr_assert_eq(send(fd, dframe, WIRE_FRAME_HDR, MSG_NOSIGNAL), WIRE_FRAME_HDR);
+	cr_assert_eq(direct_answer(fd, &rep, text, sizeof(text)), -EPROTO, "oversized frame");
+	expect_closed(fd, 2000);
+	close(fd);
+	fd = raw_welcome(&w);
+	cr_assert_eq(sock_send_body(fd, 77, dframe, 0, 2000), 0);
+	cr_assert_eq(direct_answer(fd, &rep, text, sizeof(text)), -EPROTO, "frame type 77");
+	expect_closed(fd, 2000);
+	close(fd);
+	fd = raw_welcome(&w);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	cr_assert_eq(sock_send_frame(fd, WF_HELLO, &h, 2000), 0);
+	cr_assert_eq(direct_answer(fd, &rep, text, sizeof(text)), -EPROTO, "second hello");
+	expect_closed(fd, 2000);
+	close(fd);
+	/* A setup frame longer than any setup. */
+	fd = raw_welcome(&w);
+	memset(body, 0, WIRE_FRAME_MAX + 1);
+	cr_assert_eq(sock_send_body(fd, WF_SETUP, dframe, WIRE_FRAME_MAX + 1, 2000), 0);
+	cr_assert_eq(direct_answer(fd, &rep, text, sizeof(text)), -EPROTO, "long setup");
+	expect_closed(fd, 2000);
+	close(fd);
+	good_client_still_served(203);
+}
+
+Test(hostile, direct_out_of_turn_and_stalls, .init = start, .fini = stop, .timeout = 120)
+{
+	char port[8];
+	struct wire_welcome w;
+	struct wire_rep rep;
+	char text[200];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	struct wire_req q = dq(OP_PING, NULL);
+	uint8_t *body = dframe + WIRE_FRAME_HDR;
+	int n = wire_req_encode(body, 1 << 20, &q);
+
+	/* A direct request before authentication: instead of the hello, or of the auth. */
+	int fd = sock_connect("127.0.0.1", port, 2000);
+	cr_assert_eq(sock_send_body(fd, WF_REQ, dframe, (uint32_t)n, 2000), 0);
+	expect_refusal(fd);
+	close(fd);
+	fd = sock_connect("127.0.0.1", port, 2000);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	struct wire_challenge ch;
+	cr_assert_eq(sock_send_frame(fd, WF_HELLO, &h, 2000), 0);
+	cr_assert_eq(sock_recv_frame(fd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
+	cr_assert_eq(sock_send_body(fd, WF_REQ, dframe, (uint32_t)n, 2000), 0);
+	expect_closed(fd, 5000);
+	close(fd);
+	good_client_still_served(300);
+
+	/* A direct request after SETUP: the session is over. */
+	struct raw r;
+	raw_connect(&r);
+	cr_assert_eq(raw_req(&r, &q), 0, "the session works");
+	cr_assert_eq(sock_send_body(r.fd, WF_REQ, dframe, (uint32_t)n, 2000), 0);
+	expect_closed(r.fd, 5000);
+	q = dq(OP_PING, NULL);
+	cr_assert_eq(raw_req(&r, &q), 1, "the dropped session's requests are not answered");
+	raw_close(&r);
+	good_client_still_served(301);
+
+	/*
+	 * A partial frame, then a stall: the connection's thread is freed by the
+	 * handshake timeout (3 s) over the frame. Likewise a connection silent
+	 * after the welcome, or between requests (WIRE_DIRECT_IDLE_MS).
+	 */
+	int base = server_threads();
+	fd = raw_welcome(&w);
+	wait_threads(base + 1, 2000, "one direct connection");
+	q = dq(OP_GET, "stall");
+	q.len = 10;
+	n = wire_req_encode(body, 1 << 20, &q);
+	wire_frame_wrap(dframe, WF_REQ, (uint32_t)n);
+	cr_assert_eq(send(fd, dframe, WIRE_FRAME_HDR + 50, MSG_NOSIGNAL), WIRE_FRAME_HDR + 50);
+	int64_t t0 = h_now_ms();
+	good_client_still_served(302);
+	expect_closed(fd, 6000);
+	cr_assert_geq(h_now_ms() - t0, 2000, "closed before the handshake timeout");
+	close(fd);
+	wait_threads(base, 2000, "after a stalled frame");
+
+	fd = raw_welcome(&w);
+	q = dq(OP_PING, NULL);
+	cr_assert_eq(direct_req(fd, &q, &rep, text, sizeof(text)), 0);
+	t0 = h_now_ms();
+	expect_closed(fd, WIRE_DIRECT_IDLE_MS + 3000);
+	cr_assert_geq(h_now_ms() - t0, WIRE_DIRECT_IDLE_MS - 500, "closed before the idle limit");
+	close(fd);
+	wait_threads(base, 2000, "after an idle direct connection");
+	good_client_still_served(303);
+}

@@ -173,7 +173,7 @@ done
 check "READY=1 on NOTIFY_SOCKET" test "$ready" = 1
 # Readiness means serving: the first request right after READY must work.
 as_kvfs() { setpriv --reuid=kvfs --regid=kvfs --init-groups --inh-caps=-all "$@"; }
-check "ping right after READY=1 (kvfsctl as kvfs)" as_kvfs kvfsctl ping
+check "ping over the fabric right after READY=1 (kvfsctl as kvfs)" as_kvfs kvfsctl ping --fabric
 check "the installed kvfsctl -h does not load libfabric (loaded at the first fabric use)" bash -c \
 	"LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libkvfs.so.1' &&
 	! LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libfabric.so.1'"

@@ -59,15 +59,22 @@ static int pick_servers(struct ctl *c, const char *cmd, const char *name, int *f
 
 int cmd_ping(struct ctl *c, int argc, char **argv)
 {
-	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"fabric", no_argument, NULL, 'f'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
 	int rc, first, n, failed = 0, last_err = 0, last_idx = 0;
+	bool fabric = false;
 
 	rc = parse_args(c, argc, argv, "", lo);
 	if (rc != PARSE_OK)
 		return rc;
+	for (int i = 0; i < c->nopt; i++)
+		if (c->opt[i] == 'f')
+			fabric = true;
 	if (c->npos > 1)
-		return usage_error("ping: expected [SERVER]");
-	if (ctl_open(c) < 0)
+		return usage_error("ping: expected [SERVER] [--fabric]");
+	/* Without --fabric: the round trip of the TCP bootstrap channel, no fabric set-up. */
+	if (ctl_open_flags(c, fabric ? 0 : KVFS_OPEN_LAZY_FABRIC) < 0)
 		return EXIT_FAIL;
 	n = pick_servers(c, "ping", c->npos ? c->pos[0] : NULL, &first);
 	if (n < 0)
@@ -84,7 +91,8 @@ int cmd_ping(struct ctl *c, int argc, char **argv)
 			last_err = rc;
 			last_idx = i;
 		} else {
-			printf("%s %s ok %.1f us\n", srv_name(c, i), addr, (double)rtt / 1e3);
+			printf("%s %s ok %.1f us%s\n", srv_name(c, i), addr, (double)rtt / 1e3,
+			       fabric ? "" : " (tcp)");
 		}
 		fflush(stdout);
 	}

@@ -377,7 +377,8 @@ int cmd_batch(struct ctl *c, int argc, char **argv)
 			return EXIT_FAIL;
 		}
 	}
-	if (ctl_open(c) < 0) {
+	/* Lazy: short batches never set up the fabric; long ones upgrade (libkvfs) */
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0) {
 		if (in != stdin)
 			fclose(in);
 		return EXIT_FAIL;

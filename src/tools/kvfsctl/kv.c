@@ -1,11 +1,13 @@
 /*
  * kvfsctl kv: the commands on single keys, put, get, rm, stat and mv.
  *
- * put stores a small regular file with one atomic kvfs_put and streams
- * anything else (stdin, pipes, large files) through an upload, published
- * only when all of it arrived. get reads in pieces into a temporary file
- * renamed over FILE at the end, and starts over when the value is replaced
- * between its pieces.
+ * put stores a small regular file, or a stream (stdin, a pipe) that ends
+ * within its first piece, with one atomic kvfs_put, and streams anything
+ * else (large files, long streams) through an upload, published only when
+ * all of it arrived. The one-shot commands open the cluster lazily
+ * (KVFS_OPEN_LAZY_FABRIC): small values never set up the fabric. get reads in pieces into a
+ * temporary file renamed over FILE at the end, and starts over when the value is replaced between
+ * its pieces.
  */
 
 #include <errno.h>
@@ -134,7 +136,7 @@ int cmd_put(struct ctl *c, int argc, char **argv)
 		fail("%s: %s", fname, strerror(EISDIR));
 		goto out;
 	}
-	if (ctl_open(c) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0)
 		goto out;
 
 	if (fd != STDIN_FILENO && S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WHOLE_PUT_MAX) {
@@ -165,10 +167,26 @@ int cmd_put(struct ctl *c, int argc, char **argv)
 	{
 		kvfs_upload_t *up = NULL;
 		uint64_t off = 0;
+		ssize_t first;
 
 		buf = malloc(PUT_PIECE);
 		if (!buf) {
 			fail("put %s: %s", key, strerror(ENOMEM));
+			goto out;
+		}
+		first = read_full(fd, buf, PUT_PIECE);
+		if (first < 0) {
+			fail("%s: %s", fname, strerror(errno));
+			goto out;
+		}
+		if ((size_t)first < PUT_PIECE) {
+			/* It all came in the first piece: one atomic put. */
+			rc = kvfs_put(c->kv, key, buf, (size_t)first, sap);
+			if (rc < 0) {
+				fail("put %s: %s", key, kvfs_strerror(rc));
+				goto out;
+			}
+			ret = 0;
 			goto out;
 		}
 		rc = kvfs_upload_open(c->kv, key, 0, &up);
@@ -179,8 +197,9 @@ int cmd_put(struct ctl *c, int argc, char **argv)
 		progress_start(&pr, S_ISREG(st.st_mode) && fd != STDIN_FILENO ? (uint64_t)st.st_size
 									      : 0);
 		for (;;) {
-			ssize_t n = read_full(fd, buf, PUT_PIECE);
+			ssize_t n = first >= 0 ? first : read_full(fd, buf, PUT_PIECE);
 
+			first = -1;
 			if (n < 0) {
 				int e = errno;
 
@@ -240,7 +259,7 @@ int cmd_get(struct ctl *c, int argc, char **argv)
 	key = c->pos[0];
 	file = c->npos > 1 ? c->pos[1] : "-";
 
-	if (ctl_open(c) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0)
 		return EXIT_FAIL;
 	/* Fail on a missing key before creating anything. */
 	rc = kvfs_stat(c->kv, key, &a0);
@@ -383,7 +402,7 @@ int cmd_rm(struct ctl *c, int argc, char **argv)
 		return rc;
 	if (c->npos < 1)
 		return usage_error("rm: expected KEY...");
-	if (ctl_open(c) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0)
 		return EXIT_FAIL;
 	for (int i = 0; i < c->npos; i++) {
 		rc = kvfs_delete(c->kv, c->pos[i]);
@@ -409,7 +428,7 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 		return rc;
 	if (c->npos != 1)
 		return usage_error("stat: expected KEY");
-	if (ctl_open(c) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0)
 		return EXIT_FAIL;
 	rc = kvfs_stat(c->kv, c->pos[0], &a);
 	if (rc < 0) {
@@ -452,7 +471,7 @@ int cmd_mv(struct ctl *c, int argc, char **argv)
 			flags |= KVFS_RENAME_NOREPLACE;
 	if (c->npos != 2)
 		return usage_error("mv: expected SRC DST");
-	if (ctl_open(c) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0)
 		return EXIT_FAIL;
 	rc = kvfs_rename(c->kv, c->pos[0], c->pos[1], flags);
 	if (rc == -EXDEV) {

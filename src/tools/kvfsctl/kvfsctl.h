@@ -54,6 +54,12 @@ int parse_args(struct ctl *c, int argc, char **argv, const char *shortopts,
 int parse_u64(const char *s, uint64_t *out);
 /* Load the configuration and open the cluster; 0 or -1 (reported). */
 int ctl_open(struct ctl *c);
+/*
+ * ctl_open with kvfs_open_config_flags flags: the one-shot commands (get,
+ * put, rm, stat, mv, ping) open with KVFS_OPEN_LAZY_FABRIC, so small values
+ * go over the TCP bootstrap channel without any libfabric set-up.
+ */
+int ctl_open_flags(struct ctl *c, unsigned flags);
 /* Name of server idx, "?" if none. */
 const char *srv_name(struct ctl *c, int idx);
 

@@ -61,7 +61,9 @@ static void usage(FILE *f)
 	      "  stat KEY               show the attributes of KEY\n"
 	      "  mv SRC DST [--no-replace]\n"
 	      "                         rename SRC to DST (same server only)\n"
-	      "  ping [SERVER]          round trip to every server (or SERVER)\n"
+	      "  ping [SERVER] [--fabric]\n"
+	      "                         round trip to every server (or SERVER): over TCP,\n"
+	      "                         or over the fabric\n"
 	      "  stats [--json]         server statistics\n"
 	      "  top [--interval SECONDS] [--count N]\n"
 	      "                         per-server rates, refreshed (default every 1 s)\n"
@@ -147,6 +149,11 @@ int parse_u64(const char *s, uint64_t *out)
 
 int ctl_open(struct ctl *c)
 {
+	return ctl_open_flags(c, 0);
+}
+
+int ctl_open_flags(struct ctl *c, unsigned flags)
+{
 	char err[1024] = "";
 	const char *path = kvfs_config_path(c->conf_arg);
 	int rc;
@@ -160,7 +167,7 @@ int ctl_open(struct ctl *c)
 			fail("%s: %s", path, kvfs_strerror(rc));
 		return -1;
 	}
-	rc = kvfs_open_config(c->cfg, &c->kv);
+	rc = kvfs_open_config_flags(c->cfg, flags, &c->kv);
 	if (rc < 0) {
 		c->kv = NULL;
 		fail("%s: %s", path, kvfs_strerror(rc));
