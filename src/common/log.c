@@ -70,7 +70,8 @@ const char *log_priority_prefix(enum log_level lvl)
 	return prio[lvl <= LOG_LVL_DEBUG ? lvl : LOG_LVL_ERROR];
 }
 
-static void vlog(enum log_level lvl, const char *fmt, va_list ap)
+/* notice: log_notice's line (no level name on a terminal, "<5>" in the journal). */
+static void vlog_line(enum log_level lvl, int notice, const char *fmt, va_list ap)
 {
 	static const char *names[] = {"error", "warning", "info", "debug"};
 	log_sink_fn fn = sink;
@@ -81,7 +82,10 @@ static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 		if (journal < 0)
 			pthread_once(&journal_once, detect_once);
 		if (journal > 0)
-			n = snprintf(line, sizeof(line), "%s", log_priority_prefix(lvl));
+			n = snprintf(line, sizeof(line), "%s",
+				     notice ? "<5>" : log_priority_prefix(lvl));
+		else if (notice)
+			n = snprintf(line, sizeof(line), "%s: ", ident);
 		else
 			n = snprintf(line, sizeof(line), "%s: %s: ", ident, names[lvl]);
 	}
@@ -98,6 +102,11 @@ static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 	(void)w;
 }
 
+static void vlog(enum log_level lvl, const char *fmt, va_list ap)
+{
+	vlog_line(lvl, 0, fmt, ap);
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;
@@ -105,6 +114,14 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		return;
 	va_start(ap, fmt);
 	vlog(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void log_notice(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog_line(LOG_LVL_INFO, 1, fmt, ap);
 	va_end(ap);
 }
 

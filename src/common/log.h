@@ -28,6 +28,12 @@ void log_set_ident(const char *ident);
 void log_set_sink(log_sink_fn fn, void *arg);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*
+ * A line shown at every log level (a server's "listening on ..."): "ident:
+ * text" on stderr, or with the notice priority "<5>" when stderr is the
+ * journal; to the sink as an info line.
+ */
+void log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
  * A sink that logs the line as this program's own (for kvfs_set_log, whose
  * lines come from libkvfs's copy of this module; never this copy's own sink).
  */

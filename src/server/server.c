@@ -321,17 +321,20 @@ int main(int argc, char **argv)
 		return fab_probe(stdout, srv.cfg.provider) ? 1 : 0;
 	}
 	if (ret) {
-		fprintf(stderr, "kvfs-server: %s\n", err);
+		log_error("%s", err);
 		return 1;
 	}
 	srv.self = config_find_server(&srv.cfg, name);
 	if (srv.self < 0) {
-		fprintf(stderr, "kvfs-server: %s: %s; valid: --name with one of", conf,
-			name ? "no such server in cluster.servers"
-			     : "several servers in cluster.servers");
-		for (int i = 0; i < srv.cfg.n_servers; i++)
-			fprintf(stderr, " %s", srv.cfg.servers[i].name);
-		fprintf(stderr, "\n");
+		char names[512] = "";
+		size_t n = 0;
+		for (int i = 0; i < srv.cfg.n_servers && n < sizeof(names); i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, " %s",
+					      srv.cfg.servers[i].name);
+		log_error("%s: %s; valid: --name with one of%s", conf,
+			  name ? "no such server in cluster.servers"
+			       : "several servers in cluster.servers",
+			  names);
 		return 1;
 	}
 	const struct kvfs_server_entry *me = &srv.cfg.servers[srv.self];
@@ -350,12 +353,11 @@ int main(int argc, char **argv)
 	ret = store_open(&srv.store, &sc);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (ret) {
-		fprintf(stderr,
-			"kvfs-server: %s: server.memory: cannot set up a pool of %llu bytes: %s\n",
-			conf, (unsigned long long)sc.memory, strerror(-ret));
-		if (sc.prefault)
-			fprintf(stderr, "kvfs-server: (server.prefault = false starts without "
-					"giving the pool its memory first)\n");
+		log_error("%s: server.memory: cannot set up a pool of %llu bytes: %s%s", conf,
+			  (unsigned long long)sc.memory, strerror(-ret),
+			  sc.prefault ? " (server.prefault = false starts without giving the pool "
+					"its memory first)"
+				      : "");
 		return 1;
 	}
 	log_info("pool of %llu MiB set up in %.0f ms (%s)",
@@ -379,24 +381,22 @@ int main(int argc, char **argv)
 		const char *node = strcmp(provs[i], "shm") == 0 ? NULL : me->host;
 		ret = svc_ep_open(&srv, provs[i], node, &srv.eps[srv.n_eps]);
 		if (ret) {
-			fprintf(stderr,
-				"kvfs-server: %s: fabric.provider: cannot serve on %s: %s\n", conf,
-				provs[i], strerror(-ret));
+			log_error("%s: fabric.provider: cannot serve on %s: %s", conf, provs[i],
+				  strerror(-ret));
 			continue;
 		}
 		srv.n_eps++;
 	}
 	if (srv.n_eps == 0) {
-		fprintf(stderr,
-			"kvfs-server: %s: fabric.provider \"%s\": no usable provider; "
-			"run kvfs-server --probe to see what libfabric offers\n",
-			conf, srv.cfg.provider);
+		log_error("%s: fabric.provider \"%s\": no usable provider; "
+			  "run kvfs-server --probe to see what libfabric offers",
+			  conf, srv.cfg.provider);
 		return 1;
 	}
 
 	ret = direct_open(&srv);
 	if (ret) {
-		fprintf(stderr, "kvfs-server: %s\n", strerror(-ret));
+		log_error("cannot set up the bootstrap channel's requests: %s", strerror(-ret));
 		return 1;
 	}
 	sigset_t mask;
@@ -409,33 +409,31 @@ int main(int argc, char **argv)
 	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int lfd = sock_listen(me->host, me->port);
 	if (lfd < 0) {
-		fprintf(stderr,
-			"kvfs-server: %s: cluster.servers[%s].address %s:%s: cannot listen: %s\n",
-			conf, me->name, me->host, me->port, strerror(-lfd));
+		log_error("%s: cluster.servers[%s].address %s:%s: cannot listen: %s", conf,
+			  me->name, me->host, me->port, strerror(-lfd));
 		return 1;
 	}
 	/* Before the service threads: they time requests once srv.metrics is set. */
 	ret = srv_metrics_start(&srv, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "kvfs-server: %s: server.metrics: %s\n", conf, err);
+		log_error("%s: server.metrics: %s", conf, err);
 		return 1;
 	}
 	for (int i = 0; i < srv.n_eps; i++) {
 		ret = svc_ep_start(srv.eps[i]);
 		if (ret) {
-			fprintf(stderr, "kvfs-server: cannot start a service thread: %s\n",
-				strerror(-ret));
+			log_error("cannot start a service thread: %s", strerror(-ret));
 			return 1;
 		}
 	}
-	fprintf(stderr, "kvfs-server: %s listening on %s:%s, pool %llu MiB, providers:", me->name,
-		me->host, me->port, (unsigned long long)(store_pool_size(srv.store) >> 20));
-	for (int i = 0; i < srv.n_eps; i++)
-		fprintf(stderr, " %s", svc_ep_provider(srv.eps[i]));
-	fprintf(stderr, "\n");
+	char provlist[SVC_MAX_EPS * 32] = "";
+	for (int i = 0, n = 0; i < srv.n_eps && n < (int)sizeof(provlist); i++)
+		n += snprintf(provlist + n, sizeof(provlist) - (size_t)n, " %s",
+			      svc_ep_provider(srv.eps[i]));
+	log_notice("%s listening on %s:%s, pool %llu MiB, providers:%s", me->name, me->host,
+		   me->port, (unsigned long long)(store_pool_size(srv.store) >> 20), provlist);
 	if (srv.metrics_srv)
-		fprintf(stderr, "kvfs-server: metrics on http://%s/metrics\n",
-			srv.cfg.server_metrics);
+		log_notice("metrics on http://%s/metrics", srv.cfg.server_metrics);
 	/* Under systemd (Type=notify): the listener and every endpoint are up. */
 	sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%s", me->host, me->port);
 

@@ -88,7 +88,9 @@ Test(log, prefix_when_stderr_is_the_journal)
 	log_warn("w");
 	log_info("i");
 	log_debug("d");
-	cr_assert_str_eq(captured(f), "<3>e 1\n<4>w\n<6>i\n<7>d\n");
+	log_set_level(LOG_LVL_ERROR);
+	log_notice("n %s", "up"); /* shown at every level, as a notice */
+	cr_assert_str_eq(captured(f), "<3>e 1\n<4>w\n<6>i\n<7>d\n<5>n up\n");
 	fclose(f);
 }
 
@@ -106,7 +108,10 @@ Test(log, plain_when_stderr_is_not_the_journal)
 	log_warn("w");
 	log_info("i");
 	log_debug("not shown");
-	cr_assert_str_eq(captured(f), "test: error: e\ntest: warning: w\ntest: info: i\n");
+	log_set_level(LOG_LVL_ERROR);
+	log_notice("listening");
+	cr_assert_str_eq(captured(f),
+			 "test: error: e\ntest: warning: w\ntest: info: i\ntest: listening\n");
 	cr_assert_eq(unsetenv("JOURNAL_STREAM"), 0);
 	cr_assert_eq(log_detect_journal(), 0);
 	fclose(f);
