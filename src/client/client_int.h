@@ -140,15 +140,16 @@ struct conn {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* with lock: see the top of this file */
 	int up;		     /* (L) session established */
-	int connecting;	     /* (L) a thread sets up the session (connect_session), unlocked */
-	uint64_t attempts;   /* (L) connects ended, failed or not */
-	int attempt_err;     /* (L) the last one's result: 0 or -errno */
-	int broken;	     /* (L) */
-	int users;	     /* (L) threads inside calls on this conn */
-	int poller;	     /* (L) a thread is reading the CQ */
-	int sleepers;	     /* (L) threads waiting on cond */
-	int res_waiters;     /* (L) of them, those waiting for a free request or buffer slot */
-	uint64_t gen;	     /* (L) session generation, bumped on every connect */
+	int no_shm; /* (S) the server refused this client shm (another user's): auto takes tcp */
+	int connecting;	   /* (L) a thread sets up the session (connect_session), unlocked */
+	uint64_t attempts; /* (L) connects ended, failed or not */
+	int attempt_err;   /* (L) the last one's result: 0 or -errno */
+	int broken;	   /* (L) */
+	int users;	   /* (L) threads inside calls on this conn */
+	int poller;	   /* (L) a thread is reading the CQ */
+	int sleepers;	   /* (L) threads waiting on cond */
+	int res_waiters;   /* (L) of them, those waiting for a free request or buffer slot */
+	uint64_t gen;	   /* (L) session generation, bumped on every connect */
 	/*
 	 * Direct mode (KVFS_OPEN_LAZY_FABRIC; direct.c): the conn is up with the
 	 * bootstrap socket authenticated and no fabric session yet; small

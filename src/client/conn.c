@@ -112,6 +112,7 @@ struct handshake {
 	struct wire_welcome w;
 	struct wire_ready rd;
 	const char *prov; /* the provider picked, one of w.provs */
+	int shm_refused;  /* SETUP on shm got EPERM: the server cannot reach us by shm */
 };
 
 /* Open the bootstrap socket (c->fd). Logs its failure and returns -EIO. */
@@ -188,7 +189,7 @@ static const char *pick_provider(struct conn *c, const struct wire_welcome *w, c
 		snprintf(err, errlen, "server does not offer provider %s", want);
 		return NULL;
 	}
-	int local = sock_host_is_local(cfg->servers[c->idx].host);
+	int local = sock_host_is_local(cfg->servers[c->idx].host) && !c->no_shm;
 	for (int i = 0; local && i < w->n_provs; i++)
 		if (strcmp(w->provs[i], "shm") == 0)
 			return w->provs[i];
@@ -331,8 +332,10 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 	if (!ret)
 		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, h->tmo, h->err,
 				      sizeof(h->err));
-	if (ret)
+	if (ret) {
+		h->shm_refused = ret == -EPERM && strcmp(h->prov, "shm") == 0;
 		return ret;
+	}
 	ret = fab_av_insert(c->ep, h->rd.addr, h->rd.addr_len, &c->srv_addr);
 	if (ret) {
 		snprintf(h->err, sizeof(h->err), "cannot add the server's fabric address");
@@ -426,6 +429,8 @@ close_regions:
 close_ep:
 	ep_close(c);
 fail:
+	if (h->shm_refused && strcmp(h->cfg->provider, "auto") == 0)
+		return -EPERM; /* connect_conn tries again without shm */
 	return handshake_failed(h, ret);
 }
 
@@ -448,6 +453,23 @@ static int connect_conn(struct conn *c, int direct, int upgrading)
 	if (ret || direct)
 		return ret;
 	ret = upgrade(c, &h);
+	if (ret == -EPERM && h.shm_refused) {
+		/*
+		 * A server of another user cannot reach a client's shm region: with
+		 * provider auto, a same-host client takes the next provider
+		 * instead, from now on (the server closed this connection).
+		 */
+		log_info("server %s: refused shm (a server of another user): using the network "
+			 "provider",
+			 h.se->name);
+		c->no_shm = 1;
+		fd_close(c);
+		h.shm_refused = 0;
+		h.err[0] = 0;
+		ret = connect_direct(c, &h);
+		if (!ret)
+			ret = upgrade(c, &h);
+	}
 	if (ret)
 		fd_close(c);
 	return ret;

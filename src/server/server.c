@@ -140,10 +140,15 @@ static void *handshake(void *arg)
 	struct svc_cmd cmd = {.kind = CMD_ADD, .setup = setup};
 	svc_ep_command(ep, &cmd);
 	if (cmd.result) {
-		send_error(fd, cmd.result, "cannot add the client's fabric address: %s%s",
-			   strerror(-cmd.result),
-			   strcmp(setup.provider, "shm") == 0
-			       ? " (shm reaches only clients of the server's own user: use "
+		/*
+		 * On shm the address is a region of the client's, which only a
+		 * server of the same user may open: EPERM tells a client on
+		 * provider auto to take the network provider instead.
+		 */
+		int shm = strcmp(setup.provider, "shm") == 0;
+		send_error(fd, shm ? -EPERM : cmd.result,
+			   "cannot add the client's fabric address: %s%s", strerror(-cmd.result),
+			   shm ? " (shm reaches only clients of the server's own user: use "
 				 "fabric.provider \"tcp\")"
 			       : "");
 		goto out;
