@@ -1,7 +1,8 @@
 /*
  * kvfsctl interactive mode: `kvfsctl` with no command on a terminal.
  *
- * One session (the cluster opened once), a "kvfs> " prompt read with
+ * One session (the cluster opened once, lazily as batch mode: the prompt
+ * comes at once, small values go over TCP), a "kvfs> " prompt read with
  * libedit (line editing, emacs keys, ~/.editrc), and the command lines of
  * batch mode, run by batch.c's session_line, plus help and quit/exit;
  * Ctrl-D ends it with status 0. History is kept in $KVFSCTL_HISTORY, else
@@ -139,7 +140,7 @@ int cmd_interactive(struct ctl *c)
 	bool warned = false;
 	int count, ret = 0;
 
-	if (ctl_open(c) < 0 || session_init(&s, c, stdout) < 0)
+	if (ctl_open_flags(c, KVFS_OPEN_LAZY_FABRIC) < 0 || session_init(&s, c, stdout) < 0)
 		return EXIT_FAIL;
 	setlocale(LC_CTYPE, ""); /* libedit reads multibyte input by the locale */
 	el = el_init("kvfsctl", stdin, stdout, stderr);
