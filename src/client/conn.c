@@ -113,6 +113,8 @@ struct handshake {
 	struct wire_ready rd;
 	const char *prov; /* the provider picked, one of w.provs */
 	int shm_refused;  /* SETUP on shm got EPERM: the server cannot reach us by shm */
+	int upgrading;	  /* SETUP goes on a direct connection, which may have gone quiet */
+	int sock_failed;  /* SETUP/READY failed on the socket itself (no error frame) */
 };
 
 /* Open the bootstrap socket (c->fd). Logs its failure and returns -EIO. */
@@ -334,6 +336,7 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 				      sizeof(h->err));
 	if (ret) {
 		h->shm_refused = ret == -EPERM && strcmp(h->prov, "shm") == 0;
+		h->sock_failed = !h->err[0]; /* an ERROR frame would have said why */
 		return ret;
 	}
 	ret = fab_av_insert(c->ep, h->rd.addr, h->rd.addr_len, &c->srv_addr);
@@ -431,6 +434,8 @@ close_ep:
 fail:
 	if (h->shm_refused && strcmp(h->cfg->provider, "auto") == 0)
 		return -EPERM; /* connect_conn tries again without shm */
+	if (h->sock_failed && h->upgrading)
+		return ret; /* connect_conn tries again on a new connection */
 	return handshake_failed(h, ret);
 }
 
@@ -452,7 +457,21 @@ static int connect_conn(struct conn *c, int direct, int upgrading)
 			 h.se->name);
 	if (ret || direct)
 		return ret;
+	h.upgrading = upgrading;
 	ret = upgrade(c, &h);
+	if (ret && h.sock_failed && h.upgrading) {
+		/*
+		 * The direct connection broke under SETUP (the server closed it as
+		 * idle, or restarted): nothing was lost, so connect anew, once.
+		 */
+		log_info("server %s: the connection closed under SETUP: connecting again",
+			 h.se->name);
+		fd_close(c);
+		h = (struct handshake){.cfg = cfg, .se = h.se, .tmo = h.tmo};
+		ret = connect_direct(c, &h);
+		if (!ret)
+			ret = upgrade(c, &h);
+	}
 	if (ret == -EPERM && h.shm_refused) {
 		/*
 		 * A server of another user cannot reach a client's shm region: with
@@ -464,8 +483,7 @@ static int connect_conn(struct conn *c, int direct, int upgrading)
 			 h.se->name);
 		c->no_shm = 1;
 		fd_close(c);
-		h.shm_refused = 0;
-		h.err[0] = 0;
+		h = (struct handshake){.cfg = cfg, .se = h.se, .tmo = h.tmo};
 		ret = connect_direct(c, &h);
 		if (!ret)
 			ret = upgrade(c, &h);
@@ -567,6 +585,8 @@ static int enter(struct conn *c, int small, int *direct)
 		c->upgrade_wanted--;
 	/* Not connecting, no users: a direct conn to upgrade, or nothing (or broken) to replace. */
 	int upgrading = c->up && !c->broken && c->direct;
+	if (upgrading && do_direct_stale(c, now_ns()))
+		upgrading = 0; /* quiet for long, or closed: a new connection, not SETUP on it */
 	if (!upgrading && (c->broken || c->up))
 		do_teardown(c);
 	c->connecting = 1;

@@ -233,6 +233,35 @@ Test(direct, quiet_and_restarted_server_redialled, .init = start, .fini = stop, 
 	cr_assert_eq(kvfs_put(lazy, "q", "3", 1, NULL), 0);
 }
 
+/*
+ * A lazy client quiet for a while, then a call that needs the fabric: the
+ * upgrade must not send SETUP on a direct connection the server has closed
+ * as idle (it failed with EIO), and a connection that breaks under SETUP is
+ * replaced once.
+ */
+Test(direct, quiet_lazy_client_upgrades, .init = start, .fini = stop, .timeout = 60)
+{
+	size_t n = 100000;
+	uint8_t *v = malloc(n), *back = malloc(n);
+	h_fill(v, n, 5, 0);
+	cr_assert_eq(kvfs_put(fab, "qbig", v, n, NULL), 0);
+	for (int wait_ms = 1000; wait_ms <= 4000; wait_ms += 1500) {
+		kvfs_t *l;
+		cr_assert_eq(kvfs_open_flags(cl.conf, KVFS_OPEN_LAZY_FABRIC, &l), 0);
+		cr_assert_eq(kvfs_put(l, "qs", "1", 1, NULL), 0);
+		usleep((useconds_t)wait_ms * 1000);
+		/* a large put needs the fabric from the start (a get asks direct first) */
+		cr_assert_eq(kvfs_put(l, "qbig", v, n, NULL), 0,
+			     "a large put %d ms after a direct call", wait_ms);
+		memset(back, 0, n);
+		cr_assert_eq(kvfs_get(l, "qbig", back, n, 0, NULL), (ssize_t)n);
+		cr_assert(h_check(back, n, 5, 0));
+		kvfs_close(l);
+	}
+	free(v);
+	free(back);
+}
+
 Test(direct, busy_lazy_client_takes_the_fabric, .init = start, .fini = stop, .timeout = 60)
 {
 	/* 1000 direct requests, then the next call upgrades (not a short-lived client). */
