@@ -211,6 +211,13 @@ int kvfs_set_log_level(int level);
  * -EINVAL (a configuration that is not valid, e.g. no servers), -ENOMEM.
  * kvfs_close ends every connection; nothing may use kv, or any upload, pin,
  * lease or mr of it, during or after it.
+ *
+ * Signals: libfabric is loaded (dlopen) at the first call that needs the
+ * fabric, and a provider library of Debian's libfabric (libinfinipath)
+ * installs handlers of its own then. libkvfs blocks signals in the calling
+ * thread meanwhile and puts the program's handlers back before it returns;
+ * a program with other threads that do not block signals should set its
+ * handlers after its first call, or block signals in those threads.
  */
 int kvfs_open(const char *config_path, kvfs_t **out);
 int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);

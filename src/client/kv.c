@@ -191,8 +191,10 @@ static ssize_t get_direct(struct conn *c, struct wire_req *q, void *buf, size_t 
 		return ret;
 	if (rep.status)
 		return rep.status;
-	if (rep.n != rep.dlen)
+	if (rep.n != rep.dlen) {
+		conn_break(c, "a direct GET reply whose count is not its data");
 		return -EPROTO;
+	}
 	attr_from_proto(attr, &rep.attr);
 	if (rep.n < len && off + rep.n < attr->size)
 		return -EMSGSIZE;

@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -589,10 +590,19 @@ int metrics_serve_fd(struct metrics *r, int fd, struct metrics_server **out, cha
 	}
 	s->r = r;
 	mhd_last[0] = '\0';
-	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	/*
+	 * epoll or poll, not select(): a busy server's fds pass FD_SETSIZE,
+	 * and select() would refuse every scrape then. The HTTP thread takes
+	 * none of the program's signals (they are all blocked while it starts).
+	 */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 64u,
 				MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!s->d) {
 		snprintf(err, errlen, "cannot start the HTTP server: %s",
 			 mhd_last[0] ? mhd_last : "libmicrohttpd failed");

@@ -131,8 +131,9 @@ static int resolve(void *h, const char *name, const char *ver, void *fn, size_t 
  * The calling thread blocks every signal meanwhile, so none runs a foreign
  * handler: one that comes is delivered, to the program's handler, once
  * they are back (libkvfs's own thread blocks them all; so do the mount's
- * workers and the server's threads). A handler another thread installs
- * meanwhile is put back too.
+ * workers, the server's threads and the /metrics thread). A thread of a
+ * program that blocks none may still take one in that window (kvfs.h says
+ * so). A handler another thread installs meanwhile is put back too.
  */
 struct sigsave {
 	struct sigaction sa[NSIG];
@@ -204,12 +205,16 @@ static int lib_load(void)
 int fi_getinfo(uint32_t version, const char *node, const char *service, uint64_t flags,
 	       const struct fi_info *hints, struct fi_info **info)
 {
+	/* One at a time: the signal dispositions saved and put back are the process's. */
+	static pthread_mutex_t getinfo_lock = PTHREAD_MUTEX_INITIALIZER;
 	if (lib_load())
 		return -FI_ENOSYS;
 	struct sigsave ss; /* the first call initialises every provider */
+	pthread_mutex_lock(&getinfo_lock);
 	signals_save(&ss);
 	int ret = lib.getinfo(version, node, service, flags, hints, info);
 	signals_restore(&ss, "fi_getinfo");
+	pthread_mutex_unlock(&getinfo_lock);
 	return ret;
 }
 
