@@ -90,6 +90,20 @@ static void emit_endpoints(struct srv *s, struct metrics_out *o)
 	}
 }
 
+/* A gauge per slab class (not the large pages): its chunks, or those in use. */
+static void class_chunks(struct metrics_out *o, const char *name, const char *help,
+			 const struct store_class_stats *cs, int n, int used)
+{
+	metrics_emit_family(o, name, help, METRIC_GAUGE);
+	for (int i = 0; i < n; i++) {
+		char cls[16];
+		snprintf(cls, sizeof(cls), "%u", cs[i].chunk_size);
+		if (cs[i].chunk_size)
+			metrics_emit_u64(o, L("class", cls),
+					 used ? cs[i].chunks_used : cs[i].chunks);
+	}
+}
+
 static void emit_store(struct srv *s, struct metrics_out *o)
 {
 	struct store_stats st;
@@ -116,23 +130,10 @@ static void emit_store(struct srv *s, struct metrics_out *o)
 		metrics_emit_u64(o, L("class", cs[i].chunk_size ? cls : "large"),
 				 (uint64_t)cs[i].pages * STORE_PAGE_SIZE);
 	}
-	metrics_emit_family(o, "kvfs_server_slab_chunks",
-			    "Chunks of the pages a slab class holds, by class (chunk size).",
-			    METRIC_GAUGE);
-	for (int i = 0; i < n; i++) {
-		char cls[16];
-		snprintf(cls, sizeof(cls), "%u", cs[i].chunk_size);
-		if (cs[i].chunk_size)
-			metrics_emit_u64(o, L("class", cls), cs[i].chunks);
-	}
-	metrics_emit_family(o, "kvfs_server_slab_chunks_used",
-			    "Chunks holding an item, by slab class (chunk size).", METRIC_GAUGE);
-	for (int i = 0; i < n; i++) {
-		char cls[16];
-		snprintf(cls, sizeof(cls), "%u", cs[i].chunk_size);
-		if (cs[i].chunk_size)
-			metrics_emit_u64(o, L("class", cls), cs[i].chunks_used);
-	}
+	class_chunks(o, "kvfs_server_slab_chunks",
+		     "Chunks of the pages a slab class holds, by class (chunk size).", cs, n, 0);
+	class_chunks(o, "kvfs_server_slab_chunks_used",
+		     "Chunks holding an item, by slab class (chunk size).", cs, n, 1);
 	gauge(o, "kvfs_server_uploads_open",
 	      "Uploads open (kvfs_upload_open sessions and whole PUTs in flight).", st.uploads);
 }

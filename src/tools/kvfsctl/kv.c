@@ -73,6 +73,18 @@ static int write_full(int fd, const void *buf, size_t len)
 /* put                                                                */
 /* ------------------------------------------------------------------ */
 
+/* One atomic put of the whole value: 0, or EXIT_FAIL with the message given. */
+static int put_whole(struct ctl *c, const char *key, const void *buf, size_t len,
+		     const struct kvfs_setattr *sap)
+{
+	int rc = kvfs_put(c->kv, key, buf, len, sap);
+	if (rc < 0) {
+		fail("put %s: %s", key, kvfs_strerror(rc));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
 int cmd_put(struct ctl *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"ttl", required_argument, NULL, 't'},
@@ -154,12 +166,7 @@ int cmd_put(struct ctl *c, int argc, char **argv)
 			fail("%s: %s", fname, strerror(errno));
 			goto out;
 		}
-		rc = kvfs_put(c->kv, key, buf, (size_t)got, sap);
-		if (rc < 0) {
-			fail("put %s: %s", key, kvfs_strerror(rc));
-			goto out;
-		}
-		ret = 0;
+		ret = put_whole(c, key, buf, (size_t)got, sap);
 		goto out;
 	}
 
@@ -181,12 +188,7 @@ int cmd_put(struct ctl *c, int argc, char **argv)
 		}
 		if ((size_t)first < PUT_PIECE) {
 			/* It all came in the first piece: one atomic put. */
-			rc = kvfs_put(c->kv, key, buf, (size_t)first, sap);
-			if (rc < 0) {
-				fail("put %s: %s", key, kvfs_strerror(rc));
-				goto out;
-			}
-			ret = 0;
+			ret = put_whole(c, key, buf, (size_t)first, sap);
 			goto out;
 		}
 		rc = kvfs_upload_open(c->kv, key, 0, &up);
