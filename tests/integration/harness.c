@@ -66,8 +66,16 @@ static void write_conf(struct h_cluster *c, const char *path, const struct h_opt
 	}
 	fprintf(f, "};\nfabric = { provider = \"%s\"; };\n", h_provider());
 	const char *mem = o->memory ? o->memory : "256M";
-	fprintf(f, "server = { memory = \"%s\"; max_value = \"%s\"; eviction = \"%s\"; };\n", mem,
-		o->max_value ? o->max_value : mem, o->eviction ? o->eviction : "lru");
+	/*
+	 * Without prefault: these tests start some hundred servers (each cache
+	 * fixture's pool is 1.5 GiB, ~0.9 s to prefault). server.prefault's
+	 * default (true) is what the mount tests' and kvfsctl's servers run;
+	 * unit-store-slab checks the pool it makes.
+	 */
+	fprintf(f,
+		"server = { memory = \"%s\"; max_value = \"%s\"; eviction = \"%s\"; "
+		"prefault = false; };\n",
+		mem, o->max_value ? o->max_value : mem, o->eviction ? o->eviction : "lru");
 	fprintf(f, "client = { buffer = \"%s\"; timeout_ms = %d; local_map = %s; };\n",
 		o->buffer ? o->buffer : "64M", o->timeout_ms ? o->timeout_ms : 10000,
 		o->local_map ? o->local_map : "true");
