@@ -34,7 +34,14 @@
 
 #define HANDSHAKE_MS   3000
 #define MAX_HANDSHAKES 64
-#define MAX_CONNS      4096
+/*
+ * Connections past WELCOME (authenticated, when there is a secret) that are
+ * serving direct requests or about to send SETUP: a budget of their own,
+ * so that lazy clients, which may keep a connection for up to
+ * WIRE_DIRECT_LIFE_MS, never take the handshake slots new clients need.
+ */
+#define MAX_DIRECTS 256
+#define MAX_CONNS   4096
 
 struct conn {
 	int fd;
@@ -48,6 +55,7 @@ static struct conn conns[MAX_CONNS]; /* conn_lock */
 static int n_conns;		     /* conn_lock */
 static int wake_fd = -1;
 static atomic_int handshakes;
+static atomic_int directs; /* threads in direct_serve (MAX_DIRECTS) */
 /* Refused handshakes (junk, wrong version, wrong secret): any peer can cause them. */
 static struct log_rl refused_rl = LOG_RL_INIT(LOG_RL_BURST, LOG_RL_INTERVAL_MS);
 
@@ -118,7 +126,17 @@ static void *handshake(void *arg)
 	if (sock_send_frame(fd, WF_WELCOME, &w, HANDSHAKE_MS))
 		goto out;
 	/* Direct requests (direct.c) until SETUP, if the client sends any. */
-	if (direct_serve(&srv, fd, HANDSHAKE_MS, &setup))
+	if (atomic_fetch_add(&directs, 1) >= MAX_DIRECTS) {
+		atomic_fetch_sub(&directs, 1);
+		send_error(fd, -EUSERS, "too many connections past the handshake (%d)",
+			   MAX_DIRECTS);
+		goto out;
+	}
+	atomic_fetch_sub(&handshakes, 1); /* out of the handshake slots meanwhile */
+	ret = direct_serve(&srv, fd, HANDSHAKE_MS, &setup);
+	atomic_fetch_add(&handshakes, 1);
+	atomic_fetch_sub(&directs, 1);
+	if (ret)
 		goto out;
 	struct svc_ep *ep = find_ep(setup.provider);
 	if (!ep) {
@@ -448,7 +466,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < srv.n_eps; i++)
 		svc_ep_join(srv.eps[i]);
 	/* Handshakes still running see stopping and drop their session. */
-	while (atomic_load(&handshakes) > 0)
+	while (atomic_load(&handshakes) > 0 || atomic_load(&directs) > 0)
 		usleep(10000);
 	pthread_mutex_lock(&conn_lock);
 	for (int i = 0; i < n_conns; i++)

@@ -275,6 +275,51 @@ Test(hostile, setup_with_short_address, .init = start, .fini = stop, .timeout = 
 	}
 }
 
+/* A raw bootstrap connection past WELCOME (no secret here), or -1. */
+static int raw_welcomed(void)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	int fd = sock_connect("127.0.0.1", port, 2000);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	struct wire_challenge ch;
+	struct wire_welcome w;
+	uint8_t mac[WIRE_MAC] = {0};
+	if (fd < 0 || sock_send_frame(fd, WF_HELLO, &h, 2000) ||
+	    sock_recv_frame(fd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, NULL, 0) ||
+	    sock_send_frame(fd, WF_AUTH, mac, 2000) ||
+	    sock_recv_frame(fd, WF_WELCOME, &w, WIRE_FRAME_MAX, 2000, NULL, 0)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Connections past WELCOME that sit there (lazy clients keep theirs for up
+ * to a minute) do not use up the 64 handshake slots: a new client still
+ * gets in with 80 of them open.
+ */
+Test(hostile, idle_direct_connections_leave_handshakes_free, .init = start, .fini = stop,
+     .timeout = 60)
+{
+	int fds[80];
+	for (int i = 0; i < 80; i++) {
+		fds[i] = raw_welcomed();
+		cr_assert_geq(fds[i], 0, "connection %d got no welcome", i);
+	}
+	kvfs_t *k2;
+	char back[8];
+	cr_assert_eq(kvfs_open(cl.conf, &k2), 0);
+	cr_assert_eq(kvfs_put(k2, "n", "new", 3, NULL), 0, "a new client with 80 held open");
+	cr_assert_eq(kvfs_get(k2, "n", back, sizeof(back), 0, NULL), 3);
+	kvfs_close(k2);
+	for (int i = 0; i < 80; i++)
+		close(fds[i]);
+	good_client_still_served(0);
+}
+
 Test(hostile, malformed_requests, .init = start, .fini = stop, .timeout = 120)
 {
 	struct raw r;
