@@ -232,9 +232,9 @@ int kvfs_open_config(const struct kvfs_config *cfg, kvfs_t **out);
  * call that needs more (a larger value, an upload, a pin, a listing, stats,
  * registered memory) sets up the fabric session on the same connection, and
  * so does a small call once the connection has carried 1000 requests or
- * been up for 30 s; from then on the kvfs_t works as without the flag. A kvfs_get of more than the
- * inline threshold asks the TCP channel first and goes on by the fabric
- * only when the value is larger. kvfs_ping then measures the TCP round
+ * been up for 30 s; from then on the kvfs_t works as without the flag. A
+ * kvfs_get of more than the inline threshold asks the TCP channel first and
+ * goes on by the fabric only when the value is larger. kvfs_ping then measures the TCP round
  * trip. Servers older than this flag close such a connection (-EIO).
  */
 #define KVFS_OPEN_LAZY_FABRIC 1u
