@@ -392,6 +392,32 @@ int main(int argc, char **argv)
 		srv.pool = (struct wire_pool){(uint32_t)getpid(), store_pool_fd(srv.store),
 					      store_pool_size(srv.store), pst.st_dev, pst.st_ino};
 
+	/*
+	 * SIGTERM and SIGINT wait in a signalfd from here on: one that comes
+	 * while the endpoints are set up (clients may already be queued on the
+	 * address) ends the server cleanly once the control loop starts.
+	 */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/*
+	 * The address first, before the fabric endpoints: tcp's listens on a
+	 * port the kernel picks, which could otherwise be this very port (a
+	 * port a test found free a moment ago), and the bootstrap would then
+	 * fail to bind while that endpoint answered on it. Clients that come
+	 * meanwhile wait in the backlog until the control loop accepts them.
+	 */
+	int lfd = sock_listen(me->host, me->port);
+	if (lfd < 0) {
+		log_error("%s: cluster.servers[%s].address %s:%s: cannot listen: %s", conf,
+			  me->name, me->host, me->port, strerror(-lfd));
+		return 1;
+	}
 	const char *provs[SVC_MAX_EPS];
 	int n_provs;
 	if (strcmp(srv.cfg.provider, "auto") == 0) {
@@ -420,20 +446,6 @@ int main(int argc, char **argv)
 	ret = direct_open(&srv);
 	if (ret) {
 		log_error("cannot set up the bootstrap channel's requests: %s", strerror(-ret));
-		return 1;
-	}
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	int lfd = sock_listen(me->host, me->port);
-	if (lfd < 0) {
-		log_error("%s: cluster.servers[%s].address %s:%s: cannot listen: %s", conf,
-			  me->name, me->host, me->port, strerror(-lfd));
 		return 1;
 	}
 	/* Before the service threads: they time requests once srv.metrics is set. */
