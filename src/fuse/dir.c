@@ -2,7 +2,8 @@
  * dir: directory listings of the kvfs mount (opendir, readdir,
  * readdirplus, releasedir). Listings are fetched whole at opendir (one pass
  * per server) and served with attributes (readdirplus), so `ls -l` needs no
- * request per file.
+ * request per file (but for device nodes seen for the first time, or
+ * changed: one small GET each for the device number, see node_rdev).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -158,15 +159,33 @@ static void dir_reply(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				if (!n)
 					break;
 				struct kvfs_attr a = e->has_attr ? e->attr : n->attr;
+				int known = 1;
 				if (!a.version && e->type == S_IFDIR)
 					a = dir_default();
+				if (is_dev(e->type)) {
+					char key[KEYCAP];
+					int kl = itab_child_key(&fs->it, ino, e->name, "", key,
+								sizeof(key));
+					known = kl >= 0 && node_rdev(fs, n, key, &a) == 0;
+				}
 				if (e->has_attr)
 					node_seen(fs, n, &a);
 				ep.ino = n->ino;
 				fill_stat(fs, n->ino, e->type, &a, &ep.attr);
+				stat_rdev(fs, n, &ep.attr);
 				ep.entry_timeout = fs->o.entry_timeout;
 				/* a directory's attributes live in its marker: not listed */
 				ep.attr_timeout = e->has_attr ? attr_ttl(fs, n) : 0;
+				if (!known) {
+					/*
+					 * The name without an inode (nodeid 0): the kernel
+					 * fixes a device's number when it first makes the
+					 * inode, so it looks the name up instead.
+					 */
+					itab_forget(&fs->it, n->ino, 1);
+					n = NULL;
+					ep.ino = 0;
+				}
 			}
 			need = fuse_add_direntry_plus(req, buf + used, size - used, e->name, &ep,
 						      (off_t)i + 1);

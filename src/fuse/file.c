@@ -285,6 +285,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, -EISDIR);
 		return;
 	}
+	if (n->type != S_IFREG && n->type != S_IFLNK) {
+		/* the kernel opens fifos, sockets and devices itself: never here */
+		reply_err(req, -ENXIO);
+		return;
+	}
 	if (fs->o.ro && (writable(fi->flags) || (fi->flags & O_TRUNC))) {
 		reply_err(req, -EROFS);
 		return;

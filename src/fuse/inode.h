@@ -32,7 +32,7 @@ struct inode {
 	uint64_t ino;
 	struct inode *parent; /* NULL for the root */
 	char *name;	      /* component ("" for the root) */
-	uint32_t type;	      /* S_IFREG, S_IFDIR or S_IFLNK */
+	uint32_t type;	      /* S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK */
 	uint64_t nlookup;     /* the kernel's references */
 	uint64_t nchild;      /* attached nodes naming this one as parent */
 	uint64_t nopen;	      /* open file handles (RELEASE may come after FORGET) */
@@ -49,6 +49,10 @@ struct inode {
 	int ncached;		     /* open handles that use the page cache */
 	uint64_t pending_size;	     /* size of the upload written last */
 	int64_t commit_mtime; /* utimens while writes were pending: the commit keeps it (0 = now) */
+	/* Device nodes: the device number (st_rdev) read from version rdev_version's value. */
+	uint64_t rdev;
+	uint64_t rdev_version;
+	int rdev_known; /* rdev is set (by mknod: rdev_version 0, the version not known yet) */
 
 	struct inode *next_ino, *next_name; /* hash chains */
 };

@@ -3,14 +3,18 @@
  * readlink, unlink, rmdir, rename, link). A name is a key: creating stores
  * one (mkdir a directory's marker key), removing deletes it, and rename
  * renames it on its server, or copies it across servers (move_across).
+ * mknod stores fifos, sockets and devices as typed keys (common/devnum.h);
+ * a key has one name, so link is refused.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h> /* RENAME_NOREPLACE */
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
+#include "common/devnum.h"
 #include "fuse/ops_int.h"
 
 static struct kvfs_setattr new_attrs(fuse_req_t req, mode_t mode)
@@ -34,9 +38,12 @@ static struct kvfs_attr stored_attr(const struct kvfs_setattr *sa, uint64_t size
 				  .gid = sa->gid};
 }
 
-/* Store an empty regular file (create, mknod) and look it up. */
+/*
+ * Store a file of type (mode & S_IFMT) with value val (create, mknod) and
+ * look it up.
+ */
 static int make_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     struct inode **np, struct kvfs_attr *a)
+		     const void *val, size_t vlen, struct inode **np, struct kvfs_attr *a)
 {
 	struct fs *fs = FS(req);
 	char key[KEYCAP];
@@ -45,12 +52,12 @@ static int make_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int len = itab_child_key(&fs->it, parent, name, "", key, sizeof(key));
 	if (len < 0)
 		return len;
-	struct kvfs_setattr sa = new_attrs(req, S_IFREG | (mode & 07777));
-	int ret = kvfs_put(fs->kv, key, NULL, 0, &sa);
+	struct kvfs_setattr sa = new_attrs(req, mode);
+	int ret = kvfs_put(fs->kv, key, val, vlen, &sa);
 	if (ret)
 		return ret;
-	*a = stored_attr(&sa, 0);
-	*np = itab_lookup(&fs->it, parent, name, S_IFREG);
+	*a = stored_attr(&sa, vlen);
+	*np = itab_lookup(&fs->it, parent, name, type_of(a));
 	if (!*np)
 		return -ENOMEM;
 	node_seen(fs, *np, a);
@@ -63,7 +70,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fs *fs = FS(req);
 	struct inode *n;
 	struct kvfs_attr a;
-	int ret = make_file(req, parent, name, mode, &n, &a);
+	int ret = make_file(req, parent, name, S_IFREG | (mode & 07777), NULL, 0, &n, &a);
 	if (ret) {
 		reply_err(req, ret);
 		return;
@@ -94,20 +101,50 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 }
 
+/*
+ * A regular file, fifo or socket (bind(2) of a Unix socket) has an empty
+ * value; a device its number. The kernel has checked the type and, for
+ * devices, CAP_MKNOD; whether a device node opens is the mount's
+ * nodev/dev (the kernel's too).
+ */
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	(void)rdev;
+	struct fs *fs = FS(req);
 	struct inode *n;
 	struct kvfs_attr a;
-	if (!S_ISREG(mode)) {
-		reply_err(req, -EPERM); /* no fifos, sockets or devices */
+	unsigned char val[DEVNUM_LEN];
+	size_t vlen = 0;
+	uint32_t type = mode & S_IFMT;
+	switch (type) {
+	case 0:
+		type = S_IFREG;
+		break;
+	case S_IFREG:
+	case S_IFIFO:
+	case S_IFSOCK:
+		break;
+	case S_IFCHR:
+	case S_IFBLK:
+		devnum_encode(major(rdev), minor(rdev), val);
+		vlen = sizeof(val);
+		break;
+	default:
+		reply_err(req, -EPERM);
 		return;
 	}
-	int ret = make_file(req, parent, name, mode, &n, &a);
-	if (ret)
+	int ret = make_file(req, parent, name, type | (mode & 07777), val, vlen, &n, &a);
+	if (ret) {
 		reply_err(req, ret);
-	else
-		reply_entry(req, FS(req), n, &a);
+		return;
+	}
+	if (is_dev(type)) {
+		pthread_mutex_lock(&fs->it.lock);
+		n->rdev = makedev(major(rdev), minor(rdev));
+		n->rdev_version = 0; /* the PUT's version is learnt at the next stat */
+		n->rdev_known = 1;
+		pthread_mutex_unlock(&fs->it.lock);
+	}
+	reply_entry(req, fs, n, &a);
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino)

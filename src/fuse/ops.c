@@ -9,14 +9,21 @@
  *   or a marker key "a/b/" that mkdir stores (it carries the directory's
  *   mode, owner and mtime). A file shadows a directory of the same name.
  *   Keys that cannot be paths are skipped in listings (inode.c name_ok).
+ * - Fifos, sockets and devices are typed keys, like symlinks
+ *   (common/devnum.h): the kernel serves their opens itself. A device's
+ *   number is its value; it costs a GET where a device is first seen or
+ *   has changed (node_rdev), and nothing for other types. Their st_size
+ *   is 0, whatever the value holds.
  * - Every libkvfs failure that means "server unreachable" becomes EIO.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
+#include "common/devnum.h"
 #include "fuse/ops_int.h"
 
 int fs_errno(int err)
@@ -57,9 +64,11 @@ void fill_stat(const struct fs *fs, uint64_t ino, uint32_t type, const struct kv
 	st->st_nlink = type == S_IFDIR ? 2 : 1;
 	st->st_uid = a->uid == KVFS_ID_UNSET ? fs->o.uid : a->uid;
 	st->st_gid = a->gid == KVFS_ID_UNSET ? fs->o.gid : a->gid;
-	st->st_size = type == S_IFDIR ? 0 : (off_t)a->size;
+	uint64_t size =
+	    type == S_IFREG || type == S_IFLNK ? a->size : 0; /* not a special's value */
+	st->st_size = (off_t)size;
 	st->st_blksize = (blksize_t)fs->o.max_write;
-	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	if (a->mtime_ns) {
 		st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
 		st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
@@ -116,12 +125,50 @@ double attr_ttl(struct fs *fs, struct inode *n)
 	return t;
 }
 
+int node_rdev(struct fs *fs, struct inode *n, const char *key, struct kvfs_attr *a)
+{
+	if (!is_dev(n->type))
+		return 0;
+	pthread_mutex_lock(&fs->it.lock);
+	int known = n->rdev_known && a->version && n->rdev_version == a->version;
+	pthread_mutex_unlock(&fs->it.lock);
+	if (known)
+		return 0;
+	unsigned char v[DEVNUM_LEN];
+	struct kvfs_attr g;
+	uint32_t ma, mi;
+	ssize_t len = kvfs_get(fs->kv, key, v, sizeof(v), 0, &g);
+	if (len < 0)
+		return (int)len;
+	if (type_of(&g) != n->type)
+		return -ENOENT;
+	/* a value of another length (put by hand) is device 0, 0 */
+	devnum_decode(v, g.size == DEVNUM_LEN ? (size_t)len : 0, &ma, &mi);
+	pthread_mutex_lock(&fs->it.lock);
+	n->rdev = makedev(ma, mi);
+	n->rdev_version = g.version;
+	n->rdev_known = 1;
+	pthread_mutex_unlock(&fs->it.lock);
+	*a = g;
+	return 0;
+}
+
+void stat_rdev(struct fs *fs, struct inode *n, struct stat *st)
+{
+	if (!is_dev(n->type))
+		return;
+	pthread_mutex_lock(&fs->it.lock);
+	st->st_rdev = (dev_t)n->rdev;
+	pthread_mutex_unlock(&fs->it.lock);
+}
+
 void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const struct kvfs_attr *a)
 {
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n->ino;
 	fill_stat(fs, n->ino, n->type, a, &e.attr);
+	stat_rdev(fs, n, &e.attr);
 	e.attr_timeout = attr_ttl(fs, n);
 	e.entry_timeout = fs->o.entry_timeout;
 	if (fuse_reply_entry(req, &e) == -ENOENT)
@@ -211,7 +258,8 @@ static int fetch(struct fs *fs, fuse_ino_t ino, struct inode **np, struct kvfs_a
 	 * are as good as the kernel's own cache would have been.
 	 */
 	pthread_mutex_lock(&fs->it.lock);
-	int fresh = n->attr_ns && mono_ns() - n->attr_ns < (int64_t)(fs->o.attr_timeout * 1e9);
+	int fresh = n->attr_ns && mono_ns() - n->attr_ns < (int64_t)(fs->o.attr_timeout * 1e9) &&
+		    (!is_dev(n->type) || (n->rdev_known && n->rdev_version == n->attr.version));
 	if (fresh) {
 		*a = n->attr;
 		do_show(n, a);
@@ -224,6 +272,9 @@ static int fetch(struct fs *fs, fuse_ino_t ino, struct inode **np, struct kvfs_a
 		return ret;
 	if (type_of(a) != n->type)
 		return -ENOENT; /* replaced by a key of another type */
+	ret = node_rdev(fs, n, key, a);
+	if (ret)
+		return ret;
 	node_seen(fs, n, a);
 	return 0;
 }
@@ -254,6 +305,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_err(req, -ENOMEM);
 		return;
 	}
+	if (is_dev(type) && (ret = node_rdev(fs, n, key, &a)) != 0) {
+		itab_forget(&fs->it, n->ino, 1);
+		reply_err(req, ret);
+		return;
+	}
 	if (type != S_IFDIR)
 		node_seen(fs, n, &a);
 	reply_entry(req, fs, n, &a);
@@ -276,6 +332,7 @@ static void reply_attr(fuse_req_t req, struct fs *fs, struct inode *n, const str
 {
 	struct stat st;
 	fill_stat(fs, n->ino, n->type, a, &st);
+	stat_rdev(fs, n, &st);
 	fuse_reply_attr(req, &st, attr_ttl(fs, n));
 }
 

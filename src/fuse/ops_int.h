@@ -66,9 +66,28 @@ static inline void reply_err(fuse_req_t req, int err)
 	fuse_reply_err(req, e);
 }
 
+/*
+ * The file type a key's stored mode gives it: a symlink, fifo, socket or
+ * device when typed so (common/devnum.h), else a regular file.
+ */
 static inline uint32_t type_of(const struct kvfs_attr *a)
 {
-	return (a->mode & S_IFMT) == S_IFLNK ? S_IFLNK : S_IFREG;
+	switch (a->mode & S_IFMT) {
+	case S_IFLNK:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		return a->mode & S_IFMT;
+	default:
+		return S_IFREG;
+	}
+}
+
+/* A device node: its device number lives in its value (common/devnum.h). */
+static inline int is_dev(uint32_t type)
+{
+	return type == S_IFCHR || type == S_IFBLK;
 }
 
 /* Attributes of a directory without a marker key. */
@@ -108,6 +127,15 @@ void do_set_attr(struct inode *n, const struct kvfs_attr *a);
 void node_seen(struct fs *fs, struct inode *n, struct kvfs_attr *a);
 double attr_ttl(struct fs *fs, struct inode *n);
 void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const struct kvfs_attr *a);
+/*
+ * Device nodes (is_dev): make sure n's device number is known for the
+ * version in *a, from n's cache, else by a GET of key's value (one small
+ * round trip, never for other types), which also refreshes *a. Returns 0,
+ * -ENOENT (replaced by a key of another type meanwhile) or -errno.
+ */
+int node_rdev(struct fs *fs, struct inode *n, const char *key, struct kvfs_attr *a);
+/* st->st_rdev of a device node, as node_rdev last learnt it. */
+void stat_rdev(struct fs *fs, struct inode *n, struct stat *st);
 
 struct probe {
 	size_t plen;

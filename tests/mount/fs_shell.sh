@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mount test: everyday shell tools on a real kvfs mount of two real servers
 # ($KVFS_TEST_PROVIDER): echo/cat, cp -a of a tree in and out, mv, mkdir/rmdir,
-# rm -r, ls -l, chmod, touch -d, symlinks, refused hard links and fifos, df,
-# the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
+# rm -r, ls -l, chmod, touch -d, symlinks, refused hard links, fifos, Unix
+# sockets and device nodes (nodev by default, -o dev), df, the user.kvfs.*
+# xattrs, a second mount, a read-only mount, mount -t
 # fuse.kvfs, the daemonizing start, O_APPEND, truncate, keys written by
 # kvfsctl (valid and invalid as paths), a directory of 10,000 keys, and
 # reads larger than a receive slot (client.buffer = 4M).
@@ -165,8 +166,100 @@ t_symlink() {
 }
 check "ln -s, readlink, reading through symlinks" t_symlink
 check_fail "ln (hard link) is refused: EPERM" "Operation not permitted" ln "$M/hello.txt" "$M/hard"
-check_fail "mkfifo is refused: EPERM" "Operation not permitted" mkfifo "$M/fifo"
-check_fail "mknod (char device) is refused: EPERM" "Operation not permitted" mknod "$M/cdev" c 1 3
+
+# --- fifos, sockets, devices: typed keys; the kernel serves their opens -------
+mkdir -p "$M/sp"
+t_fifo() {
+	local w got
+	mkfifo -m 640 "$M/sp/fifo" && test -p "$M/sp/fifo" &&
+		test "$(stat -c '%F %a %s' "$M/sp/fifo")" = "fifo 640 0" || return 1
+	# a writer and a reader meet in the kernel's pipe (an open sent to kvfs would fail: ENXIO)
+	timeout 10 sh -c "printf 'through the fifo' >'$M/sp/fifo'" &
+	w=$!
+	got=$(timeout 10 cat "$M/sp/fifo") && wait "$w" && test "$got" = "through the fifo" &&
+		test "$(ctl stat sp/fifo | awk '$1 == "mode:" { print $2 }')" = 010640
+}
+check "mkfifo: a fifo (type p, size 0); a writer and a reader pass data through it" t_fifo
+t_devices() {
+	mknod -m 620 "$M/sp/null" c 1 3 && mknod "$M/sp/loop" b 7 0 && ls -l "$M/sp" >"$T/ls.sp" &&
+		cat "$T/ls.sp" && grep -Eq '^crw--w---- .* 1, +3 .* null$' "$T/ls.sp" &&
+		grep -Eq '^brw-r--r-- .* 7, +0 .* loop$' "$T/ls.sp" &&
+		test "$(stat -c '%F %t,%T %s' "$M/sp/null")" = "character special file 1,3 0" &&
+		test "$(stat -c '%F %t,%T %s' "$M/sp/loop")" = "block special file 7,0 0" &&
+		test "$(ctl get sp/null - | od -An -tx1 | tr -d ' \n')" = 0100000003000000 &&
+		ctl stat sp/loop | grep -x 'device:  7, 0'
+}
+check "mknod c and b: ls -l and stat show type and major, minor (value: 8 bytes, kvfsctl stat)" t_devices
+check "the mount is nodev by default" sh -c "grep ' $M ' /proc/self/mountinfo | grep -q '[ ,]nodev[ ,]'"
+check_fail "open of a device node on a nodev mount: EACCES" "Permission denied" cat "$M/sp/null"
+t_socket() {
+	python3 - "$M/sp/sock" <<'PY'
+import os, socket, stat, subprocess, sys
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(p)
+s.listen(1)
+assert stat.S_ISSOCK(os.lstat(p).st_mode), oct(os.lstat(p).st_mode)
+c = subprocess.Popen([sys.executable, "-c", """
+import socket, sys
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+c.sendall(b"ping")
+assert c.recv(4) == b"pong"
+""", p])
+s.settimeout(10)
+a, _ = s.accept()
+a.settimeout(10)
+assert a.recv(4) == b"ping"
+a.sendall(b"pong")
+assert c.wait(10) == 0
+PY
+	test -S "$M/sp/sock" && test "$(stat -c '%F %s' "$M/sp/sock")" = "socket 0"
+}
+check "a Unix socket bound in the mount: another process connects, data both ways" t_socket
+# A name in directory $2 whose key lives on another server than key $1's
+# (kvfsctl: the kernel allows user.* xattrs on regular files and directories only).
+other_server_name() {
+	local s i
+	s=$(ctl stat "$1" | awk '$1 == "server:" { print $2 }') && test -n "$s" || return 1
+	for i in $(seq 0 31); do
+		: >"$2/probe$i" || return 1
+		if [ "$(getfattr --only-values -n user.kvfs.server "$2/probe$i")" != "$s" ]; then
+			rm "$2/probe$i" && echo "probe$i"
+			return
+		fi
+		rm "$2/probe$i" || return 1
+	done
+	return 1
+}
+t_special_attrs() {
+	chmod 604 "$M/sp/fifo" && chown 1234:4321 "$M/sp/null" && chmod 600 "$M/sp/sock" &&
+		touch -h -d '2001-02-03 04:05:06' "$M/sp/loop" &&
+		test "$(stat -c %a "$M/sp/fifo") $(stat -c %a "$M/sp/sock") $(stat -c %u:%g "$M/sp/null")" = \
+			"604 600 1234:4321" &&
+		test "$(stat -c %Y "$M/sp/loop")" = "$(date -d '2001-02-03 04:05:06' +%s)" &&
+		test "$(stat -c '%F %t,%T' "$M/sp/null")" = "character special file 1,3"
+}
+check "chmod, chown, touch of a fifo, a socket and devices" t_special_attrs
+t_special_mv() {
+	local far
+	mv "$M/sp/fifo" "$M/sp/fifo2" && test -p "$M/sp/fifo2" && test ! -e "$M/sp/fifo" &&
+		mv "$M/sp/sock" "$M/sp/sock2" && test -S "$M/sp/sock2" &&
+		far=$(other_server_name sp/null "$M/sp") && echo "other server's name: $far" &&
+		mv "$M/sp/null" "$M/sp/$far" && test ! -e "$M/sp/null" &&
+		test "$(stat -c '%F %t,%T %a %u:%g' "$M/sp/$far")" = "character special file 1,3 620 1234:4321" &&
+		mv "$M/sp/$far" "$M/sp/null" && test "$(stat -c '%F %t,%T' "$M/sp/null")" = "character special file 1,3"
+}
+check "mv of a fifo and a socket (one server), of a device to another server and back" t_special_mv
+t_special_tar() {
+	mkdir -p "$M/sp-tar/in" && mkfifo -m 600 "$M/sp-tar/in/f" && mknod -m 640 "$M/sp-tar/in/c" c 1 5 &&
+		tar -C "$M/sp-tar" -cf "$T/sp.tar" in && mkdir "$M/sp-tar/out" && tar -C "$M/sp-tar/out" -xf "$T/sp.tar" &&
+		(cd "$M/sp-tar/in" && stat -c '%n %F %a %t,%T %Y' f c) >"$T/sp.in" &&
+		(cd "$M/sp-tar/out/in" && stat -c '%n %F %a %t,%T %Y' f c) >"$T/sp.out" &&
+		cat "$T/sp.out" && diff "$T/sp.in" "$T/sp.out" && rm -r "$M/sp-tar"
+}
+check "tar of a directory with a fifo and a device, extracted in the mount again: the same" t_special_tar
+check_fail "ln of a fifo (hard link) is refused: EPERM" "Operation not permitted" ln "$M/sp/fifo2" "$M/sp/hard"
 
 t_df() {
 	local size
@@ -293,6 +386,31 @@ if ml_mount "$M3" -o ro; then
 else
 	record "ro mount" 1
 fi
+
+# -o dev: device nodes open the real devices (root only). A new daemon learns
+# the numbers from the keys: by lookup (stat) and by listing (ls -l).
+M11=$T/m11
+if ml_mount "$M11" -o dev; then
+	t_dev_mount() {
+		local got
+		grep " $M11 " /proc/self/mountinfo | grep -v '[ ,]nodev[ ,]' &&
+			test "$(stat -c '%F %t,%T' "$M11/sp/null")" = "character special file 1,3" &&
+			ls -l "$M11/sp" | grep -E '^brw-r--r-- .* 7, +0 .* loop$' && test -p "$M11/sp/fifo2" &&
+			test -S "$M11/sp/sock2" &&
+			got=$(cat "$M11/sp/null" | wc -c) && test "$got" -eq 0 && echo discarded >"$M11/sp/null" &&
+			test "$(ctl get sp/null - | od -An -tx1 | tr -d ' \n')" = 0100000003000000
+	}
+	check "-o dev: a new mount shows the special files; device 1,3 opens as /dev/null (empty, takes writes)" t_dev_mount
+	ml_umount "$M11"
+	record "unmount the -o dev mount" $?
+else
+	record "mount -o dev" 1
+fi
+t_special_rm() {
+	rm "$M/sp/fifo2" "$M/sp/sock2" "$M/sp/null" "$M/sp/loop" && test -z "$(ls -A "$M/sp")" &&
+		rmdir "$M/sp" && test -z "$(ctl ls -r sp/)"
+}
+check "rm of a fifo, a socket and devices (and their keys are gone)" t_special_rm
 
 # mount(8): `mount -t fuse.kvfs CONFIG MNT -o OPTS` runs /sbin/mount.fuse.kvfs
 # (the installed name of mount.kvfs), with a sanitized PATH. So that the build

@@ -1,4 +1,7 @@
-/* Unit tests of the wire format: round trips, and hostile input of every shape. */
+/*
+ * Unit tests of the wire format: round trips, and hostile input of every
+ * shape; and of the device-number encoding of device keys (common/devnum.h).
+ */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <linux/filter.h>
@@ -11,6 +14,7 @@
 #include <sys/syscall.h>
 
 #include "client/convert.h"
+#include "common/devnum.h"
 #include "common/wire.h"
 
 static const struct wire_limits lim = {
@@ -523,4 +527,32 @@ Test(wire, listing_batches_checked)
 	cr_assert_eq(wire_list_decode(buf, (size_t)k, 1, "", 0, NULL, 0, e, &why), -EPROTO);
 	/* an empty batch is fine */
 	cr_assert_eq(wire_list_decode(buf, 0, 0, "d/", 2, "d/c", 3, e, &why), 0);
+}
+
+/* The stored form of a device number is fixed: major then minor, 32-bit little-endian each. */
+Test(devnum, fixed_encoding_round_trips)
+{
+	unsigned char b[DEVNUM_LEN];
+	uint32_t ma, mi;
+	devnum_encode(1, 3, b);
+	cr_assert_eq(memcmp(b, "\1\0\0\0\3\0\0\0", DEVNUM_LEN), 0);
+	devnum_encode(0x01020304, 0xa0b0c0d0, b);
+	cr_assert_eq(memcmp(b, "\4\3\2\1\xd0\xc0\xb0\xa0", DEVNUM_LEN), 0);
+	cr_assert_eq(devnum_decode(b, sizeof(b), &ma, &mi), 0);
+	cr_assert_eq(ma, 0x01020304u);
+	cr_assert_eq(mi, 0xa0b0c0d0u);
+	devnum_encode(4095, 0xfffff, b);
+	cr_assert_eq(devnum_decode(b, sizeof(b), &ma, &mi), 0);
+	cr_assert(ma == 4095 && mi == 0xfffff);
+}
+
+Test(devnum, other_lengths_refused)
+{
+	unsigned char b[DEVNUM_LEN + 1] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+	uint32_t ma = 7, mi = 7;
+	cr_assert_eq(devnum_decode(b, 0, &ma, &mi), -EINVAL);
+	cr_assert(ma == 0 && mi == 0);
+	cr_assert_eq(devnum_decode(b, DEVNUM_LEN - 1, &ma, &mi), -EINVAL);
+	cr_assert_eq(devnum_decode(b, DEVNUM_LEN + 1, &ma, &mi), -EINVAL);
+	cr_assert(ma == 0 && mi == 0);
 }

@@ -7,7 +7,8 @@
  * all of it arrived. The one-shot commands open the cluster lazily
  * (KVFS_OPEN_LAZY_FABRIC): small values never set up the fabric. get reads in pieces into a
  * temporary file renamed over FILE at the end, and starts over when the value is replaced between
- * its pieces.
+ * its pieces. stat of a device node (a key of type S_IFCHR or S_IFBLK, see
+ * common/devnum.h) also reads its value and shows the device number.
  */
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/devnum.h"
 #include "kvfs/kvfs.h"
 #include "tools/kvfsctl/kvfsctl.h"
 
@@ -454,6 +456,16 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 	printf("mtime:   %s\n", mt);
 	printf("expiry:  %s\n", ex);
 	printf("server:  %s\n", srv >= 0 ? srv_name(c, srv) : "?");
+	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
+		/* a device node of the mount: its number is its value (common/devnum.h) */
+		unsigned char v[DEVNUM_LEN];
+		uint32_t ma, mi;
+		ssize_t n = kvfs_get(c->kv, c->pos[0], v, sizeof(v), 0, NULL);
+		if (n >= 0 && devnum_decode(v, (size_t)n, &ma, &mi) == 0)
+			printf("device:  %" PRIu32 ", %" PRIu32 "\n", ma, mi);
+		else
+			printf("device:  ? (the value is not a device number)\n");
+	}
 	return 0;
 }
 
