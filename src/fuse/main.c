@@ -106,7 +106,9 @@ static void usage(const char *prog)
 	       "    -o negative_timeout=S   cache missing names for S seconds (default 0)\n"
 	       "    -o max_read=B           largest read request, up to 1M (default 1M)\n"
 	       "    -o max_write=B          largest write request, up to 1M (default 1M)\n"
-	       "    -o threads=N            request workers, 1 to 64 (default 8)\n\n",
+	       "    -o threads=N            request workers, 1 to 64 (default 8)\n"
+	       "    -o dev, -o nodev        device nodes open their devices (root), or not "
+	       "(default)\n\n",
 	       prog, prog);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
