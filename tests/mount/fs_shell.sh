@@ -408,7 +408,9 @@ else
 fi
 t_special_rm() {
 	rm "$M/sp/fifo2" "$M/sp/sock2" "$M/sp/null" "$M/sp/loop" && test -z "$(ls -A "$M/sp")" &&
-		rmdir "$M/sp" && test -z "$(ctl ls -r sp/)"
+		rmdir "$M/sp" && for k in sp/fifo2 sp/sock2 sp/null sp/loop sp/; do
+			! ctl stat "$k" >/dev/null 2>&1 || { echo "key $k is still there"; return 1; }
+		done
 }
 check "rm of a fifo, a socket and devices (and their keys are gone)" t_special_rm
 
