@@ -335,15 +335,16 @@ int kvfs_delete(kvfs_t *kv, const char *key);
 int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr);
 /*
  * Apply the fields of sa (may be NULL: none) that its mask names; the
- * version does not change. attr_out (may be NULL) gets the result. -ENOENT.
+ * version does not change, the ctime does (a non-empty mask). attr_out (may
+ * be NULL) gets the result. -ENOENT.
  */
 int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 		 struct kvfs_attr *attr_out);
 /*
- * Atomic rename on one server, attributes kept, a new version. -EXDEV: src
- * and dst live on different servers; -ENOENT: no src; -EEXIST: with
- * KVFS_RENAME_NOREPLACE, dst exists (src == dst included); -ENOSPC: no room
- * for the moved value.
+ * Atomic rename on one server, attributes kept but a new ctime, a new
+ * version. -EXDEV: src and dst live on different servers; -ENOENT: no src;
+ * -EEXIST: with KVFS_RENAME_NOREPLACE, dst exists (src == dst included);
+ * -ENOSPC: no room for the moved value.
  */
 #define KVFS_RENAME_NOREPLACE 1u
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags);
