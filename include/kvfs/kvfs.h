@@ -93,11 +93,24 @@ struct iovec;
 /* set in mode when no mode was stored; the permission bits are then 0644 */
 #define KVFS_MODE_UNSET 0x80000000u
 
-/* Attributes stored with each key. */
+/*
+ * Attributes stored with each key. Times are nanoseconds since the epoch.
+ * mtime and atime are what the writer gave (KVFS_SET_MTIME, KVFS_SET_ATIME)
+ * or the server's clock at the put or commit; reads never change atime (as
+ * with the noatime mount option). A put or commit without KVFS_SET_ATIME
+ * keeps the replaced value's atime. ctime is the server's clock at the last
+ * change of the value or of any attribute (put, commit, setattr, rename);
+ * no caller sets it. A key ending in '/' (a directory's marker) also gets
+ * mtime and ctime set when a key directly under it is created, deleted or
+ * renamed on the same server.
+ * Since libkvfs.so.2 (atime_ns and ctime_ns added).
+ */
 struct kvfs_attr {
 	uint64_t size;	  /* value bytes */
 	uint64_t version; /* changes on every write; never reused by a server */
-	int64_t mtime_ns; /* nanoseconds since the epoch */
+	int64_t mtime_ns; /* last change of the value (or as set) */
+	int64_t atime_ns; /* as set; not changed by reads */
+	int64_t ctime_ns; /* last change of value or attributes; set by the server only */
 	int64_t expiry;	  /* absolute unix seconds, 0 = never */
 	uint32_t mode;	  /* type and permission bits; | KVFS_MODE_UNSET if none stored */
 	uint32_t uid;	  /* KVFS_ID_UNSET if none stored */
@@ -110,12 +123,15 @@ struct kvfs_attr {
 #define KVFS_SET_GID   (1u << 2)
 #define KVFS_SET_MTIME (1u << 3)
 #define KVFS_SET_TTL   (1u << 4) /* expiry = now + ttl seconds (0 = never) */
+#define KVFS_SET_ATIME (1u << 5) /* since libkvfs.so.2 */
 
+/* Every call that applies one also sets the key's ctime to the server's clock. */
 struct kvfs_setattr {
 	uint32_t mask;
 	uint32_t mode, uid, gid;
 	int64_t mtime_ns;
-	int64_t ttl; /* seconds from now, 0 = never expire */
+	int64_t atime_ns; /* since libkvfs.so.2 */
+	int64_t ttl;	  /* seconds from now, 0 = never expire */
 };
 
 /*
@@ -319,15 +335,16 @@ int kvfs_delete(kvfs_t *kv, const char *key);
 int kvfs_stat(kvfs_t *kv, const char *key, struct kvfs_attr *attr);
 /*
  * Apply the fields of sa (may be NULL: none) that its mask names; the
- * version does not change. attr_out (may be NULL) gets the result. -ENOENT.
+ * version does not change, the ctime does (a non-empty mask). attr_out (may
+ * be NULL) gets the result. -ENOENT.
  */
 int kvfs_setattr(kvfs_t *kv, const char *key, const struct kvfs_setattr *sa,
 		 struct kvfs_attr *attr_out);
 /*
- * Atomic rename on one server, attributes kept, a new version. -EXDEV: src
- * and dst live on different servers; -ENOENT: no src; -EEXIST: with
- * KVFS_RENAME_NOREPLACE, dst exists (src == dst included); -ENOSPC: no room
- * for the moved value.
+ * Atomic rename on one server, attributes kept but a new ctime, a new
+ * version. -EXDEV: src and dst live on different servers; -ENOENT: no src;
+ * -EEXIST: with KVFS_RENAME_NOREPLACE, dst exists (src == dst included);
+ * -ENOSPC: no room for the moved value.
  */
 #define KVFS_RENAME_NOREPLACE 1u
 int kvfs_rename(kvfs_t *kv, const char *src, const char *dst, unsigned flags);

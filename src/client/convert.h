@@ -19,7 +19,7 @@ _Static_assert(KVFS_ID_UNSET == PROTO_ID_UNSET, "KVFS_ID_UNSET is the protocol's
 _Static_assert(KVFS_MODE_UNSET == PROTO_MODE_UNSET, "KVFS_MODE_UNSET is the protocol's");
 _Static_assert(KVFS_SET_MODE == PROTO_SET_MODE && KVFS_SET_UID == PROTO_SET_UID &&
 		   KVFS_SET_GID == PROTO_SET_GID && KVFS_SET_MTIME == PROTO_SET_MTIME &&
-		   KVFS_SET_TTL == PROTO_SET_TTL,
+		   KVFS_SET_TTL == PROTO_SET_TTL && KVFS_SET_ATIME == PROTO_SET_ATIME,
 	       "the KVFS_SET_* bits are the protocol's");
 _Static_assert(sizeof(((struct kvfs_stats *)0)->provider) ==
 		   sizeof(((struct proto_stats *)0)->provider),
@@ -28,12 +28,16 @@ _Static_assert(sizeof(((struct kvfs_stats *)0)->provider) ==
 /* kvfs_attr has proto_attr's fields: a field added to one must be copied here. */
 _Static_assert(sizeof(struct kvfs_attr) == sizeof(struct proto_attr),
 	       "kvfs_attr and proto_attr have the same fields");
+_Static_assert(sizeof(struct kvfs_setattr) == sizeof(struct proto_setattr),
+	       "kvfs_setattr and proto_setattr have the same fields");
 
 static inline void attr_from_proto(struct kvfs_attr *out, const struct proto_attr *a)
 {
 	*out = (struct kvfs_attr){.size = a->size,
 				  .version = a->version,
 				  .mtime_ns = a->mtime_ns,
+				  .atime_ns = a->atime_ns,
+				  .ctime_ns = a->ctime_ns,
 				  .expiry = a->expiry,
 				  .mode = a->mode,
 				  .uid = a->uid,
@@ -50,6 +54,7 @@ static inline void setattr_to_proto(struct proto_setattr *out, const struct kvfs
 				      .uid = sa->uid,
 				      .gid = sa->gid,
 				      .mtime_ns = sa->mtime_ns,
+				      .atime_ns = sa->atime_ns,
 				      .ttl = sa->ttl};
 }
 

@@ -34,17 +34,22 @@
 #define PROTO_SET_GID	(1u << 2)
 #define PROTO_SET_MTIME (1u << 3)
 #define PROTO_SET_TTL	(1u << 4) /* expiry = now + ttl seconds (0 = never) */
+#define PROTO_SET_ATIME (1u << 5)
 
 /*
  * Attributes given with a PUT, commit or SETATTR. Fields whose bit is not in
  * mask take defaults on a PUT or commit (mode S_IFREG|0644|PROTO_MODE_UNSET,
- * uid/gid PROTO_ID_UNSET, mtime now, no expiry) and stay as they are on a
- * SETATTR.
+ * uid/gid PROTO_ID_UNSET, mtime now, no expiry; atime that of the value
+ * replaced, or now for a new key) and stay as they are on a SETATTR. The
+ * ctime is never given: the server sets it to its own clock on every PUT,
+ * commit, SETATTR and rename of the key (and a directory marker's mtime and
+ * ctime when a key is created, deleted or renamed under it).
  */
 struct proto_setattr {
 	uint32_t mask; /* PROTO_SET_* */
 	uint32_t mode, uid, gid;
 	int64_t mtime_ns;
+	int64_t atime_ns;
 	int64_t ttl; /* seconds from now; 0 = never */
 };
 
@@ -53,6 +58,8 @@ struct proto_attr {
 	uint64_t size;	  /* value bytes */
 	uint64_t version; /* changes on every write; never reused by a server */
 	int64_t mtime_ns; /* nanoseconds since the epoch */
+	int64_t atime_ns; /* as stored (set, not updated by reads) */
+	int64_t ctime_ns; /* last change of value or attributes (the server's clock) */
 	int64_t expiry;	  /* absolute unix seconds, 0 = never */
 	uint32_t mode;	  /* type and permission bits; | PROTO_MODE_UNSET if none stored */
 	uint32_t uid;	  /* PROTO_ID_UNSET if none stored */

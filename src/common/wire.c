@@ -350,6 +350,7 @@ int wire_req_encode(void *buf, size_t cap, const struct wire_req *q)
 	w_u32(&w, q->sa.gid);
 	w_u32(&w, 0);
 	w_u64(&w, (uint64_t)q->sa.mtime_ns);
+	w_u64(&w, (uint64_t)q->sa.atime_ns);
 	w_u64(&w, (uint64_t)q->sa.ttl);
 	if (q->klen > UINT16_MAX || q->k2len > UINT16_MAX)
 		return -EMSGSIZE;
@@ -393,6 +394,7 @@ int wire_req_decode(const void *buf, size_t len, const struct wire_limits *lim, 
 	q->sa.gid = r_u32(&r);
 	(void)r_u32(&r);
 	q->sa.mtime_ns = (int64_t)r_u64(&r);
+	q->sa.atime_ns = (int64_t)r_u64(&r);
 	q->sa.ttl = (int64_t)r_u64(&r);
 	if (q->op == 0 || q->op >= OP_MAX_) {
 		*why = "unknown op";
@@ -421,6 +423,8 @@ static void w_attr(struct wr *w, const struct proto_attr *a)
 	w_u64(w, a->size);
 	w_u64(w, a->version);
 	w_u64(w, (uint64_t)a->mtime_ns);
+	w_u64(w, (uint64_t)a->atime_ns);
+	w_u64(w, (uint64_t)a->ctime_ns);
 	w_u64(w, (uint64_t)a->expiry);
 	w_u32(w, a->mode);
 	w_u32(w, a->uid);
@@ -432,6 +436,8 @@ static void r_attr(struct rd *r, struct proto_attr *a)
 	a->size = r_u64(r);
 	a->version = r_u64(r);
 	a->mtime_ns = (int64_t)r_u64(r);
+	a->atime_ns = (int64_t)r_u64(r);
+	a->ctime_ns = (int64_t)r_u64(r);
 	a->expiry = (int64_t)r_u64(r);
 	a->mode = r_u32(r);
 	a->uid = r_u32(r);

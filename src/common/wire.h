@@ -62,7 +62,7 @@
 #include "proto.h"
 
 #define WIRE_MAGIC     0x5346564bu /* "KVFS" */
-#define WIRE_PROTO     1
+#define WIRE_PROTO     2	   /* 2: atime and ctime in attributes, atime in setattr */
 #define WIRE_NONCE     32
 #define WIRE_MAC       32
 #define WIRE_FRAME_HDR 12
@@ -222,8 +222,8 @@ struct wire_rep {
 	uint32_t dlen;
 };
 
-#define WIRE_REQ_FIXED 120
-#define WIRE_REP_FIXED 88
+#define WIRE_REQ_FIXED 128
+#define WIRE_REP_FIXED 104
 
 /* Message buffer size for given limits: fixed part + two keys + inline data. */
 size_t wire_msg_size(uint64_t inline_threshold);

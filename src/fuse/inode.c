@@ -322,6 +322,7 @@ int itab_rename(struct itab *t, uint64_t parent, const char *name, uint64_t newp
 	n->parent = np;
 	np->nchild++;
 	link_name(t, n);
+	n->attr_ns = 0; /* a new key, and a new ctime: ask its server */
 	op->nchild--;
 	do_maybe_free(t, op);
 out:

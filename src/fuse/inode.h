@@ -98,7 +98,10 @@ int itab_child_key(struct itab *t, uint64_t parent, const char *name, const char
 
 /* (parent, name) was removed: detach its node, if any. */
 void itab_unlink(struct itab *t, uint64_t parent, const char *name);
-/* Move the node at (parent, name), if any, to (newparent, newname); what was there is detached. */
+/*
+ * Move the node at (parent, name), if any, to (newparent, newname); what was
+ * there is detached. The moved node's cached attributes count as stale.
+ */
 int itab_rename(struct itab *t, uint64_t parent, const char *name, uint64_t newparent,
 		const char *newname);
 

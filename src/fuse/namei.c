@@ -5,6 +5,12 @@
  * renames it on its server, or copies it across servers (move_across).
  * mknod stores fifos, sockets and devices as typed keys (common/devnum.h);
  * a key has one name, so link is refused.
+ *
+ * Directory times: the server that links or unlinks key "a/b/c" sets the
+ * mtime and ctime of marker "a/b/" itself when it holds it (no request of
+ * ours). When the marker lives on another server, dir_changed asks that one
+ * (one more request, only then; an implied directory has no marker and
+ * shows the mount's start time).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,22 +23,56 @@
 #include "common/devnum.h"
 #include "fuse/ops_int.h"
 
+/*
+ * A new name's attributes: the caller's owner, and atime = mtime = now by
+ * our clock, so that the entry we reply (stored_attr) shows what the server
+ * stores (its ctime is its own clock, at or after ours on one host).
+ */
 static struct kvfs_setattr new_attrs(fuse_req_t req, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	return (struct kvfs_setattr){.mask = KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID,
-				     .mode = mode,
-				     .uid = ctx->uid,
-				     .gid = ctx->gid};
-}
-
-/* The attributes just stored by a PUT with sa (the version follows at the next stat). */
-static struct kvfs_attr stored_attr(const struct kvfs_setattr *sa, uint64_t size)
-{
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t t = now.tv_sec * 1000000000LL + now.tv_nsec;
+	return (struct kvfs_setattr){.mask = KVFS_SET_MODE | KVFS_SET_UID | KVFS_SET_GID |
+					     KVFS_SET_MTIME | KVFS_SET_ATIME,
+				     .mode = mode,
+				     .uid = ctx->uid,
+				     .gid = ctx->gid,
+				     .mtime_ns = t,
+				     .atime_ns = t};
+}
+
+/*
+ * A name under directory node parent was created or removed as key child:
+ * the directory's marker gets mtime and ctime now, when child's server did
+ * not do it itself (it holds the marker only if the two keys share a
+ * server). Best effort: a directory without a marker, or an error, leaves
+ * the times as they are; the name operation has succeeded anyway.
+ */
+static void dir_changed(struct fs *fs, fuse_ino_t parent, const char *child)
+{
+	char dkey[KEYCAP];
+	struct timespec now;
+	if (parent == ITAB_ROOT || itab_key(&fs->it, parent, "/", dkey, sizeof(dkey)) < 0 ||
+	    kvfs_server_of(fs->kv, dkey) == kvfs_server_of(fs->kv, child))
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct kvfs_setattr sa = {.mask = KVFS_SET_MTIME,
+				  .mtime_ns = now.tv_sec * 1000000000LL + now.tv_nsec};
+	(void)kvfs_setattr(fs->kv, dkey, &sa, NULL);
+}
+
+/*
+ * The attributes just stored by a PUT with sa from new_attrs (the version,
+ * and the server's ctime, follow at the next stat).
+ */
+static struct kvfs_attr stored_attr(const struct kvfs_setattr *sa, uint64_t size)
+{
 	return (struct kvfs_attr){.size = size,
-				  .mtime_ns = now.tv_sec * 1000000000LL + now.tv_nsec,
+				  .mtime_ns = sa->mtime_ns,
+				  .atime_ns = sa->atime_ns,
+				  .ctime_ns = sa->mtime_ns,
 				  .mode = sa->mode,
 				  .uid = sa->uid,
 				  .gid = sa->gid};
@@ -56,6 +96,7 @@ static int make_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int ret = kvfs_put(fs->kv, key, val, vlen, &sa);
 	if (ret)
 		return ret;
+	dir_changed(fs, parent, key);
 	*a = stored_attr(&sa, vlen);
 	*np = itab_lookup(&fs->it, parent, name, type_of(a));
 	if (!*np)
@@ -175,6 +216,7 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 		reply_err(req, ret);
 		return;
 	}
+	dir_changed(fs, parent, key);
 	struct kvfs_attr a = stored_attr(&sa, tl);
 	struct inode *n = itab_lookup(&fs->it, parent, name, S_IFLNK);
 	if (!n) {
@@ -196,6 +238,7 @@ void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		reply_err(req, ret);
 		return;
 	}
+	dir_changed(fs, parent, key);
 	struct kvfs_attr a = stored_attr(&sa, 0);
 	struct inode *n = itab_lookup(&fs->it, parent, name, S_IFDIR);
 	if (!n)
@@ -210,8 +253,10 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char key[KEYCAP];
 	int len = fs->o.ro ? -EROFS : itab_child_key(&fs->it, parent, name, "", key, sizeof(key));
 	int ret = len < 0 ? len : kvfs_delete(fs->kv, key);
-	if (!ret)
+	if (!ret) {
 		itab_unlink(&fs->it, parent, name);
+		dir_changed(fs, parent, key);
+	}
 	reply_err(req, ret);
 }
 
@@ -230,8 +275,10 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		else
 			ret = kvfs_delete(fs->kv, key);
 	}
-	if (!ret)
+	if (!ret) {
 		itab_unlink(&fs->it, parent, name);
+		dir_changed(fs, parent, key);
+	}
 	reply_err(req, ret);
 }
 
@@ -274,7 +321,9 @@ static int move_across(struct fs *fs, const char *src, const char *dst, int nore
 			kvfs_upload_abort(up);
 		return ret;
 	}
-	struct kvfs_setattr sa = {.mask = KVFS_SET_MTIME, .mtime_ns = a.mtime_ns};
+	struct kvfs_setattr sa = {.mask = KVFS_SET_MTIME | KVFS_SET_ATIME,
+				  .mtime_ns = a.mtime_ns,
+				  .atime_ns = a.atime_ns};
 	if (!(a.mode & KVFS_MODE_UNSET)) {
 		sa.mask |= KVFS_SET_MODE;
 		sa.mode = a.mode;
@@ -367,8 +416,12 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		else
 			ret = rename_key(fs, src, dst, flags & RENAME_NOREPLACE);
 	}
-	if (!ret)
+	if (!ret) {
+		/* src and dst end in '/' when a directory was renamed (rename_dir) */
+		dir_changed(fs, parent, src);
+		dir_changed(fs, newparent, dst);
 		ret = itab_rename(&fs->it, parent, name, newparent, newname);
+	}
 	reply_err(req, ret);
 }
 

@@ -7,7 +7,17 @@
  *
  * - Names: key "a/b/c" is file a/b/c. A directory is a key prefix "a/b/"
  *   or a marker key "a/b/" that mkdir stores (it carries the directory's
- *   mode, owner and mtime). A file shadows a directory of the same name.
+ *   mode, owner and times). A file shadows a directory of the same name.
+ * - Times (README "Semantics"): atime, mtime and ctime are the key's; reads
+ *   never change atime (the mount is noatime). A directory shows its
+ *   marker's, which its server updates when a key directly under it is
+ *   created, deleted or renamed there; an implied directory (no marker)
+ *   shows the mount's start.
+ * - Link counts: 1 for a file, 0 once it is unlinked or renamed over (a
+ *   detached node: fstat of an open file), and 1 for a directory, the
+ *   "not counted" convention (btrfs, many FUSE file systems) that tells
+ *   find(1) not to infer subdirectories from it: counting them would take a
+ *   listing on every server per stat.
  *   Keys that cannot be paths are skipped in listings (inode.c name_ok).
  * - Fifos, sockets and devices are typed keys, like symlinks
  *   (common/devnum.h): the kernel serves their opens itself. A device's
@@ -61,7 +71,7 @@ void fill_stat(const struct fs *fs, uint64_t ino, uint32_t type, const struct kv
 	else
 		perm = a->mode & 07777;
 	st->st_mode = type | perm;
-	st->st_nlink = type == S_IFDIR ? 2 : 1;
+	st->st_nlink = 1;
 	st->st_uid = a->uid == KVFS_ID_UNSET ? fs->o.uid : a->uid;
 	st->st_gid = a->gid == KVFS_ID_UNSET ? fs->o.gid : a->gid;
 	uint64_t size =
@@ -76,6 +86,23 @@ void fill_stat(const struct fs *fs, uint64_t ino, uint32_t type, const struct kv
 		st->st_mtim = fs->mounted;
 	}
 	st->st_atim = st->st_ctim = st->st_mtim;
+	if (a->atime_ns) {
+		st->st_atim.tv_sec = a->atime_ns / 1000000000;
+		st->st_atim.tv_nsec = a->atime_ns % 1000000000;
+	}
+	if (a->ctime_ns) {
+		st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+		st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+	}
+}
+
+/* An unlinked (or renamed over) node has no name left: 0 links. */
+static void node_nlink(struct fs *fs, struct inode *n, struct stat *st)
+{
+	pthread_mutex_lock(&fs->it.lock);
+	if (n->detached)
+		st->st_nlink = 0;
+	pthread_mutex_unlock(&fs->it.lock);
 }
 
 /* Caller holds itab.lock. */
@@ -333,6 +360,7 @@ static void reply_attr(fuse_req_t req, struct fs *fs, struct inode *n, const str
 	struct stat st;
 	fill_stat(fs, n->ino, n->type, a, &st);
 	stat_rdev(fs, n, &st);
+	node_nlink(fs, n, &st);
 	fuse_reply_attr(req, &st, attr_ttl(fs, n));
 }
 
@@ -346,6 +374,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		struct stat st;
 		n = handle_of(fi)->node;
 		fill_stat(fs, n->ino, n->type, &a, &st);
+		node_nlink(fs, n, &st);
 		fuse_reply_attr(req, &st, timeout);
 		return;
 	}
@@ -443,6 +472,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (n->nwriters)
 			n->commit_mtime = sa.mtime_ns; /* else the pending commit would undo it */
 		pthread_mutex_unlock(&fs->it.lock);
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		sa.mask |= KVFS_SET_ATIME;
+		sa.atime_ns =
+		    (to_set & FUSE_SET_ATTR_ATIME_NOW) ? ts_ns(&now) : ts_ns(&attr->st_atim);
 	}
 	if (sa.mask) {
 		ret = kvfs_setattr(fs->kv, key, &sa, &a);

@@ -120,7 +120,14 @@ static int set_ttl(struct fs *fs, fuse_ino_t ino, int64_t ttl)
 	char key[KEYCAP];
 	int ret = fs->o.ro ? -EROFS : xattr_key(fs, ino, key);
 	struct kvfs_setattr sa = {.mask = KVFS_SET_TTL, .ttl = ttl};
-	return ret < 0 ? ret : kvfs_setattr(fs->kv, key, &sa, NULL);
+	ret = ret < 0 ? ret : kvfs_setattr(fs->kv, key, &sa, NULL);
+	struct inode *n = ret ? NULL : itab_get(&fs->it, ino);
+	if (n) {
+		pthread_mutex_lock(&fs->it.lock);
+		n->attr_ns = 0; /* a new expiry and ctime: the next getattr asks */
+		pthread_mutex_unlock(&fs->it.lock);
+	}
+	return ret;
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,

@@ -100,7 +100,38 @@ int publish(struct store *s, struct item *it, int64_t now)
 	s->keys++;
 	s->item_bytes += ikl(it) + it->vsize;
 	it->flags |= IF_LINKED;
+	touch_parent(s, ikey(it), ikl(it), now);
 	return 0;
+}
+
+int64_t change_ns(struct store *s, int64_t now)
+{
+	struct timespec ts;
+	int64_t lo = now * 1000000000LL, t = lo;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec == now)
+		t = lo + ts.tv_nsec;
+	if (t < s->last_change_ns && s->last_change_ns < lo + 1000000000LL)
+		t = s->last_change_ns;
+	s->last_change_ns = t;
+	return t;
+}
+
+void touch_parent(struct store *s, const void *key, size_t klen, int64_t now)
+{
+	const uint8_t *k = key, *sl;
+	size_t n = klen;
+
+	if (n && k[n - 1] == '/')
+		n--;
+	sl = n ? memrchr(k, '/', n) : NULL;
+	if (!sl)
+		return;
+	struct item *d = find_live(s, k, (size_t)(sl - k) + 1, now);
+
+	if (d)
+		d->mtime_ns = d->ctime_ns = change_ns(s, now);
 }
 
 void vsrc_read(const struct store *s, const struct vsrc *v, uint64_t off, void *dst, uint64_t len)
@@ -270,16 +301,26 @@ static uint32_t mode_for_new(uint32_t m)
 	return (m & S_IFMT) ? m : (S_IFREG | (m & 07777));
 }
 
-void set_new_attrs(struct item *it, const struct proto_setattr *a, int64_t now)
+void set_new_attrs(struct store *s, struct item *it, const struct proto_setattr *a, int64_t now)
 {
 	uint32_t mask = a ? a->mask : 0;
+	int64_t t = change_ns(s, now);
 
 	it->mode =
 	    (mask & PROTO_SET_MODE) ? mode_for_new(a->mode) : (S_IFREG | 0644 | PROTO_MODE_UNSET);
 	it->uid = (mask & PROTO_SET_UID) ? a->uid : PROTO_ID_UNSET;
 	it->gid = (mask & PROTO_SET_GID) ? a->gid : PROTO_ID_UNSET;
-	it->mtime_ns = (mask & PROTO_SET_MTIME) ? a->mtime_ns : now * 1000000000LL;
+	it->mtime_ns = (mask & PROTO_SET_MTIME) ? a->mtime_ns : t;
+	it->ctime_ns = t;
 	it->expiry = (mask & PROTO_SET_TTL) ? clamp_expiry(now, a->ttl) : 0;
+	if (mask & PROTO_SET_ATIME) {
+		it->atime_ns = a->atime_ns;
+	} else {
+		uint32_t slot = ht_find(s, ikey(it), ikl(it), item_hash(s, it));
+		const struct item *old = slot == NONE ? NULL : r2i(s, ht_ref(s, slot));
+
+		it->atime_ns = old && !expired(old, now) ? old->atime_ns : t;
+	}
 }
 
 /* ---------------------------------------------------------------- public */
@@ -410,6 +451,8 @@ void store_item_attr(const struct item *it, struct proto_attr *out)
 	out->size = it->vsize;
 	out->version = it->version;
 	out->mtime_ns = it->mtime_ns;
+	out->atime_ns = it->atime_ns;
+	out->ctime_ns = it->ctime_ns;
 	out->expiry = it->expiry;
 	out->mode = it->mode;
 	out->uid = it->uid;
@@ -481,7 +524,7 @@ int store_put(struct store *s, const void *key, size_t klen, const void *val, si
 	it = make_item(s, key, klen, vlen, &v, &err);
 	if (!it)
 		return err;
-	set_new_attrs(it, a, now);
+	set_new_attrs(s, it, a, now);
 	it->version = s->next_version++;
 	err = publish(s, it, now);
 	if (!err && version)
@@ -501,6 +544,7 @@ int store_delete(struct store *s, const void *key, size_t klen)
 	if (!it)
 		return -ENOENT;
 	item_unlink(s, it);
+	touch_parent(s, key, klen, s->now);
 	return 0;
 }
 
@@ -525,7 +569,8 @@ int store_setattr(struct store *s, const void *key, size_t klen, const struct pr
 
 	if (err)
 		return err;
-	if (a) {
+	if (a && a->mask) {
+		it->ctime_ns = change_ns(s, now);
 		if (a->mask & PROTO_SET_MODE)
 			it->mode = (it->mode & S_IFMT) | (a->mode & 07777);
 		if (a->mask & PROTO_SET_UID)
@@ -534,6 +579,8 @@ int store_setattr(struct store *s, const void *key, size_t klen, const struct pr
 			it->gid = a->gid;
 		if (a->mask & PROTO_SET_MTIME)
 			it->mtime_ns = a->mtime_ns;
+		if (a->mask & PROTO_SET_ATIME)
+			it->atime_ns = a->atime_ns;
 		if (a->mask & PROTO_SET_TTL)
 			it->expiry = clamp_expiry(now, a->ttl);
 	}
@@ -603,9 +650,11 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
 	it->uid = old->uid;
 	it->gid = old->gid;
 	it->mtime_ns = old->mtime_ns;
+	it->atime_ns = old->atime_ns;
+	it->ctime_ns = change_ns(s, s->now); /* a rename changes the file's ctime */
 	it->expiry = old->expiry;
 	it->version = s->next_version++;
-	err = publish(s, it, s->now);
+	err = publish(s, it, s->now); /* a new dst key touches its directory */
 	if (err) {
 		/* (-ENOMEM only; after a page move the value is lost with it) */
 		unpin(s, it);
@@ -615,6 +664,8 @@ int store_rename(struct store *s, const void *src, size_t slen, const void *dst,
 	it->flags |= IF_REF;
 	if (old->flags & IF_LINKED)
 		item_unlink(s, old);
+	touch_parent(s, src, slen, s->now);
+	touch_parent(s, dst, dlen, s->now); /* again when dst replaced a key: no matter */
 	unpin(s, it);
 	unpin(s, old);
 	return 0;

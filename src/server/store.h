@@ -30,11 +30,11 @@
  *  - One pool of `memory` bytes (mmap'd once; the server registers it once).
  *  - The pool is cut into 1 MiB pages. A page either belongs to a slab class
  *    (cut into equal chunks) or holds part of a large value.
- *  - An item = 40-byte header + key + value, in one slab chunk when it fits
+ *  - An item = 56-byte header + key + value, in one slab chunk when it fits
  *    the largest class; otherwise header + key + extent table in a chunk and
  *    the value in whole pages plus a tail chunk ("extents": pool ranges).
- *  - Per-key overhead beyond key and value bytes stays <= 64 B at 1M keys:
- *    header (40) + hash slot + slab rounding + directory slot.
+ *  - Per-key overhead beyond key and value bytes stays <= 80 B at 1M keys:
+ *    header (56) + hash slot + slab rounding + directory slot.
  *  - Eviction "lru" is CLOCK (second chance, a reference bit per item set on
  *    every access); when a class has nothing to evict or a page is needed,
  *    the least recently touched page is emptied. "none" fails with -ENOSPC
@@ -153,10 +153,21 @@ int store_put(struct store *s, const void *key, size_t klen, const void *val, si
 /* -ENOENT when absent. */
 int store_delete(struct store *s, const void *key, size_t klen);
 int store_stat(struct store *s, const void *key, size_t klen, int64_t now, struct proto_attr *out);
-/* Apply the PROTO_SET_* fields of a; the version does not change. */
+/*
+ * Apply the PROTO_SET_* fields of a; the version does not change, the ctime
+ * does (a non-empty mask).
+ */
 int store_setattr(struct store *s, const void *key, size_t klen, const struct proto_setattr *a,
 		  int64_t now, struct proto_attr *out);
-/* Atomic rename. -ENOENT (no src), -EEXIST (dst exists and noreplace). */
+/*
+ * Atomic rename, attributes kept but the ctime (now). -ENOENT (no src),
+ * -EEXIST (dst exists and noreplace).
+ *
+ * Directory times: store_put and store_upload_commit of a new key,
+ * store_delete and store_rename (both names) set the mtime and ctime of the
+ * marker key of the key's directory ("a/b/" for "a/b/c" and "a/b/c/") when
+ * this store holds one. Eviction and expiry do not.
+ */
 int store_rename(struct store *s, const void *src, size_t slen, const void *dst, size_t dlen,
 		 int noreplace);
 

@@ -12,7 +12,7 @@
  * takes it. Struct fields are the store lock's unless marked otherwise.
  *
  * Items
- *   40-byte header, key, then either the value (small item) or, with
+ *   56-byte header, key, then either the value (small item) or, with
  *   large set: padding to 4, {u32 n_ext, u32 tail_len}, n_ext x {i32 page
  *   delta from the item's own page, u32 pages}, then tail_len value bytes
  *   (the last bytes of the value, kept in the chunk instead of a mostly empty
@@ -34,7 +34,7 @@
 #define MAX_CHUNK   (512u << 10)
 #define MAX_CLASSES 128 /* 118 are made */
 #define NONE	    UINT32_MAX
-#define HDR	    40u
+#define HDR	    56u
 
 enum { PK_FREE = 0, PK_SLAB, PK_LARGE, PK_HELD };
 
@@ -61,10 +61,16 @@ struct item {
 	__extension__ uint64_t large : 1;    /* fixed while pinned: value in pages */
 	uint8_t flags;			     /* store lock: IF_* */
 	int64_t mtime_ns;		     /* store lock */
+	int64_t atime_ns;		     /* store lock: as set, never by reads */
+	int64_t ctime_ns;		     /* store lock: the store's clock (change_ns) */
 	uint32_t expiry;		     /* store lock: unix seconds, 0 = never */
 	uint32_t mode, uid, gid;	     /* store lock */
 };
-_Static_assert(sizeof(struct item) == HDR, "item header must be 40 bytes");
+/*
+ * 56 bytes: the two times added for atime and ctime (16) and no padding; an
+ * 8-aligned struct with three 64-bit nanosecond times can be no smaller.
+ */
+_Static_assert(sizeof(struct item) == HDR, "item header must be 56 bytes");
 _Static_assert(((uint64_t)MAX_PAGES << PAGE_SHIFT) < (1ull << 36), "vsize holds any value");
 _Static_assert(MAX_CLASSES <= 128, "cls holds any class");
 _Static_assert(PROTO_MAX_KEY <= 4096, "klen1 holds any key length");
@@ -118,6 +124,7 @@ struct store {
 	uint64_t tick, next_version;
 	uint64_t seed; /* fixed */
 	int64_t now;
+	int64_t last_change_ns; /* change_ns's last stamp */
 
 	/* key hash (store_index.c) */
 	uint32_t *ht;
@@ -318,7 +325,25 @@ struct item *make_item(struct store *s, const void *key, size_t klen, uint64_t s
  */
 struct item *build_large(struct store *s, const void *key, size_t klen, uint64_t size,
 			 const uint32_t *pages);
-void set_new_attrs(struct item *it, const struct proto_setattr *a, int64_t now);
+/*
+ * The attributes of a new value for it's key: a's fields, the defaults of
+ * proto_setattr for the others (atime: that of the key's current value when
+ * there is one), ctime now.
+ */
+void set_new_attrs(struct store *s, struct item *it, const struct proto_setattr *a, int64_t now);
+/*
+ * A ctime stamp for a change at now (unix seconds): the real clock in ns
+ * while it lies in that second, else the second's start (a caller with its
+ * own clock, as the unit tests), never below the last stamp given in the
+ * same second. A vDSO clock_gettime, no syscall.
+ */
+int64_t change_ns(struct store *s, int64_t now);
+/*
+ * A key was created or removed: the marker of the directory holding it
+ * (key "a/b/c" or "a/b/c/" -> marker "a/b/"), when this store has one, gets
+ * mtime and ctime now. Nothing for a key at the top.
+ */
+void touch_parent(struct store *s, const void *key, size_t klen, int64_t now);
 
 /*
  * Callers keep refcount <= STORE_REF_MAX (0xfffe), so the store's own short

@@ -252,7 +252,7 @@ int store_upload_commit(struct store *s, struct upload *up, const struct proto_s
 		}
 		up->np = 0; /* the item owns them now */
 	}
-	set_new_attrs(it, a, now);
+	set_new_attrs(s, it, a, now);
 	it->version = s->next_version++;
 	err = publish(s, it, now);
 	if (!err && out)

@@ -263,14 +263,14 @@ check "kvfs-server --probe explains auto" sh -c "'$build/kvfs-server' --probe | 
 # libfabric is loaded (dlopen) at the first fabric use, not at start: the
 # psm library constructor it brings costs ~200 ms in every process loading it.
 check "kvfsctl -h does not load libfabric" sh -c \
-	"LD_DEBUG=files '$ctl' -h 2>'$tmp/ld' >/dev/null && grep -q 'file=libkvfs.so.1' '$tmp/ld' && ! grep -q 'file=libfabric.so.1' '$tmp/ld'"
+	"LD_DEBUG=files '$ctl' -h 2>'$tmp/ld' >/dev/null && grep -q 'file=libkvfs.so.2' '$tmp/ld' && ! grep -q 'file=libfabric.so.1' '$tmp/ld'"
 check "kvfsctl ping --fabric loads libfabric" sh -c \
 	"LD_DEBUG=files '$ctl' ping --fabric 2>&1 >/dev/null | grep -q 'file=libfabric.so.1 .*dynamically loaded by'"
 # A libfabric.so.1 that cannot be loaded (not an ELF file; an ELF library
 # without fi_getinfo@FABRIC_1.3): a clear error, no crash.
 mkdir "$tmp/nolib" "$tmp/nosym"
 echo "not a library" >"$tmp/nolib/libfabric.so.1"
-cp "$build/libkvfs.so.1" "$tmp/nosym/libfabric.so.1"
+cp "$build/libkvfs.so.2" "$tmp/nosym/libfabric.so.1"
 check "unloadable libfabric.so.1: kvfsctl fails saying why" sh -c \
 	"! LD_LIBRARY_PATH='$tmp/nolib' '$ctl' ping --fabric >/dev/null 2>'$tmp/e' && grep -q '^kvfsctl: error: cannot load libfabric.so.1: .*nolib/libfabric.so.1: ' '$tmp/e'"
 check "libfabric.so.1 without fi_getinfo@FABRIC_1.3: kvfsctl fails saying why" sh -c \

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Mount test: everyday shell tools on a real kvfs mount of two real servers
 # ($KVFS_TEST_PROVIDER): echo/cat, cp -a of a tree in and out, mv, mkdir/rmdir,
-# rm -r, ls -l, chmod, touch -d, symlinks, refused hard links, fifos, Unix
-# sockets and device nodes (nodev by default, -o dev), df, the user.kvfs.*
-# xattrs, a second mount, a read-only mount, mount -t
+# rm -r, ls -l, chmod, touch -d, atime/mtime/ctime after each kind of change
+# (directories too), link counts (0 for an unlinked open file), symlinks,
+# refused hard links, fifos, Unix sockets and device nodes (nodev by default,
+# -o dev), df, the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
 # fuse.kvfs, the daemonizing start, O_APPEND, truncate, keys written by
 # kvfsctl (valid and invalid as paths), a directory of 10,000 keys, and
 # reads larger than a receive slot (client.buffer = 4M).
@@ -159,6 +160,88 @@ t_touch_d() {
 		test $(($(date +%s) - $(stat -c %Y "$M/td-new"))) -le 5
 }
 check "touch -d sets the mtime; touch creates" t_touch_d
+# --- times and link counts ----------------------------------------------------
+# tstep FILE WHAT A M C CMD...: run CMD, then FILE's atime, mtime and ctime
+# must each be "=" (unchanged), "+" (later) or an exact value in ns, against
+# the times before CMD.
+times_of() { stat -c '%.9X %.9Y %.9Z' "$1" | tr -d .; }
+tstep() {
+	local f=$1 what=$2 want=("$3" "$4" "$5") before after i
+	shift 5
+	read -ra before < <(times_of "$f") && "$@" && read -ra after < <(times_of "$f") || {
+		echo "$what: failed"
+		return 1
+	}
+	for i in 0 1 2; do
+		case ${want[i]} in
+		=) [ "${after[i]}" = "${before[i]}" ] ;;
+		+) [ "${after[i]}" -gt "${before[i]}" ] ;;
+		*) [ "${after[i]}" = "${want[i]}" ] ;;
+		esac || {
+			echo "$what: atime mtime ctime ${before[*]} -> ${after[*]}, wanted ${want[*]}"
+			return 1
+		}
+	done
+}
+utimens() { python3 -c 'import os, sys; os.utime(sys.argv[1], ns=(int(sys.argv[2]), int(sys.argv[3])))' "$@"; }
+t_times_file() {
+	local f=$M/tm
+	echo one >"$f" && ls -l "$f" && findmnt -no OPTIONS "$M" | grep -qw noatime &&
+		tstep "$f" "cat" = = = cat "$f" &&
+		tstep "$f" "write (>>)" = + + sh -c "echo two >>'$f'" &&
+		tstep "$f" "truncate" = + + truncate -s 2 "$f" &&
+		tstep "$f" "chmod" = = + chmod 600 "$f" &&
+		tstep "$f" "chown" = = + chown 12:34 "$f" &&
+		tstep "$f" "utimens, distinct atime and mtime" 1111111111222333444 1222222222333444555 + \
+			utimens "$f" 1111111111222333444 1222222222333444555 &&
+		tstep "$f" "touch -a" + = + touch -a "$f" &&
+		tstep "$f" "touch -a -d" 1000000000500000000 = + touch -a -d @1000000000.5 "$f" &&
+		tstep "$f" "cat again" = = = cat "$f" &&
+		tstep "$f" "rename (away and back)" = = + sh -c "mv '$f' '$f.2' && mv '$f.2' '$f'" &&
+		test "$(stat -c %X:%Y "$f")" = 1000000000:1222222222 &&
+		ctl stat tm | grep -E '^(atime|ctime): ' | tee "$T/ctl.st" && grep -q '^atime: *2001-09-0' "$T/ctl.st" &&
+		test "$(stat -c %h "$f")" = 1 &&
+		tstep "$f" "setfattr user.kvfs.ttl" = = + setfattr -n user.kvfs.ttl -v 100000 "$f"
+}
+check "file times: cat keeps all three; write, truncate: mtime+ctime; chmod, chown, ttl, rename: ctime; utimens, touch -a: atime as set" t_times_file
+t_times_dir() {
+	local d=$M/tdir
+	mkdir "$d" &&
+		tstep "$d" "create in it" = + + touch "$d/a" &&
+		tstep "$d" "rewrite of a file in it" = = = sh -c "echo x >'$d/a'" &&
+		tstep "$d" "ls" = = = ls "$d" &&
+		tstep "$d" "mkdir in it" = + + mkdir "$d/sub" &&
+		tstep "$d" "rename out of it" = + + mv "$d/a" "$d/sub/a" &&
+		tstep "$d/sub" "rename into it" = + + mv "$d/sub/a" "$d/sub/b" &&
+		tstep "$d" "symlink in it" = + + ln -s nowhere "$d/l" &&
+		tstep "$d" "unlink in it" = + + rm "$d/l" &&
+		rm "$d/sub/b" && tstep "$d" "rmdir in it" = + + rmdir "$d/sub" &&
+		mkdir "$d/s1" "$d/s2" && test "$(stat -c %h "$d")" = 1 && test "$(stat -c %h "$d/s1")" = 1 &&
+		test "$(stat -c %h "$M")" = 1 && find "$d" | sort | tee "$T/find" && test "$(wc -l <"$T/find")" -eq 3 &&
+		echo x | ctl put implied/k && test "$(stat -c '%X %Y' "$M/implied")" = "$(stat -c '%Z %Z' "$M/implied")"
+}
+check "directory times follow create, mkdir, rename in/out, symlink, unlink, rmdir (not a rewrite, not ls); nlink 1" t_times_dir
+t_unlinked_nlink() {
+	python3 - "$M/unl" <<'PY'
+import os, sys
+p = sys.argv[1]
+with open(p, "w") as f:
+    f.write("data")
+r = os.open(p, os.O_RDONLY)
+w = os.open(p, os.O_WRONLY | os.O_APPEND)
+assert os.fstat(r).st_nlink == 1, os.fstat(r)
+os.unlink(p)
+for fd, what in ((r, "reader"), (w, "writer")):
+    st = os.fstat(fd)
+    assert st.st_nlink == 0, "%s: %s" % (what, st)
+assert os.pread(r, 10, 0) == b"data"
+os.close(r)
+os.close(w)
+print("fstat after unlink: nlink 0 (reader and writer)")
+PY
+}
+check "fstat of an open file after unlink: 0 links" t_unlinked_nlink
+
 t_symlink() {
 	ln -s hello.txt "$M/ln1" && test "$(readlink "$M/ln1")" = hello.txt && test "$(cat "$M/ln1")" = hello &&
 		test -L "$M/ln1" && ln -s /no/such/target "$M/ln2" && test "$(readlink "$M/ln2")" = /no/such/target &&

@@ -45,7 +45,7 @@ cleanup() {
 	wait 2>/dev/null
 	if ((installed)); then
 		rm -f /etc/kvfs/secret
-		dpkg --purge kvfs-server kvfs-tools libkvfs1 >/dev/null 2>&1
+		dpkg --purge kvfs-server kvfs-tools libkvfs2 >/dev/null 2>&1
 	fi
 	if ((!user_before)) && getent passwd kvfs >/dev/null; then
 		userdel kvfs 2>/dev/null
@@ -88,17 +88,17 @@ echo "ok: dpkg-buildpackage -us -uc -b ($((SECONDS - start)) s)"
 changes=$(ls "$tmp"/kvfs_*_*.changes)
 ver=$(dpkg-parsechangelog -l "$src/packaging/debian/changelog" -S Version)
 arch=$(dpkg --print-architecture)
-for p in kvfs-server kvfs-tools kvfs libkvfs1 libkvfs-dev; do
+for p in kvfs-server kvfs-tools kvfs libkvfs2 libkvfs-dev; do
 	[ -f "$tmp/${p}_${ver}_${arch}.deb" ] || die "no ${p}_${ver}_${arch}.deb"
 done
 
 # libfabric is dlopen()ed, so its dependency is written in debian/control.
 deps() { dpkg-deb -f "$tmp/${1}_${ver}_${arch}.deb" Depends; }
 fabric_deps() {
-	deps libkvfs1 | grep -q 'libfabric1 (>= 1.11.0)' &&
+	deps libkvfs2 | grep -q 'libfabric1 (>= 1.11.0)' &&
 		deps kvfs-server | grep -q 'libfabric1 (>= 1.11.0)' && ! deps libkvfs-dev | grep -q libfabric
 }
-check "libkvfs1 and kvfs-server depend on libfabric1, libkvfs-dev not on libfabric-dev" fabric_deps
+check "libkvfs2 and kvfs-server depend on libfabric1, libkvfs-dev not on libfabric-dev" fabric_deps
 
 # --- lintian: errors fail, the rest is shown ---
 lintian --tag-display-limit 0 "$changes" >"$tmp/lintian.log" 2>&1
@@ -110,7 +110,7 @@ mkdir /etc/kvfs
 head -c 32 /dev/urandom | base64 >/etc/kvfs/secret
 chmod 600 /etc/kvfs/secret
 installed=1
-dpkg -i "$tmp/libkvfs1_${ver}_${arch}.deb" "$tmp/kvfs-tools_${ver}_${arch}.deb" \
+dpkg -i "$tmp/libkvfs2_${ver}_${arch}.deb" "$tmp/kvfs-tools_${ver}_${arch}.deb" \
 	"$tmp/kvfs-server_${ver}_${arch}.deb" >"$tmp/dpkg.log" 2>&1 || {
 	cat "$tmp/dpkg.log"
 	die "dpkg -i"
@@ -175,7 +175,7 @@ check "READY=1 on NOTIFY_SOCKET" test "$ready" = 1
 as_kvfs() { setpriv --reuid=kvfs --regid=kvfs --init-groups --inh-caps=-all "$@"; }
 check "ping over the fabric right after READY=1 (kvfsctl as kvfs)" as_kvfs kvfsctl ping --fabric
 check "the installed kvfsctl -h does not load libfabric (loaded at the first fabric use)" bash -c \
-	"LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libkvfs.so.1' &&
+	"LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libkvfs.so.2' &&
 	! LD_DEBUG=files kvfsctl -h 2>&1 >/dev/null | grep -q 'file=libfabric.so.1'"
 check "the server runs as kvfs with no capabilities" bash -c "
 	p=$pid # env, prlimit and setpriv exec the server
@@ -221,7 +221,7 @@ check "STOPPING=1 on NOTIFY_SOCKET" grep -q '^STOPPING=1' "$tmp/notify.log"
 
 # --- purge ---
 rm -f /etc/kvfs/secret
-check "dpkg --purge" dpkg --purge kvfs-server kvfs-tools libkvfs1
+check "dpkg --purge" dpkg --purge kvfs-server kvfs-tools libkvfs2
 installed=0
 check "the package's files are gone" bash -c '! [ -e /usr/sbin/kvfs-server -o -e /usr/bin/kvfsctl -o \
 	-e /etc/kvfs/kvfs.conf -o -e /etc/kvfs -o -e /lib/systemd/system/kvfs-server.service ]'

@@ -11,9 +11,114 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ basics */
+
+#define SEC(t) ((t)*1000000000LL)
+
+static struct proto_attr stat_of(struct store *s, const char *key, int64_t now)
+{
+	struct proto_attr a;
+
+	cr_assert_eq(store_stat(s, key, strlen(key), now, &a), 0, "stat %s", key);
+	return a;
+}
+
+/*
+ * atime as set and never by reads; ctime at every change of value or
+ * attributes (put, commit, setattr, rename), from the caller's second when
+ * the real clock is elsewhere (NOW is in 2023).
+ */
+Test(store, times)
+{
+	struct store *s = open_store(64 * MiB, 0, 0);
+	struct proto_setattr sa = {
+	    .mask = PROTO_SET_MTIME | PROTO_SET_ATIME, .mtime_ns = 5, .atime_ns = 7};
+	struct proto_attr a;
+	struct item *it;
+
+	cr_assert_eq(store_put(s, "f", 1, "abc", 3, &sa, NOW, NULL), 0);
+	a = stat_of(s, "f", NOW);
+	cr_assert_eq(a.mtime_ns, 5);
+	cr_assert_eq(a.atime_ns, 7);
+	cr_assert_eq(a.ctime_ns, SEC(NOW));
+	/* reads change nothing */
+	cr_assert_eq(store_get(s, "f", 1, NOW + 1, &it), 0);
+	store_release(s, it);
+	a = stat_of(s, "f", NOW + 1);
+	cr_assert_eq(a.atime_ns, 7);
+	cr_assert_eq(a.ctime_ns, SEC(NOW));
+	/* chmod, chown, utimens, TTL: ctime each time, the other times as given */
+	struct proto_setattr m = {.mask = PROTO_SET_MODE, .mode = 0600};
+
+	cr_assert_eq(store_setattr(s, "f", 1, &m, NOW + 2, &a), 0);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 2));
+	cr_assert_eq(a.mtime_ns, 5);
+	cr_assert_eq(a.atime_ns, 7);
+	m = (struct proto_setattr){.mask = PROTO_SET_UID | PROTO_SET_GID, .uid = 1, .gid = 2};
+	cr_assert_eq(store_setattr(s, "f", 1, &m, NOW + 3, &a), 0);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 3));
+	m = (struct proto_setattr){.mask = PROTO_SET_ATIME, .atime_ns = 9};
+	cr_assert_eq(store_setattr(s, "f", 1, &m, NOW + 4, &a), 0);
+	cr_assert_eq(a.atime_ns, 9);
+	cr_assert_eq(a.mtime_ns, 5);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 4));
+	m = (struct proto_setattr){.mask = PROTO_SET_TTL, .ttl = 1000};
+	cr_assert_eq(store_setattr(s, "f", 1, &m, NOW + 5, &a), 0);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 5));
+	m = (struct proto_setattr){0};
+	cr_assert_eq(store_setattr(s, "f", 1, &m, NOW + 6, &a), 0);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 5), "an empty mask changes nothing");
+	/* a new value: mtime and ctime now, the atime kept */
+	cr_assert_eq(store_put(s, "f", 1, "abcd", 4, NULL, NOW + 7, NULL), 0);
+	a = stat_of(s, "f", NOW + 7);
+	cr_assert_eq(a.mtime_ns, SEC(NOW + 7));
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 7));
+	cr_assert_eq(a.atime_ns, 9);
+	/* an upload's commit (write, truncate) likewise */
+	struct upload *up;
+
+	cr_assert_eq(store_upload_open(s, "f", 1, 1, NOW + 8, &up), 0);
+	cr_assert_eq(store_upload_truncate(s, up, 1), 0);
+	cr_assert_eq(store_upload_commit(s, up, NULL, NOW + 8, &a), 0);
+	cr_assert_eq(a.size, 1);
+	cr_assert_eq(a.mtime_ns, SEC(NOW + 8));
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 8));
+	cr_assert_eq(a.atime_ns, 9);
+	/* rename: the ctime only */
+	a = stat_of(s, "f", NOW + 9);
+	cr_assert_eq(store_rename(s, "f", 1, "g", 1, 0), 0);
+	a = stat_of(s, "g", NOW + 9);
+	cr_assert_eq(a.mtime_ns, SEC(NOW + 8));
+	cr_assert_eq(a.atime_ns, 9);
+	cr_assert_eq(a.ctime_ns, SEC(NOW + 9));
+	/* a new key without times: all three now */
+	cr_assert_eq(store_put(s, "h", 1, "", 0, NULL, NOW + 9, NULL), 0);
+	a = stat_of(s, "h", NOW + 9);
+	cr_assert_eq(a.atime_ns, SEC(NOW + 9));
+	cr_assert_eq(a.mtime_ns, SEC(NOW + 9));
+
+	/* the real clock: nanoseconds within the caller's second, never backwards */
+	int64_t now = (int64_t)time(NULL), prev;
+
+	cr_assert_eq(store_put(s, "r", 1, "x", 1, NULL, now, NULL), 0);
+	a = stat_of(s, "r", now);
+	cr_assert_geq(a.ctime_ns, SEC(now));
+	cr_assert_lt(a.ctime_ns, SEC(now + 1));
+	cr_assert_eq(a.mtime_ns, a.ctime_ns);
+	cr_assert_eq(a.atime_ns, a.ctime_ns);
+	prev = a.ctime_ns;
+	for (int i = 0; i < 100; i++) {
+		m = (struct proto_setattr){.mask = PROTO_SET_MODE, .mode = 0600 + (i & 7)};
+		cr_assert_eq(store_setattr(s, "r", 1, &m, now, &a), 0);
+		cr_assert_geq(a.ctime_ns, prev);
+		cr_assert_lt(a.ctime_ns, SEC(now + 1));
+		prev = a.ctime_ns;
+	}
+	store_close(s);
+}
 
 Test(store, open_limits)
 {
@@ -581,7 +686,7 @@ Test(store, rename)
 	char longkey[4000];
 
 	memset(longkey, 'k', sizeof(longkey));
-	const size_t vl = 512 * 1024 - 40 - 100;
+	const size_t vl = 512 * 1024 - 56 - 100;
 
 	cr_assert_eq(put_pat(s, "edge", 3, vl), 0);
 	cr_assert_eq(store_rename(s, "edge", 4, longkey, sizeof(longkey), 0), 0);

@@ -333,3 +333,86 @@ Test(store, list_random_model)
 	cr_assert_eq(a.n, 0);
 	store_close(s);
 }
+
+/*
+ * A directory's marker gets mtime and ctime when a key directly under it is
+ * created, deleted or renamed in or out; not when one is rewritten or its
+ * attributes change, nor for keys further down.
+ */
+Test(store, dir_times)
+{
+	struct store *s = open_store(64 * MiB, 0, 0);
+	const int64_t G = 1000000000LL;
+	struct proto_setattr old = {.mask = PROTO_SET_MTIME, .mtime_ns = 1};
+	struct proto_attr a;
+
+#define DIR_TIMES(key, t)                                                                          \
+	do {                                                                                       \
+		cr_assert_eq(store_stat(s, key, strlen(key), s_now, &a), 0);                       \
+		cr_assert_eq(a.mtime_ns, (t), "%s mtime %lld", key, (long long)a.mtime_ns);        \
+		cr_assert_eq(a.ctime_ns, (t), "%s ctime %lld", key, (long long)a.ctime_ns);        \
+	} while (0)
+	int64_t s_now = NOW;
+
+	cr_assert_eq(store_put(s, "d/", 2, "", 0, &old, NOW, NULL), 0);
+	cr_assert_eq(store_put(s, "e/", 2, "", 0, &old, NOW, NULL), 0);
+	cr_assert_eq(store_put(s, "top", 3, "x", 1, NULL, NOW, NULL), 0); /* no parent */
+	cr_assert_eq(store_stat(s, "d/", 2, NOW, &a), 0);
+	cr_assert_eq(a.mtime_ns, 1);
+	cr_assert_eq(a.ctime_ns, NOW * G);
+	/* create */
+	s_now = NOW + 1;
+	cr_assert_eq(store_put(s, "d/x", 3, "x", 1, NULL, s_now, NULL), 0);
+	DIR_TIMES("d/", (NOW + 1) * G);
+	/* rewrite and setattr of the child: the directory does not change */
+	s_now = NOW + 2;
+	cr_assert_eq(store_put(s, "d/x", 3, "yy", 2, NULL, s_now, NULL), 0);
+	struct proto_setattr m = {.mask = PROTO_SET_MODE, .mode = 0600};
+	cr_assert_eq(store_setattr(s, "d/x", 3, &m, s_now, NULL), 0);
+	DIR_TIMES("d/", (NOW + 1) * G);
+	/* mkdir of a subdirectory changes the parent; a key in it only itself */
+	s_now = NOW + 3;
+	cr_assert_eq(store_put(s, "d/sub/", 6, "", 0, NULL, s_now, NULL), 0);
+	DIR_TIMES("d/", (NOW + 3) * G);
+	s_now = NOW + 4;
+	cr_assert_eq(store_put(s, "d/sub/y", 7, "y", 1, NULL, s_now, NULL), 0);
+	DIR_TIMES("d/sub/", (NOW + 4) * G);
+	DIR_TIMES("d/", (NOW + 3) * G);
+	/* unlink (delete runs at the store's latest now) */
+	s_now = NOW + 5;
+	cr_assert_eq(store_stat(s, "top", 3, s_now, NULL), 0);
+	cr_assert_eq(store_delete(s, "d/x", 3), 0);
+	DIR_TIMES("d/", (NOW + 5) * G);
+	/* rename out of d/sub/ into e/: both */
+	s_now = NOW + 6;
+	cr_assert_eq(store_stat(s, "top", 3, s_now, NULL), 0);
+	cr_assert_eq(store_rename(s, "d/sub/y", 7, "e/y", 3, 0), 0);
+	DIR_TIMES("d/sub/", (NOW + 6) * G);
+	DIR_TIMES("e/", (NOW + 6) * G);
+	DIR_TIMES("d/", (NOW + 5) * G);
+	/* rename over an existing key changes its directory too */
+	s_now = NOW + 7;
+	cr_assert_eq(store_put(s, "d/z", 3, "z", 1, NULL, s_now, NULL), 0);
+	s_now = NOW + 8;
+	cr_assert_eq(store_stat(s, "top", 3, s_now, NULL), 0);
+	cr_assert_eq(store_rename(s, "e/y", 3, "d/z", 3, 0), 0);
+	DIR_TIMES("d/", (NOW + 8) * G);
+	DIR_TIMES("e/", (NOW + 8) * G);
+	/* rmdir of the subdirectory */
+	s_now = NOW + 9;
+	cr_assert_eq(store_stat(s, "top", 3, s_now, NULL), 0);
+	cr_assert_eq(store_delete(s, "d/sub/", 6), 0);
+	DIR_TIMES("d/", (NOW + 9) * G);
+	/* an upload that creates a key */
+	struct upload *up;
+
+	s_now = NOW + 10;
+	cr_assert_eq(store_upload_open(s, "d/u", 3, 0, s_now, &up), 0);
+	cr_assert_eq(store_upload_commit(s, up, NULL, s_now, NULL), 0);
+	DIR_TIMES("d/", (NOW + 10) * G);
+	/* no marker (an implied directory): nothing to change, nothing made */
+	cr_assert_eq(store_put(s, "n/a", 3, "a", 1, NULL, s_now, NULL), 0);
+	cr_assert_eq(store_stat(s, "n/", 2, s_now, NULL), -ENOENT);
+#undef DIR_TIMES
+	store_close(s);
+}

@@ -70,7 +70,7 @@ Test(store, overhead_1m, .timeout = 60)
 
 	fprintf(stderr, "overhead at 1M keys: %.2f bytes/key (index %.2f, pool %.2f)\n", per,
 		(double)st.index_bytes / N, (double)(st.pool_used - st.item_bytes) / N);
-	cr_assert_leq(per, 64.0);
+	cr_assert_leq(per, 80.0); /* store.h: a 56-byte header, 16 more than before times */
 	/* spot check */
 	for (uint64_t i = 0; i < N; i += 9973) {
 		uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ull;

@@ -45,8 +45,8 @@ Test(store, large_value_chunks)
 	cr_assert_eq(check_key(s, "small", 1, 100), 0);
 
 	/* sizes around the page and chunk boundaries */
-	const uint64_t sizes[] = {512 * 1024 - 40 - 5,
-				  512 * 1024 - 40 - 4,
+	const uint64_t sizes[] = {512 * 1024 - 56 - 5,
+				  512 * 1024 - 56 - 4,
 				  512 * 1024,
 				  MiB - 1,
 				  MiB,

@@ -22,22 +22,23 @@ static const struct wire_limits lim = {
 
 static int encode_sample(uint8_t *buf, size_t cap, const char *key, const void *data, uint32_t dlen)
 {
-	struct wire_req q = {.op = OP_PUT,
-			     .flags = RQ_NOREPLACE,
-			     .session = 0x1122334455667788ull,
-			     .token = 42,
-			     .req_id = 7,
-			     .off = 1,
-			     .len = dlen,
-			     .handle = 9,
-			     .buf = {REGION_STAGING, 4096, 8192},
-			     .sa = {PROTO_SET_MODE | PROTO_SET_TTL, 0100600, 1, 2, -5, 60},
-			     .key = (const uint8_t *)key,
-			     .klen = (uint32_t)strlen(key),
-			     .key2 = (const uint8_t *)"dst",
-			     .k2len = 3,
-			     .data = data,
-			     .dlen = dlen};
+	struct wire_req q = {
+	    .op = OP_PUT,
+	    .flags = RQ_NOREPLACE,
+	    .session = 0x1122334455667788ull,
+	    .token = 42,
+	    .req_id = 7,
+	    .off = 1,
+	    .len = dlen,
+	    .handle = 9,
+	    .buf = {REGION_STAGING, 4096, 8192},
+	    .sa = {PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_ATIME, 0100600, 1, 2, -5, 9, 60},
+	    .key = (const uint8_t *)key,
+	    .klen = (uint32_t)strlen(key),
+	    .key2 = (const uint8_t *)"dst",
+	    .k2len = 3,
+	    .data = data,
+	    .dlen = dlen};
 	return wire_req_encode(buf, cap, &q);
 }
 
@@ -59,7 +60,9 @@ Test(wire, request_round_trip)
 	cr_assert_eq(q.buf.off, 4096);
 	cr_assert_eq(q.buf.len, 8192);
 	cr_assert_eq(q.sa.mode, 0100600);
+	cr_assert_eq(q.sa.mask, PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_ATIME);
 	cr_assert_eq(q.sa.mtime_ns, -5);
+	cr_assert_eq(q.sa.atime_ns, 9);
 	cr_assert_eq(q.sa.ttl, 60);
 	cr_assert_eq(q.klen, 5);
 	cr_assert_eq(memcmp(q.key, "a/b/c", 5), 0);
@@ -177,7 +180,15 @@ Test(wire, reply_round_trip_and_in_place_data)
 			     .req_id = 99,
 			     .n = 5,
 			     .handle = 3,
-			     .attr = {.size = 5, .version = 8, .mtime_ns = 123, .mode = 0100644}};
+			     .attr = {.size = 5,
+				      .version = 8,
+				      .mtime_ns = 123,
+				      .atime_ns = -124,
+				      .ctime_ns = 1700000000123456789ll,
+				      .expiry = 77,
+				      .mode = 0100644,
+				      .uid = 5,
+				      .gid = 6}};
 	memcpy(buf + WIRE_REP_FIXED, "hello", 5);
 	p.data = buf + WIRE_REP_FIXED; /* gathered in place */
 	p.dlen = 5;
@@ -189,7 +200,13 @@ Test(wire, reply_round_trip_and_in_place_data)
 	cr_assert_eq(d.status, -ENOENT);
 	cr_assert_eq(d.req_id, 99);
 	cr_assert_eq(d.attr.version, 8);
+	cr_assert_eq(d.attr.mtime_ns, 123);
+	cr_assert_eq(d.attr.atime_ns, -124);
+	cr_assert_eq(d.attr.ctime_ns, 1700000000123456789ll);
+	cr_assert_eq(d.attr.expiry, 77);
 	cr_assert_eq(d.attr.mode, 0100644);
+	cr_assert_eq(d.attr.uid, 5);
+	cr_assert_eq(d.attr.gid, 6);
 	cr_assert_eq(memcmp(d.data, "hello", 5), 0);
 	/* A positive or absurd status is refused. */
 	p.status = 5;
@@ -362,6 +379,8 @@ Test(wire, client_conversion)
 	const struct proto_attr a = {.size = 1ull << 40,
 				     .version = 0x0102030405060708ull,
 				     .mtime_ns = -5,
+				     .atime_ns = 11,
+				     .ctime_ns = 1700000000000000001ll,
 				     .expiry = 1700000000,
 				     .mode = 0100600 | PROTO_MODE_UNSET,
 				     .uid = PROTO_ID_UNSET,
@@ -379,22 +398,27 @@ Test(wire, client_conversion)
 	cr_assert_eq(b.size, a.size);
 	cr_assert_eq(b.version, a.version);
 	cr_assert_eq(b.mtime_ns, a.mtime_ns);
+	cr_assert_eq(b.atime_ns, a.atime_ns);
+	cr_assert_eq(b.ctime_ns, a.ctime_ns);
 	cr_assert_eq(b.expiry, a.expiry);
 	cr_assert_eq(b.mode, 0100600 | KVFS_MODE_UNSET);
 	cr_assert_eq(b.uid, KVFS_ID_UNSET);
 	cr_assert_eq(b.gid, a.gid);
 
-	const struct kvfs_setattr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL | KVFS_SET_GID,
+	const struct kvfs_setattr sa = {.mask = KVFS_SET_MODE | KVFS_SET_TTL | KVFS_SET_GID |
+						KVFS_SET_ATIME,
 					.mode = 0100640,
 					.uid = 3,
 					.gid = 4,
 					.mtime_ns = -1,
+					.atime_ns = 12,
 					.ttl = 60};
 	struct proto_setattr ps = {0};
 	setattr_to_proto(&ps, NULL);
 	cr_assert_eq(ps.mask, 0, "no setattr: nothing set");
 	setattr_to_proto(&ps, &sa);
-	cr_assert_eq(ps.mask, PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_GID);
+	cr_assert_eq(ps.mask, PROTO_SET_MODE | PROTO_SET_TTL | PROTO_SET_GID | PROTO_SET_ATIME);
+	cr_assert_eq(ps.atime_ns, sa.atime_ns);
 	cr_assert_eq(ps.mode, sa.mode);
 	cr_assert_eq(ps.uid, sa.uid);
 	cr_assert_eq(ps.gid, sa.gid);

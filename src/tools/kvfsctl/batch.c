@@ -232,10 +232,10 @@ static bool do_stat(struct session *s, const char *key)
 	}
 	srv = kvfs_server_of(s->c->kv, key);
 	fprintf(s->out,
-		"size=%" PRIu64 " version=%" PRIu64 " mode=0%o mtime_ns=%" PRId64 " expiry=%" PRId64
-		" server=%s\n",
-		a.size, a.version, (unsigned)(a.mode & ~KVFS_MODE_UNSET), a.mtime_ns, a.expiry,
-		srv >= 0 ? srv_name(s->c, srv) : "?");
+		"size=%" PRIu64 " version=%" PRIu64 " mode=0%o mtime_ns=%" PRId64
+		" atime_ns=%" PRId64 " ctime_ns=%" PRId64 " expiry=%" PRId64 " server=%s\n",
+		a.size, a.version, (unsigned)(a.mode & ~KVFS_MODE_UNSET), a.mtime_ns, a.atime_ns,
+		a.ctime_ns, a.expiry, srv >= 0 ? srv_name(s->c, srv) : "?");
 	return true;
 }
 

@@ -38,7 +38,7 @@ static void help(FILE *f)
 	      "  put KEY VALUE   store VALUE as the value of KEY\n"
 	      "  get KEY         print the value, quoted and escaped\n"
 	      "  rm KEY          delete KEY\n"
-	      "  stat KEY        size, version, mode, mtime, expiry and server of KEY\n"
+	      "  stat KEY        size, version, mode, times, expiry and server of KEY\n"
 	      "  ping            round trip to every server\n"
 	      "  help            this list\n"
 	      "  quit, exit      leave (so does Ctrl-D)\n",

@@ -422,7 +422,7 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	struct kvfs_attr a;
-	char mt[160], ex[160];
+	char mt[160], at[160], ct[160], ex[160];
 	time_t sec;
 	long ns;
 	int rc, srv;
@@ -441,6 +441,10 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 	}
 	split_ns(a.mtime_ns, &sec, &ns);
 	fmt_iso(sec, ns, mt, sizeof(mt));
+	split_ns(a.atime_ns, &sec, &ns);
+	fmt_iso(sec, ns, at, sizeof(at));
+	split_ns(a.ctime_ns, &sec, &ns);
+	fmt_iso(sec, ns, ct, sizeof(ct));
 	if (a.expiry)
 		fmt_iso((time_t)a.expiry, -1, ex, sizeof(ex));
 	else
@@ -454,6 +458,8 @@ int cmd_stat(struct ctl *c, int argc, char **argv)
 	printf("uid:     %s\n", fmt_id(a.uid, ub));
 	printf("gid:     %s\n", fmt_id(a.gid, gb));
 	printf("mtime:   %s\n", mt);
+	printf("atime:   %s\n", at);
+	printf("ctime:   %s\n", ct);
 	printf("expiry:  %s\n", ex);
 	printf("server:  %s\n", srv >= 0 ? srv_name(c, srv) : "?");
 	if (S_ISCHR(a.mode) || S_ISBLK(a.mode)) {
