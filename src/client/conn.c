@@ -95,6 +95,7 @@ void conn_destroy(struct conn *c)
 		munmap(c->staging_region, c->region_size);
 	free(c->msgs);
 	free(c->dbuf);
+	explicit_bzero(c->hs_key, sizeof(c->hs_key));
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 }
@@ -121,6 +122,8 @@ struct handshake {
 static int dial(struct conn *c, struct handshake *h)
 {
 	const struct kvfs_server_entry *se = h->se;
+	c->hs_authed = 0;
+	explicit_bzero(c->hs_key, sizeof(c->hs_key));
 	c->fd = sock_connect(se->host, se->port, h->tmo);
 	if (c->fd < 0) {
 		int ret = c->fd;
@@ -144,6 +147,14 @@ static int greet(struct conn *c, struct handshake *h)
 	return ret;
 }
 
+/* Does body (a frame of type, mac its mac field) carry the MAC of this handshake? */
+static int frame_mac_ok(const struct conn *c, uint16_t type, const void *body,
+			const uint8_t mac[WIRE_MAC])
+{
+	uint8_t want[WIRE_MAC];
+	return wire_frame_mac(want, c->hs_key, type, body) == 0 && wire_mac_equal(want, mac);
+}
+
 /*
  * Answer the challenge (with the shared secret's MAC when the server asks
  * for it), read the welcome and check the server's proof of the secret.
@@ -157,24 +168,33 @@ static int authenticate(struct conn *c, struct handshake *h)
 			 "server requires a secret; set cluster.secret_file");
 		return -EACCES;
 	}
-	if (h->ch.auth_required)
+	if (!h->ch.auth_required && cfg->secret_len > 0) {
+		/*
+		 * Whoever answers there does not know the secret, or says it needs
+		 * none: either way not a server we may trust with our writes (one
+		 * that binds the port while the real server is down).
+		 */
+		snprintf(h->err, sizeof(h->err),
+			 "server does not ask for authentication, but cluster.secret_file is "
+			 "set: refusing a server that cannot prove the secret");
+		return -EACCES;
+	}
+	if (h->ch.auth_required) {
 		wire_mac(mac, cfg->secret, cfg->secret_len, "kvfs-client", h->ch.nonce,
 			 h->hello.nonce);
+		wire_session_key(c->hs_key, cfg->secret, cfg->secret_len, h->hello.nonce,
+				 h->ch.nonce);
+	}
 	int ret = sock_send_frame(c->fd, WF_AUTH, mac, h->tmo);
 	if (!ret)
 		ret = sock_recv_frame(c->fd, WF_WELCOME, &h->w, WIRE_FRAME_MAX, h->tmo, h->err,
 				      sizeof(h->err));
 	if (ret)
 		return ret;
-	if (h->ch.auth_required) {
-		uint8_t want[WIRE_MAC];
-		wire_mac(want, cfg->secret, cfg->secret_len, "kvfs-server", h->hello.nonce,
-			 h->ch.nonce);
-		if (!wire_mac_equal(want, h->w.mac)) {
-			snprintf(h->err, sizeof(h->err),
-				 "server failed to prove the shared secret");
-			return -EACCES;
-		}
+	c->hs_authed = h->ch.auth_required;
+	if (h->ch.auth_required && !frame_mac_ok(c, WF_WELCOME, &h->w, h->w.mac)) {
+		snprintf(h->err, sizeof(h->err), "server failed to prove the shared secret");
+		return -EACCES;
 	}
 	return 0;
 }
@@ -330,6 +350,8 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 					  fab_mr_key(c->recv_mr)};
 	setup.staging = (struct wire_region){fab_mr_remote_base(c->staging_mr), c->region_size,
 					     fab_mr_key(c->staging_mr)};
+	if (c->hs_authed)
+		wire_frame_mac(setup.mac, c->hs_key, WF_SETUP, &setup);
 	ret = sock_send_frame(c->fd, WF_SETUP, &setup, h->tmo);
 	if (!ret)
 		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, h->tmo, h->err,
@@ -338,6 +360,11 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 		h->shm_refused = ret == -EPERM && strcmp(h->prov, "shm") == 0;
 		h->sock_failed = !h->err[0]; /* an ERROR frame would have said why */
 		return ret;
+	}
+	if (c->hs_authed && !frame_mac_ok(c, WF_READY, &h->rd, h->rd.mac)) {
+		/* not the server's READY for this SETUP: trust nothing of it (its pool) */
+		snprintf(h->err, sizeof(h->err), "the server's READY failed its MAC");
+		return -EACCES;
 	}
 	ret = fab_av_insert(c->ep, h->rd.addr, h->rd.addr_len, &c->srv_addr);
 	if (ret) {

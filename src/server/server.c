@@ -86,7 +86,7 @@ static void *handshake(void *arg)
 	int fd = (int)(intptr_t)arg;
 	struct wire_hello hello;
 	struct wire_challenge ch = {.auth_required = srv.cfg.secret_len > 0};
-	uint8_t mac[WIRE_MAC];
+	uint8_t mac[WIRE_MAC], key[WIRE_MAC] = {0}; /* key: the handshake's (wire.h) */
 	struct wire_welcome w = {.limits = srv.limits};
 	struct wire_setup setup;
 	int ret;
@@ -117,12 +117,14 @@ static void *handshake(void *arg)
 			send_error(fd, -EACCES, "authentication failed: wrong secret");
 			goto out;
 		}
-		wire_mac(w.mac, srv.cfg.secret, srv.cfg.secret_len, "kvfs-server", hello.nonce,
-			 ch.nonce);
+		wire_session_key(key, srv.cfg.secret, srv.cfg.secret_len, hello.nonce, ch.nonce);
 	}
 	for (int i = 0; i < srv.n_eps && i < WIRE_MAX_PROVS; i++)
 		snprintf(w.provs[w.n_provs++], sizeof(w.provs[0]), "%s",
 			 svc_ep_provider(srv.eps[i]));
+	/* with a secret: the proof of it over both nonces, and of these limits */
+	if (ch.auth_required && wire_frame_mac(w.mac, key, WF_WELCOME, &w))
+		goto out;
 	if (sock_send_frame(fd, WF_WELCOME, &w, HANDSHAKE_MS))
 		goto out;
 	/* Direct requests (direct.c) until SETUP, if the client sends any. */
@@ -138,6 +140,14 @@ static void *handshake(void *arg)
 	atomic_fetch_sub(&directs, 1);
 	if (ret)
 		goto out;
+	if (ch.auth_required) {
+		uint8_t want[WIRE_MAC];
+		if (wire_frame_mac(want, key, WF_SETUP, &setup) ||
+		    !wire_mac_equal(want, setup.mac)) {
+			send_error(fd, -EACCES, "setup failed its MAC (not from this handshake)");
+			goto out;
+		}
+	}
 	struct svc_ep *ep = find_ep(setup.provider);
 	if (!ep) {
 		send_error(fd, -EPROTONOSUPPORT, "provider \"%s\" is not served here",
@@ -173,6 +183,8 @@ static void *handshake(void *arg)
 	}
 	struct wire_ready rd = {.session = cmd.session, .token = cmd.token, .pool = srv.pool};
 	ret = svc_ep_name(ep, rd.addr, &rd.addr_len);
+	if (!ret && ch.auth_required)
+		ret = wire_frame_mac(rd.mac, key, WF_READY, &rd);
 	if (!ret)
 		ret = sock_send_frame(fd, WF_READY, &rd, HANDSHAKE_MS);
 	pthread_mutex_lock(&conn_lock);
@@ -192,6 +204,7 @@ static void *handshake(void *arg)
 		(void)wr;
 	}
 out:
+	explicit_bzero(key, sizeof(key));
 	if (fd >= 0)
 		close(fd);
 	atomic_fetch_sub(&handshakes, 1);

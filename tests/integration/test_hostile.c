@@ -3,14 +3,22 @@
  * and fabric modules, no libkvfs) and sends malformed messages, oversized
  * lengths and out-of-range buffer descriptors, while a well-behaved libkvfs
  * client keeps being served. The server must answer errors and stay up.
+ * And hostile servers (a thread of the test on a port of its own): a
+ * libkvfs client with a secret must refuse them, and never map what they
+ * name as the pool unless it is one.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/sock.h"
@@ -958,4 +966,251 @@ Test(hostile, direct_out_of_turn_and_stalls, .init = start, .fini = stop, .timeo
 	close(fd);
 	wait_threads(base, 2000, "after an idle direct connection");
 	good_client_still_served(303);
+}
+
+/* ---- hostile servers: a client with a secret trusts only a server that proves it ---- */
+
+#define SECRET "a-shared-secret-for-the-hostile-servers"
+
+enum fake_mode {
+	FAKE_NOAUTH,	  /* CHALLENGE without auth_required */
+	FAKE_BADMAC,	  /* auth_required, then a WELCOME whose MAC is made up */
+	RELAY,		  /* relay to the real server, READY untouched */
+	RELAY_POOL_NOMAC, /* ... READY's pool changed, its MAC left as it was */
+	RELAY_POOL_FILE,  /* ... READY's pool changed to a plain file, MAC recomputed */
+};
+
+/* A hostile peer in a thread of the test, listening on a loopback port of its own. */
+struct fake {
+	enum fake_mode mode;
+	int lfd, port;
+	pthread_t t;
+	int file_fd;		  /* RELAY_POOL_*: the descriptor READY names instead of the pool */
+	size_t after;		  /* bytes the client sent after the step it should stop at */
+	int frames;		  /* frames relayed from the client (HELLO, AUTH, SETUP: 3) */
+	struct wire_pool offered; /* the pool the real server offered (RELAY*) */
+};
+
+/* Read everything the client still sends until it closes (or 5 s pass): its byte count. */
+static size_t drain(int fd)
+{
+	size_t n = 0;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) != 1)
+			return n;
+		char b[512];
+		ssize_t k = recv(fd, b, sizeof(b), 0);
+		if (k <= 0)
+			return n;
+		n += (size_t)k;
+	}
+}
+
+static void relay(struct fake *f, int cfd)
+{
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	int sfd = sock_connect("127.0.0.1", port, 2000);
+	struct wire_hello h;
+	struct wire_challenge ch;
+	uint8_t mac[WIRE_MAC];
+	struct wire_welcome w;
+	struct wire_setup s;
+	struct wire_ready rd;
+	if (sfd < 0 || sock_recv_frame(cfd, WF_HELLO, &h, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(sfd, WF_HELLO, &h, 2000) ||
+	    sock_recv_frame(sfd, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(cfd, WF_CHALLENGE, &ch, 2000) ||
+	    sock_recv_frame(cfd, WF_AUTH, mac, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(sfd, WF_AUTH, mac, 2000) ||
+	    sock_recv_frame(sfd, WF_WELCOME, &w, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(cfd, WF_WELCOME, &w, 2000) ||
+	    sock_recv_frame(cfd, WF_SETUP, &s, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(sfd, WF_SETUP, &s, 2000) ||
+	    sock_recv_frame(sfd, WF_READY, &rd, WIRE_FRAME_MAX, 5000, NULL, 0))
+		goto out;
+	f->frames = 3;
+	f->offered = rd.pool;
+	if (f->mode != RELAY) {
+		struct stat st;
+		fstat(f->file_fd, &st);
+		rd.pool = (struct wire_pool){(uint32_t)getpid(), f->file_fd, rd.pool.len,
+					     (uint64_t)st.st_dev, (uint64_t)st.st_ino};
+	}
+	if (f->mode == RELAY_POOL_FILE) {
+		/* what a peer that knows the secret (and so every key) can do */
+		uint8_t key[WIRE_MAC];
+		wire_session_key(key, (const uint8_t *)SECRET, strlen(SECRET), h.nonce, ch.nonce);
+		wire_frame_mac(rd.mac, key, WF_READY, &rd);
+	}
+	if (sock_send_frame(cfd, WF_READY, &rd, 2000))
+		goto out;
+	/* The session goes on over the fabric; hold both channels until either closes. */
+	struct pollfd p[2] = {{.fd = cfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	poll(p, 2, 60000);
+out:
+	if (sfd >= 0)
+		close(sfd);
+}
+
+static void *fake_thread(void *arg)
+{
+	struct fake *f = arg;
+	int cfd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (cfd < 0)
+		return NULL;
+	if (f->mode >= RELAY) {
+		relay(f, cfd);
+		close(cfd);
+		return NULL;
+	}
+	struct wire_hello h;
+	struct wire_challenge ch = {.auth_required = f->mode == FAKE_BADMAC};
+	uint8_t mac[WIRE_MAC];
+	wire_random(ch.nonce, sizeof(ch.nonce));
+	if (sock_recv_frame(cfd, WF_HELLO, &h, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	    sock_send_frame(cfd, WF_CHALLENGE, &ch, 2000))
+		goto out;
+	f->frames = 1;
+	if (f->mode == FAKE_BADMAC) {
+		struct wire_welcome w = {
+		    .limits = {PROTO_MAX_KEY, 1 << 20, 4096, wire_msg_size(4096)}, .n_provs = 1};
+		snprintf(w.provs[0], sizeof(w.provs[0]), "%s", h_provider());
+		wire_random(w.mac, sizeof(w.mac));
+		if (sock_recv_frame(cfd, WF_AUTH, mac, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+		    sock_send_frame(cfd, WF_WELCOME, &w, 2000))
+			goto out;
+		f->frames = 2;
+	}
+	f->after = drain(cfd); /* a SETUP, a direct request: what must not come */
+out:
+	close(cfd);
+	return NULL;
+}
+
+/* Start f (mode set) on a loopback port; conf gets a client config (with SECRET) naming it. */
+static void fake_start(struct fake *f, char *conf, size_t clen)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(f->lfd, 0);
+	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(f->lfd, 4), 0);
+	cr_assert_eq(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
+	f->port = ntohs(a.sin_port);
+	/* the cluster's client config, with the fake's port for the server's */
+	char text[4096], from[32], to[32];
+	FILE *in = fopen(cl.conf, "r");
+	cr_assert_not_null(in);
+	size_t n = fread(text, 1, sizeof(text) - 1, in);
+	fclose(in);
+	text[n] = 0;
+	snprintf(from, sizeof(from), "127.0.0.1:%d\"", cl.ports[0]);
+	snprintf(to, sizeof(to), "127.0.0.1:%d\"", f->port);
+	char *at = strstr(text, from);
+	cr_assert_not_null(at);
+	snprintf(conf, clen, "%s/fake-%d.conf", cl.dir, (int)f->mode);
+	FILE *out = fopen(conf, "w");
+	cr_assert_not_null(out);
+	fprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+	fclose(out);
+	cr_assert_eq(pthread_create(&f->t, NULL, fake_thread, f), 0);
+}
+
+static void fake_join(struct fake *f)
+{
+	pthread_join(f->t, NULL);
+	close(f->lfd);
+}
+
+static void start_secret(void)
+{
+	struct h_opts o = {.secret = SECRET};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+/*
+ * A client with cluster.secret_file and a fake server on the server's
+ * address (what a local user can bind while the real one is down): one
+ * that asks for no authentication, one whose WELCOME proves nothing, one
+ * that relays to the real server but changes READY's pool, with and
+ * without its MAC. The client refuses the first three with EACCES and
+ * sends nothing past the step that failed; it never maps a descriptor that
+ * is not a kvfs pool (a plain file the peer names with a valid MAC):
+ * kvfs_pin_map then says -EOPNOTSUPP and reads go by RMA. An untouched
+ * relay shows the relay itself is sound (the real pool is mapped).
+ */
+Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .timeout = 60)
+{
+	char conf[400], back[16];
+	kvfs_t *k;
+	struct fake f;
+
+	f = (struct fake){.mode = FAKE_NOAUTH};
+	fake_start(&f, conf, sizeof(conf));
+	cr_assert_eq(kvfs_open(conf, &k), 0);
+	cr_assert_eq(kvfs_put(k, "stolen", "secret data", 11, NULL), -EACCES,
+		     "a client with a secret accepted a server that asks for none");
+	kvfs_close(k);
+	fake_join(&f);
+	cr_assert_eq(f.frames, 1);
+	cr_assert_eq(f.after, 0, "the client sent %zu bytes to a server without auth", f.after);
+
+	f = (struct fake){.mode = FAKE_BADMAC};
+	fake_start(&f, conf, sizeof(conf));
+	cr_assert_eq(kvfs_open(conf, &k), 0);
+	cr_assert_eq(kvfs_put(k, "stolen", "secret data", 11, NULL), -EACCES,
+		     "a client accepted a WELCOME with a wrong MAC");
+	kvfs_close(k);
+	fake_join(&f);
+	cr_assert_eq(f.frames, 2);
+	cr_assert_eq(f.after, 0, "the client sent %zu bytes after a wrong MAC", f.after);
+
+	/* The plain file a hostile READY names: the size of the pool, with a marker. */
+	char path[320];
+	snprintf(path, sizeof(path), "%s/not-a-pool", cl.dir);
+	int file_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert_geq(file_fd, 0);
+	cr_assert_eq(pwrite(file_fd, "MARKER", 6, 0), 6);
+
+	cr_assert_eq(kvfs_put(kv, "v", "value", 5, NULL), 0);
+	for (int mode = RELAY; mode <= RELAY_POOL_FILE; mode++) {
+		f = (struct fake){.mode = (enum fake_mode)mode, .file_fd = file_fd};
+		fake_start(&f, conf, sizeof(conf));
+		cr_assert_eq(kvfs_open(conf, &k), 0);
+		kvfs_pin_t *p = NULL;
+		int ret = kvfs_pin_open(k, "v", &p, NULL);
+		if (mode == RELAY_POOL_NOMAC) {
+			cr_assert_eq(ret, -EACCES, "a READY with a forged pool and no MAC: %s",
+				     kvfs_strerror(ret));
+			kvfs_close(k);
+			fake_join(&f);
+			continue;
+		}
+		cr_assert_eq(ret, 0, "relay mode %d: %s", mode, kvfs_strerror(ret));
+		struct iovec iov[4];
+		kvfs_lease_t *l;
+		int n = 0;
+		ssize_t got = kvfs_pin_map(p, 5, 0, iov, 4, &n, &l);
+		if (mode == RELAY) {
+			cr_assert_eq(got, 5, "the real pool through the relay: %zd", got);
+			cr_assert_eq(memcmp(iov[0].iov_base, "value", 5), 0);
+			kvfs_lease_release(l);
+			/* the next relays name the plain file, as large as the real pool */
+			cr_assert_eq(ftruncate(file_fd, (off_t)f.offered.len), 0);
+		} else {
+			cr_assert_eq(got, -EOPNOTSUPP, "a plain file was mapped as the pool (%zd)",
+				     got);
+			cr_assert_eq(kvfs_pin_get(p, back, sizeof(back), 0), 5, "reads by RMA");
+			cr_assert_eq(memcmp(back, "value", 5), 0);
+		}
+		kvfs_pin_close(p);
+		kvfs_close(k);
+		fake_join(&f);
+	}
+	close(file_fd);
+	good_client_still_served(400);
 }
