@@ -7,15 +7,19 @@
  * libkvfs client with a secret must refuse them, and never map what they
  * name as the pool unless it is one.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -1213,4 +1217,223 @@ Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .
 	}
 	close(file_fd);
 	good_client_still_served(400);
+}
+
+/* ---- bootstrap limits (server.c) ------------------------------------------------------ */
+
+/* A TCP connection to the server from loopback address src (127.0.0.0/8 is all local). */
+static int connect_from(const char *src)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET}, b = {.sin_family = AF_INET};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	inet_pton(AF_INET, src, &a.sin_addr);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %s: %s", src,
+		     strerror(errno));
+	inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
+	b.sin_port = htons((uint16_t)cl.ports[0]);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&b, sizeof(b)), 0, "connect: %s",
+		     strerror(errno));
+	return fd;
+}
+
+/* The server's socket of the connection from local port lport: its timer is keepalive's. */
+static int server_side_keepalive(int lport)
+{
+	FILE *f = fopen("/proc/net/tcp", "r");
+	cr_assert_not_null(f);
+	char line[512];
+	int found = -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned la, lp, ra, rp, st, tr;
+		if (sscanf(line, " %*d: %x:%x %x:%x %x %*x:%*x %x:", &la, &lp, &ra, &rp, &st,
+			   &tr) == 6 &&
+		    (int)lp == cl.ports[0] && (int)rp == lport && st == 1 /* ESTABLISHED */)
+			found = tr == 2; /* timer 2: keepalive */
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * More silent handshakes from one address than server.handshakes_per_address
+ * (8): the ninth is closed at once, while a real client (from 127.0.0.1)
+ * and another address are served. A peer that trickles its frames (HELLO
+ * after 2.5 s, then its AUTH a byte at a time) is dropped by the overall
+ * deadline (3 s from connect; per frame it had until 5.5 s), as are the
+ * silent ones. Both ends of a bootstrap connection have TCP keepalive.
+ */
+Test(hostile, bootstrap_limits, .init = start, .fini = stop, .timeout = 60)
+{
+	int fds[8];
+	int64_t t0 = h_now_ms();
+	int slow = connect_from("127.0.0.3");
+	for (int i = 0; i < 8; i++)
+		fds[i] = connect_from("127.0.0.2");
+	int extra = connect_from("127.0.0.2");
+	expect_closed(extra, 1500); /* at once, not at the 3 s deadline */
+	close(extra);
+	cr_assert_lt(h_now_ms() - t0, 2000, "the ninth handshake of one address was accepted");
+	kvfs_t *k2;
+	cr_assert_eq(kvfs_open(cl.conf, &k2), 0);
+	cr_assert_eq(kvfs_put(k2, "n", "new", 3, NULL), 0, "a client from another address");
+	kvfs_close(k2);
+	good_client_still_served(500);
+
+	/* keepalive: our side (sock_connect) and the server's */
+	char port[8];
+	snprintf(port, sizeof(port), "%d", cl.ports[0]);
+	int kfd = sock_connect("127.0.0.1", port, 2000);
+	cr_assert_geq(kfd, 0);
+	int on = 0;
+	unsigned ut = 0;
+	socklen_t ol = sizeof(on), ul = sizeof(ut);
+	cr_assert_eq(getsockopt(kfd, SOL_SOCKET, SO_KEEPALIVE, &on, &ol), 0);
+	cr_assert_eq(getsockopt(kfd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, &ul), 0);
+	cr_assert(on && ut == SOCK_USER_TIMEOUT_MS, "client socket: keepalive %d, user timeout %u",
+		  on, ut);
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+	cr_assert_eq(getsockname(kfd, (struct sockaddr *)&me, &ml), 0);
+	int64_t kd = h_now_ms() + 2000;
+	int ka;
+	while ((ka = server_side_keepalive(ntohs(me.sin_port))) != 1 && h_now_ms() < kd)
+		usleep(20000); /* until the server has accepted it */
+	cr_assert_eq(ka, 1, "the server's end of a bootstrap connection has no keepalive timer");
+	close(kfd);
+
+	/* the trickler: HELLO at 2.5 s, then its AUTH byte by byte */
+	int64_t wait = t0 + 2500 - h_now_ms();
+	if (wait > 0)
+		usleep((useconds_t)wait * 1000);
+	struct wire_hello h = {.proto = WIRE_PROTO};
+	struct wire_challenge ch;
+	cr_assert_eq(sock_send_frame(slow, WF_HELLO, &h, 2000), 0);
+	cr_assert_eq(sock_recv_frame(slow, WF_CHALLENGE, &ch, WIRE_FRAME_MAX, 2000, NULL, 0), 0,
+		     "a HELLO 2.5 s after connecting is still in time");
+	uint8_t auth[WIRE_FRAME_HDR + WIRE_MAC] = {0}, mac[WIRE_MAC] = {0};
+	cr_assert_eq(wire_frame_encode(auth, sizeof(auth), WF_AUTH, mac), (int)sizeof(auth));
+	int closed = 0;
+	for (size_t i = 0; i < sizeof(auth) && !closed; i++) {
+		if (send(slow, auth + i, 1, MSG_NOSIGNAL) != 1)
+			closed = 1;
+		struct pollfd p = {.fd = slow, .events = POLLIN};
+		if (!closed && poll(&p, 1, 150) == 1)
+			closed = 1; /* EOF (or an error frame): the server gave up on it */
+		if (h_now_ms() - t0 > 4500)
+			break;
+	}
+	int64_t dt = h_now_ms() - t0;
+	cr_assert(closed, "a trickling handshake still open after %lld ms", (long long)dt);
+	cr_assert(dt >= 2900 && dt < 4000, "dropped after %lld ms; the deadline is 3000",
+		  (long long)dt);
+	close(slow);
+	for (int i = 0; i < 8; i++) {
+		expect_closed(fds[i], 1500); /* silent: dropped at the same deadline */
+		close(fds[i]);
+	}
+	good_client_still_served(501);
+}
+
+/* utime + stime of process pid, in clock ticks. */
+static long long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* after the command name, which may hold spaces */
+	cr_assert_not_null(p);
+	long long ut = 0, st = 0;
+	cr_assert_eq(
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st), 2);
+	return ut + st;
+}
+
+/* Lines of the server's log that hold s. */
+static int log_lines(const char *s)
+{
+	char path[320], line[1024];
+	snprintf(path, sizeof(path), "%s/server-%s.log", cl.dir, cl.names[0]);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, s) != NULL;
+	fclose(f);
+	return n;
+}
+
+static pid_t nofile_pid;
+static struct rlimit nofile_old;
+
+/* The server gets its descriptors back however the test ends, then stops. */
+static void stop_nofile(void)
+{
+	if (nofile_pid > 0)
+		prlimit(nofile_pid, RLIMIT_NOFILE, &nofile_old, NULL);
+	stop();
+}
+
+/*
+ * A server out of descriptors (RLIMIT_NOFILE lowered under it, prlimit)
+ * hammered with connections: accept fails with EMFILE, and the server
+ * pauses accepting instead of spinning on the ready listener (its CPU time
+ * over half a second stays under a fifth of it: it was all of it), logs it rate-limited,
+ * and serves new clients once descriptors are back.
+ */
+Test(hostile, accept_out_of_descriptors_does_not_spin, .init = start, .fini = stop_nofile,
+     .timeout = 60)
+{
+	pid_t pid = cl.pids[0];
+	struct rlimit old, low;
+	good_client_still_served(599); /* the server is up, endpoints and all */
+	cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, NULL, &old), 0);
+	/* its lowest free descriptor: the new limit leaves no room for another */
+	char dir[64];
+	static char open_fd[65536];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d);
+	for (struct dirent *e; (e = readdir(d));)
+		if (e->d_name[0] != '.' && atol(e->d_name) < (long)sizeof(open_fd))
+			open_fd[atol(e->d_name)] = 1;
+	closedir(d);
+	long lowest = 0;
+	while (open_fd[lowest])
+		lowest++;
+	low = (struct rlimit){.rlim_cur = (rlim_t)lowest, .rlim_max = old.rlim_max};
+	nofile_pid = pid;
+	nofile_old = old;
+	cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &low, NULL), 0, "prlimit: %s", strerror(errno));
+	/* from 127.0.0.4..: 8 per address, within the per-address limit */
+	int fds[100];
+	for (int i = 0; i < 100; i++) {
+		char src[16];
+		snprintf(src, sizeof(src), "127.0.0.%d", 4 + i / 8);
+		fds[i] = connect_from(src);
+	}
+	usleep(100000);
+	long long c0 = cpu_ticks(pid);
+	usleep(500000);
+	long long used = cpu_ticks(pid) - c0;
+	long hz = sysconf(_SC_CLK_TCK);
+	cr_assert_lt(used, hz / 10,
+		     "the server used %lld ticks (of %ld a second) in half a second out of "
+		     "descriptors",
+		     used, hz);
+	int lines = log_lines("cannot accept connections");
+	cr_assert(lines >= 1 && lines <= 12, "%d log lines about accept", lines);
+	cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &old, NULL), 0);
+	nofile_pid = 0;
+	for (int i = 0; i < 100; i++)
+		close(fds[i]);
+	kvfs_t *k2;
+	cr_assert_eq(kvfs_open(cl.conf, &k2), 0);
+	cr_assert_eq(kvfs_put(k2, "n", "new", 3, NULL), 0, "served again with descriptors back");
+	kvfs_close(k2);
+	good_client_still_served(600);
 }
