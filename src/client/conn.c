@@ -106,7 +106,8 @@ void conn_destroy(struct conn *c)
 struct handshake {
 	const struct kvfs_config *cfg;
 	const struct kvfs_server_entry *se;
-	int tmo;
+	int tmo;       /* client.timeout_ms: for dial to WELCOME in all, and for SETUP to READY */
+	int64_t until; /* now_ns() deadline of the phase under way (see left) */
 	char err[256]; /* what failed, for connect_session's one log line */
 	struct wire_hello hello;
 	struct wire_challenge ch;
@@ -118,13 +119,21 @@ struct handshake {
 	int sock_failed;  /* SETUP/READY failed on the socket itself (no error frame) */
 };
 
+/* Milliseconds left to h's deadline, at least 1 (a step past it then times out at once). */
+static int left(const struct handshake *h)
+{
+	int64_t ms = (h->until - now_ns()) / 1000000;
+	return ms < 1 ? 1 : ms > h->tmo ? h->tmo : (int)ms;
+}
+
 /* Open the bootstrap socket (c->fd). Logs its failure and returns -EIO. */
 static int dial(struct conn *c, struct handshake *h)
 {
 	const struct kvfs_server_entry *se = h->se;
 	c->hs_authed = 0;
 	explicit_bzero(c->hs_key, sizeof(c->hs_key));
-	c->fd = sock_connect(se->host, se->port, h->tmo);
+	h->until = now_ns() + (int64_t)h->tmo * 1000000; /* dial to WELCOME, in all */
+	c->fd = sock_connect(se->host, se->port, left(h));
 	if (c->fd < 0) {
 		int ret = c->fd;
 		c->fd = -1;
@@ -140,9 +149,9 @@ static int greet(struct conn *c, struct handshake *h)
 {
 	h->hello.proto = WIRE_PROTO;
 	wire_random(h->hello.nonce, sizeof(h->hello.nonce));
-	int ret = sock_send_frame(c->fd, WF_HELLO, &h->hello, h->tmo);
+	int ret = sock_send_frame(c->fd, WF_HELLO, &h->hello, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_CHALLENGE, &h->ch, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_CHALLENGE, &h->ch, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	return ret;
 }
@@ -185,9 +194,9 @@ static int authenticate(struct conn *c, struct handshake *h)
 		wire_session_key(c->hs_key, cfg->secret, cfg->secret_len, h->hello.nonce,
 				 h->ch.nonce);
 	}
-	int ret = sock_send_frame(c->fd, WF_AUTH, mac, h->tmo);
+	int ret = sock_send_frame(c->fd, WF_AUTH, mac, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_WELCOME, &h->w, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_WELCOME, &h->w, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	if (ret)
 		return ret;
@@ -352,9 +361,10 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 					     fab_mr_key(c->staging_mr)};
 	if (c->hs_authed)
 		wire_frame_mac(setup.mac, c->hs_key, WF_SETUP, &setup);
-	ret = sock_send_frame(c->fd, WF_SETUP, &setup, h->tmo);
+	h->until = now_ns() + (int64_t)h->tmo * 1000000; /* SETUP to READY, in all */
+	ret = sock_send_frame(c->fd, WF_SETUP, &setup, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	if (ret) {
 		h->shm_refused = ret == -EPERM && strcmp(h->prov, "shm") == 0;

@@ -36,6 +36,7 @@
 enum fake_mode {
 	FAKE_NOAUTH,	  /* CHALLENGE without auth_required */
 	FAKE_BADMAC,	  /* auth_required, then a WELCOME whose MAC is made up */
+	FAKE_SLOW,	  /* as FAKE_BADMAC, each answer 400 ms late */
 	RELAY,		  /* relay to the real server, READY untouched */
 	RELAY_POOL_NOMAC, /* ... READY's pool changed, its MAC left as it was */
 	RELAY_POOL_FILE,  /* ... READY's pool changed to a plain file, MAC recomputed */
@@ -127,20 +128,21 @@ static void *fake_thread(void *arg)
 		return NULL;
 	}
 	struct wire_hello h;
-	struct wire_challenge ch = {.auth_required = f->mode == FAKE_BADMAC};
+	struct wire_challenge ch = {.auth_required = f->mode != FAKE_NOAUTH};
+	int late_us = f->mode == FAKE_SLOW ? 400000 : 0;
 	uint8_t mac[WIRE_MAC];
 	wire_random(ch.nonce, sizeof(ch.nonce));
-	if (sock_recv_frame(cfd, WF_HELLO, &h, WIRE_FRAME_MAX, 5000, NULL, 0) ||
+	if (sock_recv_frame(cfd, WF_HELLO, &h, WIRE_FRAME_MAX, 5000, NULL, 0) || usleep(late_us) ||
 	    sock_send_frame(cfd, WF_CHALLENGE, &ch, 2000))
 		goto out;
 	f->frames = 1;
-	if (f->mode == FAKE_BADMAC) {
+	if (f->mode != FAKE_NOAUTH) {
 		struct wire_welcome w = {
 		    .limits = {PROTO_MAX_KEY, 1 << 20, 4096, wire_msg_size(4096)}, .n_provs = 1};
 		snprintf(w.provs[0], sizeof(w.provs[0]), "%s", h_provider());
 		wire_random(w.mac, sizeof(w.mac));
 		if (sock_recv_frame(cfd, WF_AUTH, mac, WIRE_FRAME_MAX, 5000, NULL, 0) ||
-		    sock_send_frame(cfd, WF_WELCOME, &w, 2000))
+		    usleep(late_us) || sock_send_frame(cfd, WF_WELCOME, &w, 2000))
 			goto out;
 		f->frames = 2;
 	}
@@ -196,7 +198,8 @@ static void start_secret(void)
 /*
  * A client with cluster.secret_file and a fake server on the server's
  * address (what a local user can bind while the real one is down): one
- * that asks for no authentication, one whose WELCOME proves nothing, one
+ * that asks for no authentication, one whose WELCOME proves nothing (and
+ * the same 400 ms late per frame: the client's deadline is overall), one
  * that relays to the real server but changes READY's pool, with and
  * without its MAC. The client refuses the first three with EACCES and
  * sends nothing past the step that failed; it never maps a descriptor that
@@ -229,6 +232,27 @@ Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .
 	fake_join(&f);
 	cr_assert_eq(f.frames, 2);
 	cr_assert_eq(f.after, 0, "the client sent %zu bytes after a wrong MAC", f.after);
+
+	/*
+	 * A server that answers each frame 400 ms late, to a client with
+	 * client.timeout_ms = 500: the handshake up to WELCOME has 500 ms in
+	 * all, not per frame (per frame it would get the WELCOME at 800 ms).
+	 */
+	f = (struct fake){.mode = FAKE_SLOW};
+	fake_start(&f, conf, sizeof(conf));
+	struct kvfs_config *cfg;
+	char err[256];
+	cr_assert_eq(kvfs_config_load(conf, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(kvfs_config_set(cfg, "client.timeout_ms", "500", err, sizeof(err)), 0, "%s",
+		     err);
+	cr_assert_eq(kvfs_open_config(cfg, &k), 0);
+	kvfs_config_free(cfg);
+	int64_t t0 = h_now_ms();
+	cr_assert_eq(kvfs_put(k, "stolen", "secret data", 11, NULL), -ETIMEDOUT);
+	int64_t dt = h_now_ms() - t0;
+	cr_assert(dt >= 450 && dt < 790, "the handshake failed after %lld ms", (long long)dt);
+	kvfs_close(k);
+	fake_join(&f);
 
 	/* The plain file a hostile READY names: the size of the pool, with a marker. */
 	char path[320];
