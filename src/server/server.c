@@ -19,6 +19,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,8 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -210,8 +210,7 @@ static struct svc_ep *find_ep(const char *prov)
 	return NULL;
 }
 
-/* The handshake of one connection (arg: its struct peer); on success the fd joins the control loop.
- */
+/* The handshake of one connection (arg: its struct peer); then the fd joins the control loop. */
 static void *handshake(void *arg)
 {
 	struct peer *peer = arg;
