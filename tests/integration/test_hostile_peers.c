@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,6 +41,7 @@ enum fake_mode {
 	RELAY,		  /* relay to the real server, READY untouched */
 	RELAY_POOL_NOMAC, /* ... READY's pool changed, its MAC left as it was */
 	RELAY_POOL_FILE,  /* ... READY's pool changed to a plain file, MAC recomputed */
+	RELAY_POOL_MEMFD, /* ... to a memfd named kvfs-pool of the size, not sealed */
 };
 
 /* A hostile peer in a thread of the test, listening on a loopback port of its own. */
@@ -100,7 +102,7 @@ static void relay(struct fake *f, int cfd)
 		rd.pool = (struct wire_pool){(uint32_t)getpid(), f->file_fd, rd.pool.len,
 					     (uint64_t)st.st_dev, (uint64_t)st.st_ino};
 	}
-	if (f->mode == RELAY_POOL_FILE) {
+	if (f->mode >= RELAY_POOL_FILE) {
 		/* what a peer that knows the secret (and so every key) can do */
 		uint8_t key[WIRE_MAC];
 		wire_session_key(key, (const uint8_t *)SECRET, strlen(SECRET), h.nonce, ch.nonce);
@@ -200,8 +202,9 @@ static void start_secret(void)
  * address (what a local user can bind while the real one is down): one
  * that asks for no authentication, one whose WELCOME proves nothing (and
  * the same 400 ms late per frame: the client's deadline is overall), one
- * that relays to the real server but changes READY's pool, with and
- * without its MAC. The client refuses the first three with EACCES and
+ * that relays to the real server but changes READY's pool (to a plain file,
+ * without its MAC and with it recomputed; to an unsealed memfd named
+ * kvfs-pool, with it). The client refuses the first three with EACCES and
  * sends nothing past the step that failed; it never maps a descriptor that
  * is not a kvfs pool (a plain file the peer names with a valid MAC):
  * kvfs_pin_map then says -EOPNOTSUPP and reads go by RMA. An untouched
@@ -260,10 +263,13 @@ Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .
 	int file_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	cr_assert_geq(file_fd, 0);
 	cr_assert_eq(pwrite(file_fd, "MARKER", 6, 0), 6);
+	int memfd = memfd_create("kvfs-pool", MFD_CLOEXEC); /* the name, not the seals */
+	cr_assert_geq(memfd, 0);
 
 	cr_assert_eq(kvfs_put(kv, "v", "value", 5, NULL), 0);
-	for (int mode = RELAY; mode <= RELAY_POOL_FILE; mode++) {
-		f = (struct fake){.mode = (enum fake_mode)mode, .file_fd = file_fd};
+	for (int mode = RELAY; mode <= RELAY_POOL_MEMFD; mode++) {
+		f = (struct fake){.mode = (enum fake_mode)mode,
+				  .file_fd = mode == RELAY_POOL_MEMFD ? memfd : file_fd};
 		fake_start(&f, conf, sizeof(conf));
 		cr_assert_eq(kvfs_open(conf, &k), 0);
 		kvfs_pin_t *p = NULL;
@@ -286,8 +292,10 @@ Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .
 			kvfs_lease_release(l);
 			/* the next relays name the plain file, as large as the real pool */
 			cr_assert_eq(ftruncate(file_fd, (off_t)f.offered.len), 0);
+			cr_assert_eq(ftruncate(memfd, (off_t)f.offered.len), 0);
 		} else {
-			cr_assert_eq(got, -EOPNOTSUPP, "a plain file was mapped as the pool (%zd)",
+			cr_assert_eq(got, -EOPNOTSUPP, "%s was mapped as the pool (%zd)",
+				     mode == RELAY_POOL_FILE ? "a plain file" : "an unsealed memfd",
 				     got);
 			cr_assert_eq(kvfs_pin_get(p, back, sizeof(back), 0), 5, "reads by RMA");
 			cr_assert_eq(memcmp(back, "value", 5), 0);
@@ -297,6 +305,7 @@ Test(hostile, client_refuses_fake_servers, .init = start_secret, .fini = stop, .
 		fake_join(&f);
 	}
 	close(file_fd);
+	close(memfd);
 	good_client_still_served(400);
 }
 
