@@ -30,7 +30,8 @@ const char *kvfs_strerror(int err)
 	case ETIMEDOUT:
 		return "server did not answer in time (client.timeout_ms)";
 	case EACCES:
-		return "access denied (wrong or missing secret, or region access)";
+		return "access denied (wrong or missing secret, a server that cannot prove the "
+		       "secret, or region access)";
 	case ENOSPC:
 		return "server memory full (eviction \"none\", or all of it pinned)";
 	case EFBIG:

@@ -164,8 +164,11 @@ struct conn {
 	uint64_t direct_seq;	     /* (L) req_id of the last direct request */
 	uint64_t direct_count;	     /* (L) direct round trips on this connection */
 	struct wire_welcome welcome; /* (S) the server's welcome: providers for an upgrade */
-	uint8_t *dbuf;		     /* (S) direct frames, WIRE_FRAME_HDR + msg_size; bytes (B) */
-	size_t dbuf_size;	     /* (S) */
+	/* (S) the handshake's MAC key (wire.h), for SETUP/READY of an upgrade; authed: it is set */
+	uint8_t hs_key[WIRE_MAC];
+	int hs_authed;
+	uint8_t *dbuf;	  /* (S) direct frames, WIRE_FRAME_HDR + msg_size; bytes (B) */
+	size_t dbuf_size; /* (S) */
 
 	/* (S): the session */
 	int fd;
@@ -329,9 +332,12 @@ int state_open(kvfs_t *kv, const char *key, uint8_t op, uint8_t flags, struct co
 /* ---- pin.c: pins and same-host pool maps ---- */
 /*
  * Map the pool the server offers (wire_pool) read-only, when it is the one
- * the server described: same host, and we may ptrace the server (what
- * pidfd_getfd asks, as shm's cross-memory attach does). Returns NULL
- * otherwise; the conn then reads by RMA as always.
+ * the server described and a kvfs pool (a sealed memfd "kvfs-pool" of that
+ * size): same host, and we may ptrace the server (what pidfd_getfd asks, as
+ * shm's cross-memory attach does). Returns NULL otherwise; the conn then
+ * reads by RMA as always. wp is authenticated (READY's MAC) only with a
+ * secret; without one, the checks still keep a file of the sender's
+ * choosing from being mapped.
  */
 struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_pool *wp,
 			     const char *name);

@@ -95,6 +95,7 @@ void conn_destroy(struct conn *c)
 		munmap(c->staging_region, c->region_size);
 	free(c->msgs);
 	free(c->dbuf);
+	explicit_bzero(c->hs_key, sizeof(c->hs_key));
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 }
@@ -105,7 +106,8 @@ void conn_destroy(struct conn *c)
 struct handshake {
 	const struct kvfs_config *cfg;
 	const struct kvfs_server_entry *se;
-	int tmo;
+	int tmo;       /* client.timeout_ms: for dial to WELCOME in all, and for SETUP to READY */
+	int64_t until; /* now_ns() deadline of the phase under way (see left) */
 	char err[256]; /* what failed, for connect_session's one log line */
 	struct wire_hello hello;
 	struct wire_challenge ch;
@@ -117,11 +119,21 @@ struct handshake {
 	int sock_failed;  /* SETUP/READY failed on the socket itself (no error frame) */
 };
 
+/* Milliseconds left to h's deadline, at least 1 (a step past it then times out at once). */
+static int left(const struct handshake *h)
+{
+	int64_t ms = (h->until - now_ns()) / 1000000;
+	return ms < 1 ? 1 : ms > h->tmo ? h->tmo : (int)ms;
+}
+
 /* Open the bootstrap socket (c->fd). Logs its failure and returns -EIO. */
 static int dial(struct conn *c, struct handshake *h)
 {
 	const struct kvfs_server_entry *se = h->se;
-	c->fd = sock_connect(se->host, se->port, h->tmo);
+	c->hs_authed = 0;
+	explicit_bzero(c->hs_key, sizeof(c->hs_key));
+	h->until = now_ns() + (int64_t)h->tmo * 1000000; /* dial to WELCOME, in all */
+	c->fd = sock_connect(se->host, se->port, left(h));
 	if (c->fd < 0) {
 		int ret = c->fd;
 		c->fd = -1;
@@ -137,11 +149,19 @@ static int greet(struct conn *c, struct handshake *h)
 {
 	h->hello.proto = WIRE_PROTO;
 	wire_random(h->hello.nonce, sizeof(h->hello.nonce));
-	int ret = sock_send_frame(c->fd, WF_HELLO, &h->hello, h->tmo);
+	int ret = sock_send_frame(c->fd, WF_HELLO, &h->hello, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_CHALLENGE, &h->ch, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_CHALLENGE, &h->ch, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	return ret;
+}
+
+/* Does body (a frame of type, mac its mac field) carry the MAC of this handshake? */
+static int frame_mac_ok(const struct conn *c, uint16_t type, const void *body,
+			const uint8_t mac[WIRE_MAC])
+{
+	uint8_t want[WIRE_MAC];
+	return wire_frame_mac(want, c->hs_key, type, body) == 0 && wire_mac_equal(want, mac);
 }
 
 /*
@@ -157,24 +177,33 @@ static int authenticate(struct conn *c, struct handshake *h)
 			 "server requires a secret; set cluster.secret_file");
 		return -EACCES;
 	}
-	if (h->ch.auth_required)
+	if (!h->ch.auth_required && cfg->secret_len > 0) {
+		/*
+		 * Whoever answers there does not know the secret, or says it needs
+		 * none: either way not a server we may trust with our writes (one
+		 * that binds the port while the real server is down).
+		 */
+		snprintf(h->err, sizeof(h->err),
+			 "server does not ask for authentication, but cluster.secret_file is "
+			 "set: refusing a server that cannot prove the secret");
+		return -EACCES;
+	}
+	if (h->ch.auth_required) {
 		wire_mac(mac, cfg->secret, cfg->secret_len, "kvfs-client", h->ch.nonce,
 			 h->hello.nonce);
-	int ret = sock_send_frame(c->fd, WF_AUTH, mac, h->tmo);
+		wire_session_key(c->hs_key, cfg->secret, cfg->secret_len, h->hello.nonce,
+				 h->ch.nonce);
+	}
+	int ret = sock_send_frame(c->fd, WF_AUTH, mac, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_WELCOME, &h->w, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_WELCOME, &h->w, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	if (ret)
 		return ret;
-	if (h->ch.auth_required) {
-		uint8_t want[WIRE_MAC];
-		wire_mac(want, cfg->secret, cfg->secret_len, "kvfs-server", h->hello.nonce,
-			 h->ch.nonce);
-		if (!wire_mac_equal(want, h->w.mac)) {
-			snprintf(h->err, sizeof(h->err),
-				 "server failed to prove the shared secret");
-			return -EACCES;
-		}
+	c->hs_authed = h->ch.auth_required;
+	if (h->ch.auth_required && !frame_mac_ok(c, WF_WELCOME, &h->w, h->w.mac)) {
+		snprintf(h->err, sizeof(h->err), "server failed to prove the shared secret");
+		return -EACCES;
 	}
 	return 0;
 }
@@ -330,14 +359,22 @@ static int exchange_setup(struct conn *c, struct handshake *h)
 					  fab_mr_key(c->recv_mr)};
 	setup.staging = (struct wire_region){fab_mr_remote_base(c->staging_mr), c->region_size,
 					     fab_mr_key(c->staging_mr)};
-	ret = sock_send_frame(c->fd, WF_SETUP, &setup, h->tmo);
+	if (c->hs_authed)
+		wire_frame_mac(setup.mac, c->hs_key, WF_SETUP, &setup);
+	h->until = now_ns() + (int64_t)h->tmo * 1000000; /* SETUP to READY, in all */
+	ret = sock_send_frame(c->fd, WF_SETUP, &setup, left(h));
 	if (!ret)
-		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, h->tmo, h->err,
+		ret = sock_recv_frame(c->fd, WF_READY, &h->rd, WIRE_FRAME_MAX, left(h), h->err,
 				      sizeof(h->err));
 	if (ret) {
 		h->shm_refused = ret == -EPERM && strcmp(h->prov, "shm") == 0;
 		h->sock_failed = !h->err[0]; /* an ERROR frame would have said why */
 		return ret;
+	}
+	if (c->hs_authed && !frame_mac_ok(c, WF_READY, &h->rd, h->rd.mac)) {
+		/* not the server's READY for this SETUP: trust nothing of it (its pool) */
+		snprintf(h->err, sizeof(h->err), "the server's READY failed its MAC");
+		return -EACCES;
 	}
 	ret = fab_av_insert(c->ep, h->rd.addr, h->rd.addr_len, &c->srv_addr);
 	if (ret) {

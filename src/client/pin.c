@@ -9,6 +9,8 @@
  * mapped while it is open even after the conn reconnects.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +53,34 @@ void pool_put(struct pool_map *m)
 	}
 }
 
+/*
+ * Is fd the pool wp describes, as a kvfs-server makes it (store_slab.c): a
+ * memfd named "kvfs-pool", sealed against shrinking and growing, of exactly
+ * wp->len bytes, with wp's dev and ino? Whoever sent wp (without a secret,
+ * whoever answered on the server's address) could otherwise have us map a
+ * file of its choosing, and truncate it under us (SIGBUS on a read).
+ */
+static int is_kvfs_pool(int fd, const struct wire_pool *wp)
+{
+	static const char name[] = "/memfd:kvfs-pool";
+	char path[64], link[64];
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_dev != wp->dev ||
+	    (uint64_t)st.st_ino != wp->ino || (uint64_t)st.st_size != wp->len)
+		return 0;
+	int seals = fcntl(fd, F_GET_SEALS); /* only a memfd (or shmem file) has seals */
+	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	if (n < (ssize_t)sizeof(name) - 1)
+		return 0;
+	link[n] = 0;
+	/* "/memfd:kvfs-pool (deleted)": the name, then nothing or the kernel's suffix */
+	return memcmp(link, name, sizeof(name) - 1) == 0 &&
+	       (link[sizeof(name) - 1] == 0 || link[sizeof(name) - 1] == ' ');
+}
+
 struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_pool *wp,
 			     const char *name)
 {
@@ -61,10 +91,8 @@ struct pool_map *pool_attach(const struct kvfs_config *cfg, const struct wire_po
 	int err = fd < 0 ? errno : 0;
 	if (pfd >= 0)
 		close(pfd);
-	struct stat st;
 	void *p = MAP_FAILED;
-	if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == wp->dev &&
-	    (uint64_t)st.st_ino == wp->ino && (uint64_t)st.st_size >= wp->len)
+	if (fd >= 0 && is_kvfs_pool(fd, wp))
 		p = mmap(NULL, (size_t)wp->len, PROT_READ, MAP_SHARED, fd, 0);
 	if (fd >= 0)
 		close(fd);

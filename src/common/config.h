@@ -54,8 +54,9 @@ struct kvfs_config {
 	uint64_t server_memory;	   /* default 1G, at least 16M */
 	uint64_t server_max_value; /* default 1G, at most server_memory */
 	enum kvfs_eviction eviction;
-	int server_prefault;	  /* populate the pool at start (default 1) */
-	char server_metrics[300]; /* "host:port" of kvfs-server's /metrics; "" = off (default) */
+	int server_prefault;	     /* populate the pool at start (default 1) */
+	char server_metrics[300];    /* "host:port" of kvfs-server's /metrics; "" = off (default) */
+	unsigned server_hs_per_addr; /* handshakes at once from one address (default 8, 1..64) */
 
 	uint64_t client_buffer;	  /* default 64M, at least 4M */
 	unsigned timeout_ms;	  /* default 2000, 1..3600000 */

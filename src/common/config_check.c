@@ -115,6 +115,7 @@ void config_defaults(struct kvfs_config *c)
 	c->server_max_value = DEF_MAX_VALUE;
 	c->eviction = KVFS_EVICT_LRU;
 	c->server_prefault = 1;
+	c->server_hs_per_addr = DEF_HS_PER_ADDR;
 	c->client_buffer = DEF_BUFFER;
 	c->timeout_ms = DEF_TIMEOUT;
 	c->local_map = 1;
@@ -346,6 +347,12 @@ int cfg_validate(const struct kvfs_config *c, const struct where *w_servers,
 	if (c->timeout_ms < 1 || c->timeout_ms > MAX_TIMEOUT) {
 		cfg_errf(err, errlen, &any, "client.timeout_ms",
 			 "%u is out of range; valid: 1 to %u", c->timeout_ms, MAX_TIMEOUT);
+		return -EINVAL;
+	}
+	if (c->server_hs_per_addr < 1 || c->server_hs_per_addr > MAX_HS_PER_ADDR) {
+		cfg_errf(err, errlen, &any, "server.handshakes_per_address",
+			 "%u is out of range; valid: 1 to %u", c->server_hs_per_addr,
+			 MAX_HS_PER_ADDR);
 		return -EINVAL;
 	}
 	return 0;

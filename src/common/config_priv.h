@@ -17,17 +17,19 @@
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)
 
-#define DEF_INLINE    (4 * KIB)
-#define MAX_INLINE    (64 * KIB)
-#define DEF_MEMORY    GIB
-#define MIN_MEMORY    (16 * MIB)
-#define MAX_MEMORY    (32 * GIB)
-#define DEF_MAX_VALUE GIB
-#define DEF_BUFFER    (64 * MIB)
-#define MIN_BUFFER    (4 * MIB)
-#define MAX_BUFFER    (16 * GIB)
-#define DEF_TIMEOUT   2000u
-#define MAX_TIMEOUT   3600000u
+#define DEF_INLINE	(4 * KIB)
+#define MAX_INLINE	(64 * KIB)
+#define DEF_MEMORY	GIB
+#define MIN_MEMORY	(16 * MIB)
+#define MAX_MEMORY	(32 * GIB)
+#define DEF_MAX_VALUE	GIB
+#define DEF_BUFFER	(64 * MIB)
+#define MIN_BUFFER	(4 * MIB)
+#define MAX_BUFFER	(16 * GIB)
+#define DEF_TIMEOUT	2000u
+#define MAX_TIMEOUT	3600000u
+#define DEF_HS_PER_ADDR 8u  /* server.handshakes_per_address */
+#define MAX_HS_PER_ADDR 64u /* all the server's handshake slots */
 
 #define VALID_PROVIDERS "\"auto\", \"verbs\", \"efa\", \"tcp\" or \"shm\""
 

@@ -407,8 +407,9 @@ static int set_client_metrics(struct kvfs_config *c, const struct val *v, const 
 			   sizeof(c->client_metrics));
 }
 
-static int set_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
-		       const struct where *w, char *err, size_t errlen)
+/* An integer (or a string of digits) in [1, max]; what names it in the message. */
+static int get_count(const struct val *v, const char *setting, const struct where *w, unsigned max,
+		     const char *what, char *err, size_t errlen, unsigned *out)
 {
 	long long x = -1;
 	char vs[128];
@@ -422,15 +423,28 @@ static int set_timeout(struct kvfs_config *c, const struct val *v, const char *s
 		if (errno || *end)
 			x = -1;
 	}
-	if (x < 1 || x > (long long)MAX_TIMEOUT) {
-		cfg_errf(
-		    err, errlen, w, setting,
-		    "%s is not a timeout; valid: an integer number of milliseconds from 1 to %u",
-		    val_str(vs, sizeof(vs), v), MAX_TIMEOUT);
+	if (x < 1 || x > (long long)max) {
+		cfg_errf(err, errlen, w, setting, "%s is not %s from 1 to %u",
+			 val_str(vs, sizeof(vs), v), what, max);
 		return -EINVAL;
 	}
-	c->timeout_ms = (unsigned)x;
+	*out = (unsigned)x;
 	return 0;
+}
+
+static int set_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
+		       const struct where *w, char *err, size_t errlen)
+{
+	return get_count(v, setting, w, MAX_TIMEOUT,
+			 "a timeout; valid: an integer number of milliseconds", err, errlen,
+			 &c->timeout_ms);
+}
+
+static int set_hs_per_addr(struct kvfs_config *c, const struct val *v, const char *setting,
+			   const struct where *w, char *err, size_t errlen)
+{
+	return get_count(v, setting, w, MAX_HS_PER_ADDR, "a count; valid: an integer", err, errlen,
+			 &c->server_hs_per_addr);
 }
 
 const struct setting_desc cfg_settings[] = {
@@ -444,6 +458,7 @@ const struct setting_desc cfg_settings[] = {
     {"server", "eviction", set_eviction, ROLE_PLAIN},
     {"server", "prefault", set_prefault, ROLE_PLAIN},
     {"server", "metrics", set_server_metrics, ROLE_PLAIN},
+    {"server", "handshakes_per_address", set_hs_per_addr, ROLE_PLAIN},
     {"client", "buffer", set_buffer, ROLE_PLAIN},
     {"client", "timeout_ms", set_timeout, ROLE_PLAIN},
     {"client", "local_map", set_local_map, ROLE_PLAIN},

@@ -74,6 +74,17 @@ static int wait_fd(int fd, short ev, int64_t deadline)
 	}
 }
 
+void sock_keepalive(int fd)
+{
+	int one = 1, idle = SOCK_KEEPIDLE_S, intvl = SOCK_KEEPINTVL_S, cnt = SOCK_KEEPCNT;
+	unsigned user = SOCK_USER_TIMEOUT_MS;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof(user));
+}
+
 int sock_connect(const char *host, const char *port, int timeout_ms)
 {
 	struct addrinfo *res;
@@ -89,6 +100,7 @@ int sock_connect(const char *host, const char *port, int timeout_ms)
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		sock_keepalive(fd);
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
 			ret = fd;
 			break;

@@ -10,8 +10,23 @@
 
 /* Listen on host:port (SO_REUSEADDR, close-on-exec). Returns fd or -errno. */
 int sock_listen(const char *host, const char *port);
-/* Connect within timeout_ms (TCP_NODELAY set). Returns fd or -errno (-ETIMEDOUT). */
+/*
+ * Connect within timeout_ms (TCP_NODELAY and sock_keepalive set). Returns fd
+ * or -errno (-ETIMEDOUT).
+ */
 int sock_connect(const char *host, const char *port, int timeout_ms);
+/*
+ * Detect a peer that vanished (host down, cable cut: no FIN, no RST) on a
+ * long-lived bootstrap connection: TCP keepalive after SOCK_KEEPIDLE_S of
+ * quiet, SOCK_KEEPCNT probes SOCK_KEEPINTVL_S apart, and TCP_USER_TIMEOUT
+ * (unacknowledged data or probes for SOCK_USER_TIMEOUT_MS fail the socket).
+ * The socket then reports ETIMEDOUT, which the liveness checks see.
+ */
+#define SOCK_KEEPIDLE_S	     10
+#define SOCK_KEEPINTVL_S     5
+#define SOCK_KEEPCNT	     3
+#define SOCK_USER_TIMEOUT_MS 25000
+void sock_keepalive(int fd);
 /* Encode and send one frame (see wire.h) within timeout_ms. Returns 0 or -errno. */
 int sock_send_frame(int fd, uint16_t type, const void *body, int timeout_ms);
 /*

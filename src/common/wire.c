@@ -199,6 +199,7 @@ int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body)
 		w_bytes(&w, m->addr, m->addr_len);
 		w_region(&w, &m->recv);
 		w_region(&w, &m->staging);
+		w_bytes(&w, m->mac, WIRE_MAC);
 		break;
 	}
 	case WF_READY: {
@@ -212,6 +213,7 @@ int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body)
 		w_u64(&w, m->pool.len);
 		w_u64(&w, m->pool.dev);
 		w_u64(&w, m->pool.ino);
+		w_bytes(&w, m->mac, WIRE_MAC);
 		break;
 	}
 	case WF_ERROR: {
@@ -281,6 +283,7 @@ int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, co
 		r_copy(&r, m->addr, m->addr_len);
 		r_region(&r, &m->recv);
 		r_region(&r, &m->staging);
+		r_copy(&r, m->mac, WIRE_MAC);
 		break;
 	}
 	case WF_READY: {
@@ -298,6 +301,7 @@ int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, co
 		m->pool.len = r_u64(&r);
 		m->pool.dev = r_u64(&r);
 		m->pool.ino = r_u64(&r);
+		r_copy(&r, m->mac, WIRE_MAC);
 		break;
 	}
 	case WF_ERROR: {
@@ -654,6 +658,34 @@ void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const c
 int wire_mac_equal(const uint8_t a[WIRE_MAC], const uint8_t b[WIRE_MAC])
 {
 	return CRYPTO_memcmp(a, b, WIRE_MAC) == 0;
+}
+
+void wire_session_key(uint8_t key[WIRE_MAC], const uint8_t *secret, size_t slen,
+		      const uint8_t cn[WIRE_NONCE], const uint8_t sn[WIRE_NONCE])
+{
+	wire_mac(key, secret, slen, "kvfs-session", cn, sn);
+}
+
+int wire_frame_mac(uint8_t mac[WIRE_MAC], const uint8_t key[WIRE_MAC], uint16_t type,
+		   const void *body)
+{
+	static const char label[] = "kvfs-frame";
+	uint8_t buf[sizeof(label) - 1 + WIRE_FRAME_HDR + WIRE_FRAME_MAX];
+	const size_t ll = sizeof(label) - 1;
+	unsigned int outlen = WIRE_MAC;
+	memset(mac, 0, WIRE_MAC);
+	if (type != WF_WELCOME && type != WF_SETUP && type != WF_READY)
+		return -EINVAL;
+	memcpy(buf, label, ll);
+	int n = wire_frame_encode(buf + ll, sizeof(buf) - ll, type, body);
+	if (n < WIRE_FRAME_HDR + WIRE_MAC)
+		return -EINVAL;
+	/* the mac field: first in a WELCOME, last in a SETUP or READY */
+	size_t at = type == WF_WELCOME ? WIRE_FRAME_HDR : (size_t)n - WIRE_MAC;
+	memset(buf + ll + at, 0, WIRE_MAC);
+	if (!HMAC(EVP_sha256(), key, WIRE_MAC, buf, ll + (size_t)n, mac, &outlen))
+		return -EINVAL;
+	return 0;
 }
 
 /* Read len bytes of /dev/urandom into p; 0, or -errno. */

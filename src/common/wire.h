@@ -4,14 +4,24 @@
  * counters) is proto.h's. Two channels:
  *
  * Bootstrap over TCP, framed: [u32 magic "KVFS"][u16 proto][u16 type][u32 len][body].
- *   c->s HELLO {proto, client nonce}
- *   s->c CHALLENGE {auth required, server nonce}
+ *   c->s HELLO {proto, client nonce cn}
+ *   s->c CHALLENGE {auth required, server nonce sn}
  *   c->s AUTH {HMAC-SHA256(secret, "kvfs-client" sn cn)}   (zeros when no auth)
- *   s->c WELCOME {HMAC-SHA256(secret, "kvfs-server" cn sn), limits, providers}
- *   c->s SETUP {provider, fabric address, receive region, staging region}
- *   s->c READY {session id, token, server fabric address}
+ *   s->c WELCOME {mac, limits, providers}
+ *   c->s SETUP {provider, fabric address, receive region, staging region, mac}
+ *   s->c READY {session id, token, server fabric address, pool, mac}
  *   either way: ERROR {errno, text}. The socket then stays open as the
  *   session's liveness channel.
+ * With a secret (auth required), WELCOME, SETUP and READY each carry a MAC
+ * (wire_frame_mac) under the handshake's key K = HMAC-SHA256(secret,
+ * "kvfs-session" cn sn): WELCOME's is the server's proof of the secret over
+ * both nonces, and it and the others bind what they carry to this handshake
+ * (no frame of another handshake, direction or type passes). Without a
+ * secret the MACs are zeros and nobody checks them. A client that has a
+ * secret refuses a server that does not ask for authentication. Nothing is
+ * encrypted, and the frames after READY and the direct requests carry no
+ * MAC: the secret proves who answered the handshake, not that nobody on
+ * the path changes what follows (README "Security").
  *
  * Direct requests (README "Small requests on the bootstrap channel"): after
  * WELCOME and before any SETUP, the client may send instead
@@ -61,8 +71,9 @@
 
 #include "proto.h"
 
-#define WIRE_MAGIC     0x5346564bu /* "KVFS" */
-#define WIRE_PROTO     2	   /* 2: atime and ctime in attributes, atime in setattr */
+#define WIRE_MAGIC 0x5346564bu /* "KVFS" */
+#define WIRE_PROTO                                                                                 \
+	2 /* 2: atime and ctime in attributes, atime in setattr; MACs on WELCOME, SETUP, READY */
 #define WIRE_NONCE     32
 #define WIRE_MAC       32
 #define WIRE_FRAME_HDR 12
@@ -122,12 +133,14 @@ struct wire_setup {
 	uint16_t addr_len;
 	uint8_t addr[WIRE_ADDR_MAX];
 	struct wire_region recv, staging;
+	uint8_t mac[WIRE_MAC]; /* wire_frame_mac, or zeros without a secret */
 };
 /*
  * The server's pool, offered to clients on its host (README "Same-host
  * reads"): a client allowed to ptrace process pid takes its descriptor fd
- * (pidfd_getfd) and maps it read-only when fstat shows dev, ino and at least
- * len bytes. pid 0: not offered.
+ * (pidfd_getfd) and maps it read-only when it is a kvfs pool: a memfd named
+ * "kvfs-pool", sealed against shrinking and growing, of exactly len bytes,
+ * with fstat's dev and ino. pid 0: not offered.
  */
 struct wire_pool {
 	uint32_t pid;
@@ -139,6 +152,7 @@ struct wire_ready {
 	uint16_t addr_len;
 	uint8_t addr[WIRE_ADDR_MAX];
 	struct wire_pool pool;
+	uint8_t mac[WIRE_MAC]; /* wire_frame_mac, or zeros without a secret */
 };
 struct wire_error {
 	int32_t err;
@@ -295,6 +309,17 @@ int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st);
 void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const char *label,
 	      const uint8_t a[WIRE_NONCE], const uint8_t b[WIRE_NONCE]);
 int wire_mac_equal(const uint8_t a[WIRE_MAC], const uint8_t b[WIRE_MAC]);
+/* The handshake's key: HMAC-SHA256(secret, "kvfs-session" cn sn). */
+void wire_session_key(uint8_t key[WIRE_MAC], const uint8_t *secret, size_t slen,
+		      const uint8_t cn[WIRE_NONCE], const uint8_t sn[WIRE_NONCE]);
+/*
+ * The MAC of a WELCOME, SETUP or READY body under key: HMAC-SHA256(key,
+ * "kvfs-frame" || the frame as encoded, header included, with its mac field
+ * zeroed), so it covers the type and every field the receiver decodes.
+ * Returns 0, or -EINVAL for another type or a body that does not encode.
+ */
+int wire_frame_mac(uint8_t mac[WIRE_MAC], const uint8_t key[WIRE_MAC], uint16_t type,
+		   const void *body);
 /* Random bytes (getrandom, else /dev/urandom; aborts with neither). */
 void wire_random(void *buf, size_t len);
 

@@ -8,9 +8,19 @@
  * direct requests of a client that sends some (direct.c), fabric address
  * exchange) so a slow or hostile peer cannot stall others; each
  * fabric endpoint has its service thread (service.c).
+ *
+ * Bootstrap limits (README "Security"): HELLO to WELCOME within one
+ * deadline of HANDSHAKE_MS in all (not per frame); MAX_HANDSHAKES slots in
+ * all, at most server.handshakes_per_address of them for one peer address;
+ * TCP keepalive and TCP_USER_TIMEOUT on every connection (sock_keepalive);
+ * accept failing for want of descriptors pauses accepting (ACCEPT_PAUSE_MS)
+ * instead of spinning on the ready listener. What a peer can cause is
+ * logged rate-limited.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,8 +42,9 @@
 #include "common/wire.h"
 #include "service.h"
 
-#define HANDSHAKE_MS   3000
-#define MAX_HANDSHAKES 64
+#define HANDSHAKE_MS	3000 /* HELLO to WELCOME, in all; and READY's send */
+#define MAX_HANDSHAKES	64
+#define ACCEPT_PAUSE_MS 100 /* accept out of descriptors: wait this long before the next */
 /*
  * Connections past WELCOME (authenticated, when there is a secret) that are
  * serving direct requests or about to send SETUP: a budget of their own,
@@ -42,6 +53,8 @@
  */
 #define MAX_DIRECTS 256
 #define MAX_CONNS   4096
+#define STR_(x)	    #x
+#define STR(x)	    STR_(x)
 
 struct conn {
 	int fd;
@@ -58,6 +71,123 @@ static atomic_int handshakes;
 static atomic_int directs; /* threads in direct_serve (MAX_DIRECTS) */
 /* Refused handshakes (junk, wrong version, wrong secret): any peer can cause them. */
 static struct log_rl refused_rl = LOG_RL_INIT(LOG_RL_BURST, LOG_RL_INTERVAL_MS);
+/* Connections turned away at accept (slots full, no descriptors): likewise. */
+static struct log_rl accept_rl = LOG_RL_INIT(LOG_RL_BURST, LOG_RL_INTERVAL_MS);
+
+/*
+ * Handshake slots per peer address: one entry per address with slots
+ * held (n > 0). At most MAX_HANDSHAKES + MAX_DIRECTS slots are held at
+ * once (a direct connection takes its slot back for SETUP), so as many
+ * entries always do.
+ */
+struct peer_slots {
+	int family;
+	uint8_t addr[16];
+	int n;
+};
+static pthread_mutex_t peers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct peer_slots peers[MAX_HANDSHAKES + MAX_DIRECTS]; /* peers_lock */
+
+/* A connection's peer, as its handshake thread knows it. */
+struct peer {
+	int fd;
+	struct peer_slots key; /* family and address; n unused */
+	char name[64];	       /* numeric address, for log lines */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left to deadline, at least 1 (sock_* then time out at once). */
+static int ms_left(int64_t deadline)
+{
+	int64_t left = deadline - mono_ms();
+	return left < 1 ? 1 : (int)left;
+}
+
+/*
+ * Take one of key's handshake slots: no more than limit (0: no limit, a
+ * slot coming back from the direct phase). Returns 0 or -EUSERS.
+ */
+static int peer_take(const struct peer_slots *key, int limit)
+{
+	struct peer_slots *free_e = NULL;
+	int ret = -EUSERS;
+	pthread_mutex_lock(&peers_lock);
+	for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
+		struct peer_slots *e = &peers[i];
+		if (e->n == 0) {
+			if (!free_e)
+				free_e = e;
+			continue;
+		}
+		if (e->family == key->family && !memcmp(e->addr, key->addr, sizeof(e->addr))) {
+			if (!limit || e->n < limit) {
+				e->n++;
+				ret = 0;
+			}
+			goto out;
+		}
+	}
+	if (free_e) {
+		*free_e = *key;
+		free_e->n = 1;
+		ret = 0;
+	}
+out:
+	pthread_mutex_unlock(&peers_lock);
+	return ret;
+}
+
+static void peer_give(const struct peer_slots *key)
+{
+	pthread_mutex_lock(&peers_lock);
+	for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
+		struct peer_slots *e = &peers[i];
+		if (e->n && e->family == key->family &&
+		    !memcmp(e->addr, key->addr, sizeof(e->addr))) {
+			e->n--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&peers_lock);
+}
+
+/* A handshake slot: one of MAX_HANDSHAKES, one of the peer's. Returns 0 or -EUSERS. */
+static int slot_take(const struct peer *p, int limit)
+{
+	if (atomic_fetch_add(&handshakes, 1) >= MAX_HANDSHAKES && limit) {
+		atomic_fetch_sub(&handshakes, 1);
+		return -EUSERS;
+	}
+	if (peer_take(&p->key, limit)) {
+		atomic_fetch_sub(&handshakes, 1);
+		return -EUSERS;
+	}
+	return 0;
+}
+
+static void slot_give(const struct peer *p)
+{
+	peer_give(&p->key);
+	atomic_fetch_sub(&handshakes, 1);
+}
+
+static __thread const char *hs_peer = "?"; /* the handshake thread's peer, for send_error */
+
+/* A handshake frame that did not come (the peer closed: nothing to say; too slow: a line). */
+static void refused_quietly(int err, const char *what)
+{
+	if (err == -ETIMEDOUT)
+		log_ratelimited(
+		    &refused_rl, LOG_LVL_INFO,
+		    "dropped a client (%s): no complete %s within the handshake's %d ms", hs_peer,
+		    what, HANDSHAKE_MS);
+}
 
 static void send_error(int fd, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void send_error(int fd, int err, const char *fmt, ...)
@@ -68,7 +198,7 @@ static void send_error(int fd, int err, const char *fmt, ...)
 	vsnprintf(e.text, sizeof(e.text), fmt, ap);
 	va_end(ap);
 	log_ratelimited(&refused_rl, err == -EACCES ? LOG_LVL_WARN : LOG_LVL_INFO,
-			"refused a client: %s", e.text);
+			"refused a client (%s): %s", hs_peer, e.text);
 	sock_send_frame(fd, WF_ERROR, &e, 500);
 }
 
@@ -80,22 +210,27 @@ static struct svc_ep *find_ep(const char *prov)
 	return NULL;
 }
 
-/* The handshake of one connection; on success the fd joins the control loop. */
+/* The handshake of one connection (arg: its struct peer); then the fd joins the control loop. */
 static void *handshake(void *arg)
 {
-	int fd = (int)(intptr_t)arg;
+	struct peer *peer = arg;
+	int fd = peer->fd;
+	int64_t deadline = mono_ms() + HANDSHAKE_MS; /* HELLO to WELCOME, in all */
 	struct wire_hello hello;
 	struct wire_challenge ch = {.auth_required = srv.cfg.secret_len > 0};
-	uint8_t mac[WIRE_MAC];
+	uint8_t mac[WIRE_MAC], key[WIRE_MAC] = {0}; /* key: the handshake's (wire.h) */
 	struct wire_welcome w = {.limits = srv.limits};
 	struct wire_setup setup;
 	int ret;
 
-	ret = sock_recv_frame(fd, WF_HELLO, &hello, WIRE_FRAME_PRE, HANDSHAKE_MS, NULL, 0);
+	hs_peer = peer->name;
+	ret = sock_recv_frame(fd, WF_HELLO, &hello, WIRE_FRAME_PRE, ms_left(deadline), NULL, 0);
 	if (ret) {
 		if (ret == -EPROTO)
 			send_error(fd, -EPROTO, "not a kvfs hello (protocol %d expected)",
 				   WIRE_PROTO);
+		else
+			refused_quietly(ret, "hello");
 		goto out;
 	}
 	if (hello.proto != WIRE_PROTO) {
@@ -105,10 +240,16 @@ static void *handshake(void *arg)
 		goto out;
 	}
 	wire_random(ch.nonce, sizeof(ch.nonce));
-	if (sock_send_frame(fd, WF_CHALLENGE, &ch, HANDSHAKE_MS))
+	if (sock_send_frame(fd, WF_CHALLENGE, &ch, ms_left(deadline)))
 		goto out;
-	if (sock_recv_frame(fd, WF_AUTH, mac, WIRE_FRAME_PRE, HANDSHAKE_MS, NULL, 0))
+	ret = sock_recv_frame(fd, WF_AUTH, mac, WIRE_FRAME_PRE, ms_left(deadline), NULL, 0);
+	if (ret) {
+		if (ret == -EPROTO)
+			send_error(fd, -EPROTO, "not a kvfs auth frame");
+		else
+			refused_quietly(ret, "auth");
 		goto out;
+	}
 	if (ch.auth_required) {
 		uint8_t want[WIRE_MAC];
 		wire_mac(want, srv.cfg.secret, srv.cfg.secret_len, "kvfs-client", ch.nonce,
@@ -117,13 +258,15 @@ static void *handshake(void *arg)
 			send_error(fd, -EACCES, "authentication failed: wrong secret");
 			goto out;
 		}
-		wire_mac(w.mac, srv.cfg.secret, srv.cfg.secret_len, "kvfs-server", hello.nonce,
-			 ch.nonce);
+		wire_session_key(key, srv.cfg.secret, srv.cfg.secret_len, hello.nonce, ch.nonce);
 	}
 	for (int i = 0; i < srv.n_eps && i < WIRE_MAX_PROVS; i++)
 		snprintf(w.provs[w.n_provs++], sizeof(w.provs[0]), "%s",
 			 svc_ep_provider(srv.eps[i]));
-	if (sock_send_frame(fd, WF_WELCOME, &w, HANDSHAKE_MS))
+	/* with a secret: the proof of it over both nonces, and of these limits */
+	if (ch.auth_required && wire_frame_mac(w.mac, key, WF_WELCOME, &w))
+		goto out;
+	if (sock_send_frame(fd, WF_WELCOME, &w, ms_left(deadline)))
 		goto out;
 	/* Direct requests (direct.c) until SETUP, if the client sends any. */
 	if (atomic_fetch_add(&directs, 1) >= MAX_DIRECTS) {
@@ -132,12 +275,20 @@ static void *handshake(void *arg)
 			   MAX_DIRECTS);
 		goto out;
 	}
-	atomic_fetch_sub(&handshakes, 1); /* out of the handshake slots meanwhile */
+	slot_give(peer); /* out of the handshake slots meanwhile */
 	ret = direct_serve(&srv, fd, HANDSHAKE_MS, &setup);
-	atomic_fetch_add(&handshakes, 1);
+	slot_take(peer, 0);
 	atomic_fetch_sub(&directs, 1);
 	if (ret)
 		goto out;
+	if (ch.auth_required) {
+		uint8_t want[WIRE_MAC];
+		if (wire_frame_mac(want, key, WF_SETUP, &setup) ||
+		    !wire_mac_equal(want, setup.mac)) {
+			send_error(fd, -EACCES, "setup failed its MAC (not from this handshake)");
+			goto out;
+		}
+	}
 	struct svc_ep *ep = find_ep(setup.provider);
 	if (!ep) {
 		send_error(fd, -EPROTONOSUPPORT, "provider \"%s\" is not served here",
@@ -173,6 +324,8 @@ static void *handshake(void *arg)
 	}
 	struct wire_ready rd = {.session = cmd.session, .token = cmd.token, .pool = srv.pool};
 	ret = svc_ep_name(ep, rd.addr, &rd.addr_len);
+	if (!ret && ch.auth_required)
+		ret = wire_frame_mac(rd.mac, key, WF_READY, &rd);
 	if (!ret)
 		ret = sock_send_frame(fd, WF_READY, &rd, HANDSHAKE_MS);
 	pthread_mutex_lock(&conn_lock);
@@ -192,31 +345,70 @@ static void *handshake(void *arg)
 		(void)wr;
 	}
 out:
+	explicit_bzero(key, sizeof(key));
 	if (fd >= 0)
 		close(fd);
-	atomic_fetch_sub(&handshakes, 1);
+	slot_give(peer);
+	free(peer);
 	return NULL;
 }
 
-static void accept_one(int lfd)
+/*
+ * Accept one connection and start its handshake thread. Returns 0, or
+ * -errno when accept itself failed for a reason that will not pass at once
+ * (no descriptors or memory: the caller pauses accepting).
+ */
+static int accept_one(int lfd)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (atomic_fetch_add(&handshakes, 1) >= MAX_HANDSHAKES) {
-		atomic_fetch_sub(&handshakes, 1);
-		close(fd);
-		return;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+		if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+			log_ratelimited(&accept_rl, LOG_LVL_WARN,
+					"cannot accept connections: %s (pausing accept for %d ms)",
+					strerror(err), ACCEPT_PAUSE_MS);
+			return -err;
+		}
+		return 0; /* the peer gave up (ECONNABORTED), a signal: the next one */
 	}
+	struct peer *p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return -ENOMEM;
+	}
+	p->fd = fd;
+	p->key.family = ss.ss_family;
+	if (ss.ss_family == AF_INET)
+		memcpy(p->key.addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	else if (ss.ss_family == AF_INET6)
+		memcpy(p->key.addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	if (getnameinfo((struct sockaddr *)&ss, sl, p->name, sizeof(p->name), NULL, 0,
+			NI_NUMERICHOST))
+		snprintf(p->name, sizeof(p->name), "?");
+	if (slot_take(p, (int)srv.cfg.server_hs_per_addr)) {
+		log_ratelimited(&accept_rl, LOG_LVL_INFO,
+				"turned away a connection from %s: %s handshakes at once", p->name,
+				atomic_load(&handshakes) >= MAX_HANDSHAKES
+				    ? "already " STR(MAX_HANDSHAKES)
+				    : "server.handshakes_per_address");
+		close(fd);
+		free(p);
+		return 0;
+	}
+	sock_keepalive(fd);
 	pthread_t t;
 	pthread_attr_t at;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &at, handshake, (void *)(intptr_t)fd)) {
-		atomic_fetch_sub(&handshakes, 1);
+	if (pthread_create(&t, &at, handshake, p)) {
+		slot_give(p);
 		close(fd);
+		free(p);
 	}
 	pthread_attr_destroy(&at);
+	return 0;
 }
 
 /* The session's TCP channel closed (or spoke out of turn): drop the session. */
@@ -235,10 +427,12 @@ static void drop_conn(int i)
 static int control_loop(int lfd, int sfd)
 {
 	static struct pollfd pfd[MAX_CONNS + 3];
-	int64_t last_expire = 0;
+	int64_t last_expire = 0, accept_paused_until = 0;
 	for (;;) {
 		int n = 0;
-		pfd[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+		/* accepting paused: poll ignores a negative fd (the listener stays ready) */
+		int paused = accept_paused_until && mono_ms() < accept_paused_until;
+		pfd[n++] = (struct pollfd){.fd = paused ? -1 : lfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pfd[n++] = (struct pollfd){.fd = wake_fd, .events = POLLIN};
 		pthread_mutex_lock(&conn_lock);
@@ -264,7 +458,7 @@ static int control_loop(int lfd, int sfd)
 			(void)rd;
 		}
 		if (pfd[0].revents & POLLIN)
-			accept_one(lfd);
+			accept_paused_until = accept_one(lfd) ? mono_ms() + ACCEPT_PAUSE_MS : 0;
 		/* Walk backwards: drop_conn moves the last entry into the hole. */
 		for (int i = nc - 1; i >= 0; i--) {
 			if (!pfd[3 + i].revents)

@@ -21,6 +21,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -386,9 +387,14 @@ static int pool_map(struct store *s, size_t len)
 	if (a > m)
 		munmap(r, a - m);
 	munmap((void *)(a + len), m + len + PAGE - (a + len));
-	int fd = memfd_create("kvfs-pool", MFD_CLOEXEC);
+	/*
+	 * Sealed at its size: clients that map it check the seals (a pool
+	 * nobody can shrink under their mapping) and the name (pin.c).
+	 */
+	int fd = memfd_create("kvfs-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	void *p = MAP_FAILED;
-	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+	if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
 		p = mmap((void *)a, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED) {
 		if (fd >= 0)

@@ -3,11 +3,13 @@
  * and fabric modules, no libkvfs) and sends malformed messages, oversized
  * lengths and out-of-range buffer descriptors, while a well-behaved libkvfs
  * client keeps being served. The server must answer errors and stay up.
+ * Hostile servers and the bootstrap limits: test_hostile_peers.c, in the
+ * same binary.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,9 +19,10 @@
 #include "common/wire.h"
 #include "fabric/fabric.h"
 #include "harness.h"
+#include "hostile.h"
 
-static struct h_cluster cl;
-static kvfs_t *kv;
+struct h_cluster cl;
+kvfs_t *kv;
 
 struct raw {
 	int fd;
@@ -33,13 +36,13 @@ struct raw {
 	struct fab_ctx rx_ctx, tx_ctx;
 };
 
-static void start(void)
+void start(void)
 {
 	h_start(&cl, NULL);
 	kv = h_client(&cl);
 }
 
-static void stop(void)
+void stop(void)
 {
 	kvfs_close(kv);
 	h_stop(&cl);
@@ -180,7 +183,7 @@ static void expect_refusal(int fd)
 	cr_assert(n >= 0 || errno == ECONNRESET, "recv: %s", strerror(errno));
 }
 
-static void good_client_still_served(int round)
+void good_client_still_served(int round)
 {
 	char key[32], val[32], back[32];
 	snprintf(key, sizeof(key), "good/%d", round);
@@ -702,7 +705,7 @@ static int direct_req(int fd, struct wire_req *q, struct wire_rep *rep, char *te
 }
 
 /* The server closes fd within ms milliseconds (nothing more than an error frame comes). */
-static void expect_closed(int fd, int ms)
+void expect_closed(int fd, int ms)
 {
 	int64_t deadline = h_now_ms() + ms;
 	for (;;) {

@@ -107,6 +107,16 @@ Test(config, provider_domains_eviction_timeout)
 	expect_ok(SRV "server = { prefault = false; };\n");
 	cr_assert_eq(cfg.server_prefault, 0);
 	expect_error(SRV "server = {\n  prefault = \"no\";\n};\n", 3, "server.prefault");
+
+	expect_ok(SRV "");
+	cr_assert_eq(cfg.server_hs_per_addr, 8, "8 handshakes per address by default");
+	expect_ok(SRV "server = { handshakes_per_address = 64; };\n");
+	cr_assert_eq(cfg.server_hs_per_addr, 64);
+	expect_error(SRV "server = {\n  handshakes_per_address = 0;\n};\n", 3,
+		     "server.handshakes_per_address");
+	expect_error(SRV "server = {\n  handshakes_per_address = 65;\n};\n", 3,
+		     "server.handshakes_per_address");
+	cr_assert_not_null(strstr(err, "from 1 to 64"), "%s", err);
 }
 
 static void secret_conf(const char *secret_path, char *text, size_t len)

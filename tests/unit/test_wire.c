@@ -451,6 +451,53 @@ Test(wire, mac_depends_on_secret_and_nonces)
 }
 
 /*
+ * Frame MACs: carried through encode/decode, covering every field and the
+ * type, independent of the mac field's own content, and keyed.
+ */
+Test(wire, frame_mac_binds_every_field)
+{
+	uint8_t a[WIRE_NONCE] = {1}, b[WIRE_NONCE] = {2}, k1[WIRE_MAC], k2[WIRE_MAC];
+	uint8_t m1[WIRE_MAC], m2[WIRE_MAC], buf[WIRE_FRAME_MAX + WIRE_FRAME_HDR];
+	wire_session_key(k1, (const uint8_t *)"secret", 6, a, b);
+	wire_session_key(k2, (const uint8_t *)"secret", 6, b, a);
+	cr_assert_not(wire_mac_equal(k1, k2), "the key depends on the nonces' order");
+	struct wire_ready r = {.session = 1,
+			       .addr_len = 2,
+			       .addr = {9, 8},
+			       .pool = {4242, 7, 1ull << 30, 0x1234, 0xabcdef}};
+	cr_assert_eq(wire_frame_mac(m1, k1, WF_READY, &r), 0);
+	memcpy(r.mac, m1, WIRE_MAC);
+	cr_assert_eq(wire_frame_mac(m2, k1, WF_READY, &r), 0);
+	cr_assert(wire_mac_equal(m1, m2), "the mac field itself is not covered");
+	int n = wire_frame_encode(buf, sizeof(buf), WF_READY, &r);
+	struct wire_ready d;
+	const char *why;
+	cr_assert_eq(
+	    wire_frame_decode(WF_READY, buf + WIRE_FRAME_HDR, (size_t)n - WIRE_FRAME_HDR, &d, &why),
+	    0);
+	cr_assert_eq(memcmp(d.mac, m1, WIRE_MAC), 0);
+	cr_assert_eq(wire_frame_mac(m2, k1, WF_READY, &d), 0);
+	cr_assert(wire_mac_equal(m1, m2), "decoded READY verifies");
+	cr_assert_eq(wire_frame_mac(m2, k2, WF_READY, &d), 0);
+	cr_assert_not(wire_mac_equal(m1, m2), "another handshake's key");
+	d.pool.fd = 8;
+	cr_assert_eq(wire_frame_mac(m2, k1, WF_READY, &d), 0);
+	cr_assert_not(wire_mac_equal(m1, m2), "a changed pool");
+	struct wire_setup s = {.provider = "tcp", .addr_len = 1, .recv = {1, 2, 3}};
+	struct wire_welcome w = {.limits = {1, 2, 3, 4}, .n_provs = 1, .provs = {"tcp"}};
+	cr_assert_eq(wire_frame_mac(m1, k1, WF_SETUP, &s), 0);
+	s.staging.key = 1;
+	cr_assert_eq(wire_frame_mac(m2, k1, WF_SETUP, &s), 0);
+	cr_assert_not(wire_mac_equal(m1, m2), "a changed setup");
+	cr_assert_eq(wire_frame_mac(m1, k1, WF_WELCOME, &w), 0);
+	w.limits.max_value = 5;
+	cr_assert_eq(wire_frame_mac(m2, k1, WF_WELCOME, &w), 0);
+	cr_assert_not(wire_mac_equal(m1, m2), "changed limits");
+	struct wire_error e = {0};
+	cr_assert_eq(wire_frame_mac(m1, k1, WF_ERROR, &e), -EINVAL);
+}
+
+/*
  * wire_random without getrandom(2): a seccomp filter makes the calls in
  * nrs[] fail with err in this (the test's own) process, as an old kernel or
  * a sandbox would.
