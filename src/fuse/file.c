@@ -78,6 +78,40 @@ void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa)
 	pthread_mutex_unlock(&fs->it.lock);
 }
 
+/*
+ * Drop the kernel's pages and attributes of inode ino, from a thread of its
+ * own: never from a request handler, whose request may hold what the
+ * invalidation waits for. After a direct writer's commit, the page-cache
+ * writer of that file (open meanwhile) must not keep pages it cached before.
+ */
+struct inval {
+	struct fuse_session *se;
+	fuse_ino_t ino;
+};
+
+static void *inval_main(void *arg)
+{
+	struct inval *v = arg;
+	fuse_lowlevel_notify_inval_inode(v->se, v->ino, 0, 0);
+	free(v);
+	return NULL;
+}
+
+static void inval_later(struct fs *fs, uint64_t ino)
+{
+	pthread_t t;
+	pthread_attr_t at;
+	struct inval *v = malloc(sizeof(*v));
+	if (!v)
+		return;
+	*v = (struct inval){fs->se, (fuse_ino_t)ino};
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, inval_main, v))
+		free(v);
+	pthread_attr_destroy(&at);
+}
+
 /* Open h's upload if it has none. Caller holds h->lock. */
 static int h_upload(struct fs *fs, struct handle *h)
 {
@@ -155,8 +189,12 @@ static int h_commit(struct fs *fs, struct handle *h)
 			n->cache_attr = a;
 		}
 		h->view_version = a.version;
+		n->commits++;
 	}
+	int inval = h->dirty && !ret && n->pcw && !h->cached;
 	pthread_mutex_unlock(&fs->it.lock);
+	if (inval)
+		inval_later(fs, n->ino);
 	h->up = NULL;
 	h->dirty = 0;
 	h->fresh = 0;
@@ -176,6 +214,9 @@ static int h_commit(struct fs *fs, struct handle *h)
 static int h_pin_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
 {
 	struct kvfs_limits lim;
+	pthread_mutex_lock(&fs->it.lock);
+	h->pin_commits = h->node->commits;
+	pthread_mutex_unlock(&fs->it.lock);
 	int ret = kvfs_pin_open(fs->kv, key, &h->pin, a);
 	if (ret)
 		return ret;
@@ -284,6 +325,8 @@ int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, d
 	pthread_mutex_lock(&fs->it.lock);
 	if (ok && a->version != h->node->attr.version)
 		*timeout = 0;
+	if (ok && writable(h->flags) && h->pin_commits != h->node->commits)
+		ok = 0; /* it will read what was committed here since (op_read) */
 	pthread_mutex_unlock(&fs->it.lock);
 	return ok;
 }
@@ -411,6 +454,15 @@ void handle_opened(struct fs *fs, struct handle *h, struct fuse_file_info *fi,
 	fi->fh = (uintptr_t)h;
 }
 
+/* Has a handle here committed since h pinned its version? */
+static int h_pin_stale(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->it.lock);
+	int stale = h->pin_commits != h->node->commits;
+	pthread_mutex_unlock(&fs->it.lock);
+	return stale;
+}
+
 /* A read or write after FLUSH: the handle is in use again (mapped after close). */
 static void handle_unflush(struct fs *fs, struct handle *h)
 {
@@ -527,9 +579,22 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		fuse_reply_buf(req, copy, len);
 		return;
 	}
+	if (writable(h->flags) && h_pin_stale(fs, h)) {
+		/*
+		 * Another handle here committed since this one pinned: a
+		 * writer without pending writes reads the newest version
+		 * (sqlite's connections share their files so).
+		 */
+		pthread_rwlock_wrlock(&h->pin_lock);
+		if (h->pin && h_pin_stale(fs, h)) {
+			kvfs_pin_close(h->pin);
+			h->pin = NULL;
+		}
+		pthread_rwlock_unlock(&h->pin_lock);
+	}
 	pthread_rwlock_rdlock(&h->pin_lock);
 	while (!h->pin) {
-		/* first read after this handle committed: pin what it published */
+		/* first read after a commit here: pin what was published */
 		pthread_rwlock_unlock(&h->pin_lock);
 		pthread_rwlock_wrlock(&h->pin_lock);
 		int len = h->pin ? 0 : itab_key(&fs->it, ino, "", key, sizeof(key));
@@ -611,6 +676,13 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			ret = kvfs_upload_write(h->up, buf, size, at);
 		if (!ret)
 			h_touched(fs, h);
+		/*
+		 * O_DSYNC, O_SYNC: each write is done when it is committed
+		 * (LMDB writes its meta page so). Through the page cache the
+		 * kernel sends FSYNC after the write itself.
+		 */
+		if (!ret && !h->cached && ((h->flags | fi->flags) & O_DSYNC))
+			ret = h_commit(fs, h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (ret)

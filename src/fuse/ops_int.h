@@ -59,6 +59,7 @@ struct handle {
 	kvfs_pin_t *pin;	   /* pin_lock */
 	struct kvfs_attr pin_attr; /* pin_lock: the pinned (or whole) version's attributes */
 	size_t lease_max;	   /* pin_lock: the pin's server's largest lease (slot_size) */
+	uint64_t pin_commits;	   /* pin_lock: node->commits when the pin was taken */
 	/*
 	 * A reader of a small value holds the whole value instead of a pin
 	 * (see reader_open); immutable once open.
