@@ -659,7 +659,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	(void)ino;
 	struct fs *fs = FS(req);
 	struct handle *h = handle_of(fi);
-	handle_unflush(fs, h);
+	if (!fi->writepage)
+		handle_unflush(fs, h); /* a page written back after close: RELEASE follows */
 	pthread_mutex_lock(&h->lock);
 	int ret = h_upload(fs, h);
 	if (!ret) {
