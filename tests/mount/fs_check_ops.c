@@ -690,6 +690,8 @@ static void store_both(const char *path, void *m[2], size_t len)
 	size_t off = (size_t)below(len), n = 1 + (size_t)below(chance(70) ? 8192 : len - off);
 	if (n > len - off)
 		n = len - off;
+	if (n > MAX_WRITE) /* wbuf's size */
+		n = MAX_WRITE;
 	fill(wbuf, n);
 	hist("  store %zu bytes at %zu through the mapping", n, off);
 	for (int s = 0; s < 2; s++)
