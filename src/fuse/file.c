@@ -17,6 +17,19 @@
  *   registered buffer, so the server pulls it from there (no copy).
  *   flush (close) and fsync commit; readers see the old or the new value.
  *   A handle with uncommitted writes reads them back from its upload.
+ * - The page cache is one per inode, so it holds one view of the file: the
+ *   bytes of one version that cached readers share, or those of one writer
+ *   (handle_opened). A writer alone on its file goes through the page cache,
+ *   write-through (no writeback cache: each write is a FUSE_WRITE of up to
+ *   max_write), so it can be mapped, shared and writable; the kernel writes
+ *   dirty mapped pages back as FUSE_WRITEs on the handle before it sends
+ *   FLUSH or FSYNC, and at munmap, so msync, fsync and close commit them,
+ *   and pages dirtied after the last close are committed at RELEASE. Any
+ *   other handle opened meanwhile bypasses the cache (direct I/O), and a
+ *   writer opened while other handles are open does too (as before: its
+ *   shared mappings fail with ENODEV). After a page-cache writer's commit
+ *   the cache holds that version; after a failed commit the next open
+ *   drops it (keep_cache off), so no uncommitted byte reaches a reader.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,11 +42,10 @@
 #include "fuse/ops_int.h"
 
 /*
- * A reader uses the page cache only when no handle here has been open for
- * writing for this long: the kernel keeps one size per inode, and a local
- * writer moves it under readers of other versions.
+ * How long an open waits for handles that were closed (FLUSH) and whose
+ * RELEASE, which the kernel sends asynchronously, has not come yet.
  */
-#define WRITE_QUIET_NS (2 * 1000000000LL)
+#define RELEASE_WAIT_NS (100 * 1000000LL)
 /* A read-only open of a value up to this size fetches it whole (reader_open). */
 #define WHOLE_MAX (64 * 1024)
 
@@ -66,6 +78,40 @@ void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa)
 	pthread_mutex_unlock(&fs->it.lock);
 }
 
+/*
+ * Drop the kernel's pages and attributes of inode ino, from a thread of its
+ * own: never from a request handler, whose request may hold what the
+ * invalidation waits for. After a direct writer's commit, the page-cache
+ * writer of that file (open meanwhile) must not keep pages it cached before.
+ */
+struct inval {
+	struct fuse_session *se;
+	fuse_ino_t ino;
+};
+
+static void *inval_main(void *arg)
+{
+	struct inval *v = arg;
+	fuse_lowlevel_notify_inval_inode(v->se, v->ino, 0, 0);
+	free(v);
+	return NULL;
+}
+
+static void inval_later(struct fs *fs, uint64_t ino)
+{
+	pthread_t t;
+	pthread_attr_t at;
+	struct inval *v = malloc(sizeof(*v));
+	if (!v)
+		return;
+	*v = (struct inval){fs->se, (fuse_ino_t)ino};
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, inval_main, v))
+		free(v);
+	pthread_attr_destroy(&at);
+}
+
 /* Open h's upload if it has none. Caller holds h->lock. */
 static int h_upload(struct fs *fs, struct handle *h)
 {
@@ -78,9 +124,21 @@ static int h_upload(struct fs *fs, struct handle *h)
 	int ret = kvfs_upload_open(fs->kv, key, h->fresh ? 0 : KVFS_UPLOAD_KEEP, &h->up);
 	if (ret)
 		return ret;
+	if (h->cached && !h->fresh) {
+		/*
+		 * The upload starts from the key's current value; the pages
+		 * cached so far are view_version's. Another version between
+		 * them (written elsewhere) mixes the two in the page cache.
+		 */
+		struct kvfs_attr cur;
+		if (kvfs_stat(fs->kv, key, &cur) || cur.version != h->view_version)
+			__atomic_store_n(&h->mixed, 1, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_lock(&fs->it.lock);
 	h->node->nwriters++;
 	h->node->pending_size = kvfs_upload_size(h->up);
+	if (h->cached)
+		h->node->cache_version = 0; /* the cache now holds uncommitted bytes */
 	pthread_mutex_unlock(&fs->it.lock);
 	return 0;
 }
@@ -118,9 +176,25 @@ static int h_commit(struct fs *fs, struct handle *h)
 	if (h->dirty && !ret) {
 		do_set_attr(n, &a);
 		n->commit_mtime = 0;
-		n->cache_version = 0; /* writers bypass the page cache: it is stale */
+		/*
+		 * A direct writer bypassed the page cache: it is stale. A
+		 * page-cache writer's cache now holds the committed bytes,
+		 * unless other versions' bytes got mixed in. After a failed
+		 * commit cache_version stays 0 (h_upload), so the next open
+		 * drops the cache.
+		 */
+		n->cache_version = 0;
+		if (h->cached && !n->pcw_mixed && !__atomic_load_n(&h->mixed, __ATOMIC_RELAXED)) {
+			n->cache_version = a.version;
+			n->cache_attr = a;
+		}
+		h->view_version = a.version;
+		n->commits++;
 	}
+	int inval = h->dirty && !ret && n->pcw && !h->cached;
 	pthread_mutex_unlock(&fs->it.lock);
+	if (inval)
+		inval_later(fs, n->ino);
 	h->up = NULL;
 	h->dirty = 0;
 	h->fresh = 0;
@@ -140,6 +214,9 @@ static int h_commit(struct fs *fs, struct handle *h)
 static int h_pin_open(struct fs *fs, struct handle *h, const char *key, struct kvfs_attr *a)
 {
 	struct kvfs_limits lim;
+	pthread_mutex_lock(&fs->it.lock);
+	h->pin_commits = h->node->commits;
+	pthread_mutex_unlock(&fs->it.lock);
 	int ret = kvfs_pin_open(fs->kv, key, &h->pin, a);
 	if (ret)
 		return ret;
@@ -181,13 +258,23 @@ int handle_close(struct fs *fs, struct handle *h)
 	pthread_mutex_lock(&h->lock);
 	int ret = h_commit(fs, h);
 	pthread_mutex_unlock(&h->lock);
+	struct inode *n = h->node;
 	pthread_mutex_lock(&fs->it.lock);
 	if (writable(h->flags)) {
-		h->node->nwopen--;
-		h->node->write_ns = mono_ns();
+		n->nwopen--;
+		n->write_ns = mono_ns();
+		if (h->cached)
+			__atomic_store_n(&n->pcw, 0, __ATOMIC_RELAXED);
+	} else if (h->cached) {
+		n->ncached--;
+		n->ncautious -= h->cautious;
 	}
-	if (h->cached)
-		h->node->ncached--;
+	n->nfiles--;
+	if (h->flushed) {
+		n->nflushed--;
+		n->nwflushed -= writable(h->flags);
+	}
+	pthread_cond_broadcast(&fs->it.closed);
 	pthread_mutex_unlock(&fs->it.lock);
 	if (h->pin)
 		kvfs_pin_close(h->pin);
@@ -214,7 +301,9 @@ int handle_truncate(struct fs *fs, struct handle *h, uint64_t size)
  * A GETATTR that names an open reader (the kernel sends one before reads
  * when attributes are stale) gets the size of the version that reader has
  * pinned, so the kernel does not cut its reads at the size of another
- * version. While someone here writes the file, that answer is not cached.
+ * version. While someone here writes the file, or when that version is not
+ * the newest one seen, that answer is not cached: the size is the inode's,
+ * and cached readers of the newest version read up to it.
  */
 int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, double *timeout)
 {
@@ -233,6 +322,12 @@ int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, d
 	}
 	pthread_mutex_unlock(&h->lock);
 	*timeout = attr_ttl(fs, h->node);
+	pthread_mutex_lock(&fs->it.lock);
+	if (ok && a->version != h->node->attr.version)
+		*timeout = 0;
+	if (ok && writable(h->flags) && h->pin_commits != h->node->commits)
+		ok = 0; /* it will read what was committed here since (op_read) */
+	pthread_mutex_unlock(&fs->it.lock);
 	return ok;
 }
 
@@ -268,6 +363,118 @@ static int reader_open(struct fs *fs, struct handle *h, const char *key, struct 
 		/* it grew (or changed while read): pin it */
 	}
 	return h_pin_open(fs, h, key, a);
+}
+
+/*
+ * May a handle opened on n use the page cache? Caller holds itab.lock.
+ *
+ * A writer only when no other handle is open: its writes and its mapped
+ * pages land in the cache, which nobody else may read then. A reader only
+ * when no handle here writes the file and every other cached reader reads
+ * the same version. Within WRITE_QUIET_NS of a writer here a reader uses it
+ * only alone, as a "cautious" reader: a writer that opens while cached
+ * readers read moves the inode's one size (and O_TRUNC its pages) under
+ * them, so writers wait for cautious readers to close (rewrite loops), and
+ * readers opened meanwhile read around the cache. A file written and then
+ * mapped read-only at once thus still maps.
+ *
+ * *wait: the answer is no only because of handles that may close soon
+ * (closed but not yet released, or cautious readers), so it may change.
+ */
+static int do_may_cache(const struct inode *n, const struct handle *h, const struct kvfs_attr *a,
+			int64_t now, int *wait, int *cautious)
+{
+	*cautious = 0;
+	if (writable(h->flags)) {
+		*wait = n->ncautious > 0 || (n->nfiles > 0 && n->nfiles == n->nflushed);
+		return n->nfiles == 0;
+	}
+	*wait = n->nwopen > 0 && n->nwopen == n->nwflushed && !n->nwwait;
+	if (n->nwopen || n->nwwait || (n->ncached && n->cache_version != a->version))
+		return 0;
+	if (now - n->write_ns > WRITE_QUIET_NS)
+		return 1;
+	*cautious = n->nfiles == 0;
+	return *cautious;
+}
+
+void handle_opened(struct fs *fs, struct handle *h, struct fuse_file_info *fi,
+		   const struct kvfs_attr *a)
+{
+	struct inode *n = h->node;
+	int writer = writable(h->flags), wait, cautious, waited = 0;
+	pthread_mutex_lock(&fs->it.lock);
+	int64_t now = mono_ns(), until = now + RELEASE_WAIT_NS;
+	for (;;) {
+		h->cached = do_may_cache(n, h, a, now, &wait, &cautious);
+		if (h->cached || !wait || now >= until)
+			break;
+		if (writer && !waited) {
+			waited = 1;
+			n->nwwait++; /* no new cautious readers meanwhile */
+		}
+		struct timespec ts = {.tv_sec = until / 1000000000LL,
+				      .tv_nsec = until % 1000000000LL};
+		pthread_cond_timedwait(&fs->it.closed, &fs->it.lock, &ts);
+		now = mono_ns();
+	}
+	n->nwwait -= waited;
+	if (waited)
+		pthread_cond_broadcast(&fs->it.closed); /* readers waiting on nwwait */
+	fi->keep_cache = 0;
+	if (writer) {
+		n->nwopen++;
+		n->write_ns = now;
+		if (h->cached) {
+			/* pages of the version it opened may stay; it writes over them */
+			fi->keep_cache = a && !h->fresh && n->cache_version == a->version;
+			h->view_version = a && !h->fresh ? a->version : 0;
+			__atomic_store_n(&n->pcw, 1, __ATOMIC_RELAXED);
+			n->pcw_mixed = 0;
+		}
+		n->cache_version = 0;
+	} else if (h->cached) {
+		h->cautious = cautious;
+		n->ncautious += cautious;
+		n->ncached++;
+		fi->keep_cache = n->cache_version == a->version;
+		n->cache_version = a->version;
+		n->cache_attr = *a;
+	}
+	n->nfiles++;
+	/*
+	 * Not over newer attributes (a commit while this open pinned): the
+	 * kernel keeps one size per inode, and an older one would cut the
+	 * reads of cached readers of the newer version short.
+	 */
+	if (a && !h->fresh && a->version >= n->attr.version)
+		do_set_attr(n, a);
+	pthread_mutex_unlock(&fs->it.lock);
+	fi->direct_io = !h->cached;
+	fi->fh = (uintptr_t)h;
+}
+
+/* Has a handle here committed since h pinned its version? */
+static int h_pin_stale(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->it.lock);
+	int stale = h->pin_commits != h->node->commits;
+	pthread_mutex_unlock(&fs->it.lock);
+	return stale;
+}
+
+/* A read or write after FLUSH: the handle is in use again (mapped after close). */
+static void handle_unflush(struct fs *fs, struct handle *h)
+{
+	if (!__atomic_load_n(&h->flushed, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&fs->it.lock);
+	if (h->flushed) {
+		__atomic_store_n(&h->flushed, 0, __ATOMIC_RELAXED);
+		h->node->nflushed--;
+		h->node->nwflushed -= writable(h->flags);
+	}
+	pthread_mutex_unlock(&fs->it.lock);
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -318,32 +525,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (ret)
 			goto fail;
 	}
-	/*
-	 * The page cache is one per inode and holds one version's bytes
-	 * (cache_version). A reader uses it only when nobody here writes the
-	 * file and every other cached reader reads that same version; the
-	 * others read straight from the server (direct I/O). Writers always
-	 * write through to their upload.
-	 */
-	pthread_mutex_lock(&fs->it.lock);
-	int64_t now = mono_ns();
-	if (writable(fi->flags)) {
-		n->nwopen++;
-		n->write_ns = now;
-		n->cache_version = 0;
-	} else if (n->nwopen == 0 && now - n->write_ns > WRITE_QUIET_NS &&
-		   (n->ncached == 0 || n->cache_version == a.version)) {
-		h->cached = 1;
-		n->ncached++;
-		fi->keep_cache = n->cache_version == a.version;
-		n->cache_version = a.version;
-		n->cache_attr = a;
-	}
-	if (!(fi->flags & O_TRUNC))
-		do_set_attr(n, &a);
-	pthread_mutex_unlock(&fs->it.lock);
-	fi->direct_io = !h->cached;
-	fi->fh = (uintptr_t)h;
+	handle_opened(fs, h, fi, h->fresh ? NULL : &a);
 	fsm_open(!h->cached ? 0 : fi->keep_cache ? 2 : 1);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_close(fs, h);
@@ -360,6 +542,17 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	char key[KEYCAP];
 	ssize_t n;
 
+	handle_unflush(fs, h);
+	if (!h->cached && __atomic_load_n(&h->node->pcw, __ATOMIC_RELAXED)) {
+		/*
+		 * A direct read beside a page-cache writer: if it fills a
+		 * private mapping, its version's pages enter that writer's
+		 * cache, which its commit then must not keep.
+		 */
+		pthread_mutex_lock(&fs->it.lock);
+		h->node->pcw_mixed = h->node->pcw;
+		pthread_mutex_unlock(&fs->it.lock);
+	}
 	pthread_mutex_lock(&h->lock);
 	if (h->up) {
 		/* read-your-writes: the pending value */
@@ -391,13 +584,29 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		fuse_reply_buf(req, copy, len);
 		return;
 	}
+	if (writable(h->flags) && h_pin_stale(fs, h)) {
+		/*
+		 * Another handle here committed since this one pinned: a
+		 * writer without pending writes reads the newest version
+		 * (sqlite's connections share their files so).
+		 */
+		pthread_rwlock_wrlock(&h->pin_lock);
+		if (h->pin && h_pin_stale(fs, h)) {
+			kvfs_pin_close(h->pin);
+			h->pin = NULL;
+		}
+		pthread_rwlock_unlock(&h->pin_lock);
+	}
 	pthread_rwlock_rdlock(&h->pin_lock);
 	while (!h->pin) {
-		/* first read after this handle committed: pin what it published */
+		/* first read after a commit here: pin what was published */
 		pthread_rwlock_unlock(&h->pin_lock);
 		pthread_rwlock_wrlock(&h->pin_lock);
 		int len = h->pin ? 0 : itab_key(&fs->it, ino, "", key, sizeof(key));
 		int ret = len < 0 ? len : h->pin ? 0 : h_pin_open(fs, h, key, &h->pin_attr);
+		if (!ret && h->cached && writable(h->flags) &&
+		    h->pin_attr.version != h->view_version)
+			__atomic_store_n(&h->mixed, 1, __ATOMIC_RELAXED); /* changed elsewhere */
 		pthread_rwlock_unlock(&h->pin_lock);
 		if (ret) {
 			reply_err(req, ret == -ENOENT ? -ESTALE : ret);
@@ -455,10 +664,17 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	(void)ino;
 	struct fs *fs = FS(req);
 	struct handle *h = handle_of(fi);
+	if (!fi->writepage)
+		handle_unflush(fs, h); /* a page written back after close: RELEASE follows */
 	pthread_mutex_lock(&h->lock);
 	int ret = h_upload(fs, h);
 	if (!ret) {
-		uint64_t at = (h->flags & O_APPEND) ? kvfs_upload_size(h->up) : (uint64_t)off;
+		/*
+		 * Through the page cache the kernel places appends itself (at
+		 * its size), and the bytes must land where its pages have them.
+		 */
+		int append = (h->flags & O_APPEND) && !h->cached;
+		uint64_t at = append ? kvfs_upload_size(h->up) : (uint64_t)off;
 		struct fs_worker_buf *wb = fs_tls_buf;
 		if (wb && buf >= (char *)wb->mem && buf + size <= (char *)wb->mem + wb->len)
 			ret = kvfs_upload_write_mr(h->up, buf, size, at, wb->mr);
@@ -466,6 +682,13 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			ret = kvfs_upload_write(h->up, buf, size, at);
 		if (!ret)
 			h_touched(fs, h);
+		/*
+		 * O_DSYNC, O_SYNC: each write is done when it is committed
+		 * (LMDB writes its meta page so). Through the page cache the
+		 * kernel sends FSYNC after the write itself.
+		 */
+		if (!ret && !h->cached && ((h->flags | fi->flags) & O_DSYNC))
+			ret = h_commit(fs, h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (ret)
@@ -476,20 +699,39 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	}
 }
 
+/*
+ * FLUSH (a close) and FSYNC (fsync, msync) come after the kernel has sent
+ * every dirty page of the file as FUSE_WRITE: commit them.
+ */
+static int h_sync(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&h->lock);
+	int ret = h->dirty ? h_commit(fs, h) : 0;
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct fs *fs = FS(req);
 	struct handle *h = handle_of(fi);
-	pthread_mutex_lock(&h->lock);
-	int ret = h->dirty ? h_commit(FS(req), h) : 0;
-	pthread_mutex_unlock(&h->lock);
+	int ret = h_sync(fs, h);
+	pthread_mutex_lock(&fs->it.lock);
+	if (!h->flushed) {
+		__atomic_store_n(&h->flushed, 1, __ATOMIC_RELAXED);
+		h->node->nflushed++;
+		h->node->nwflushed += writable(h->flags);
+	}
+	pthread_mutex_unlock(&fs->it.lock);
 	reply_err(req, ret);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	(void)ino;
 	(void)datasync;
-	op_flush(req, ino, fi);
+	reply_err(req, h_sync(FS(req), handle_of(fi)));
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

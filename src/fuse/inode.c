@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/hash.h"
 
@@ -134,6 +135,11 @@ int itab_init(struct itab *t)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->closed, &ca);
+	pthread_condattr_destroy(&ca);
 	t->root->ino = ITAB_ROOT;
 	t->root->name = rname;
 	t->root->type = S_IFDIR;
@@ -155,6 +161,7 @@ void itab_destroy(struct itab *t)
 			}
 		}
 		pthread_mutex_destroy(&t->lock);
+		pthread_cond_destroy(&t->closed);
 	} else {
 		free(t->root);
 	}

@@ -46,8 +46,16 @@ struct inode {
 	int nwopen;		     /* open writable handles */
 	int64_t write_ns;	     /* last open or close of a writable handle (CLOCK_MONOTONIC) */
 	struct kvfs_attr cache_attr; /* attributes of cache_version */
-	int ncached;		     /* open handles that use the page cache */
-	uint64_t pending_size;	     /* size of the upload written last */
+	int ncached;		     /* open readers that use the page cache */
+	int nfiles;		     /* open file handles, readers and writers */
+	int nflushed;	  /* of those, closed (FLUSH) with no I/O since: RELEASE is near */
+	int nwflushed;	  /* of the flushed, writable ones */
+	int pcw;	  /* a writer here uses the page cache (it was alone at open) */
+	int pcw_mixed;	  /* another handle read meanwhile (a private mapping fills the cache) */
+	int ncautious;	  /* cached readers opened soon after a write (file.c handle_opened) */
+	int nwwait;	  /* writers waiting for those to close */
+	uint64_t commits; /* commits made here: writers' older pins are stale (file.c) */
+	uint64_t pending_size; /* size of the upload written last */
 	int64_t commit_mtime; /* utimens while writes were pending: the commit keeps it (0 = now) */
 	/* Device nodes: the device number (st_rdev) read from version rdev_version's value. */
 	uint64_t rdev;
@@ -59,6 +67,7 @@ struct inode {
 
 struct itab {
 	pthread_mutex_t lock;
+	pthread_cond_t closed; /* broadcast (under lock) when a file handle closes */
 	struct inode **by_ino, **by_name;
 	size_t nbuckets, count;
 	uint64_t next_ino;

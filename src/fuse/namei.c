@@ -123,13 +123,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	h->fresh = 1;
-	pthread_mutex_lock(&fs->it.lock);
-	n->nwopen++;
-	n->write_ns = mono_ns();
-	n->cache_version = 0;
-	pthread_mutex_unlock(&fs->it.lock);
-	fi->fh = (uintptr_t)h;
-	fi->direct_io = 1;
+	handle_opened(fs, h, fi, &a);
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
 	e.ino = n->ino;

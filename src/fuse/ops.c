@@ -140,14 +140,16 @@ void node_seen(struct fs *fs, struct inode *n, struct kvfs_attr *a)
 
 /*
  * How long the kernel may keep n's attributes. While n is open for writing
- * here, not at all: the size then depends on who asks (a reader's GETATTR
- * gets its own version's size, see reader_attr), and a cached size would cut
- * other readers' reads short.
+ * here, and for WRITE_QUIET_NS after, not at all: the size then depends on
+ * who asks (a reader's GETATTR gets its own version's size, see
+ * reader_attr; a lookup racing a commit may get the older one), and a
+ * cached size would cut other readers' reads short. Asking again costs no
+ * round trip to the server (fetch).
  */
 double attr_ttl(struct fs *fs, struct inode *n)
 {
 	pthread_mutex_lock(&fs->it.lock);
-	double t = n->nwopen ? 0 : fs->o.attr_timeout;
+	double t = n->nwopen || mono_ns() - n->write_ns < WRITE_QUIET_NS ? 0 : fs->o.attr_timeout;
 	pthread_mutex_unlock(&fs->it.lock);
 	return t;
 }

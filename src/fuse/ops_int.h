@@ -22,6 +22,13 @@
 #include "fuse/fsmetrics.h"
 
 #define KEYCAP (KVFS_MAX_KEY + 2) /* a key, a '/' and the NUL */
+/*
+ * For this long after a handle here was open for writing, readers use the
+ * page cache only alone (file.c) and attributes are not cached (ops.c
+ * attr_ttl): the kernel keeps one size per inode, and a local writer moves
+ * it under readers of other versions.
+ */
+#define WRITE_QUIET_NS (2 * 1000000000LL)
 
 /* An open file (fi->fh). */
 struct handle {
@@ -32,7 +39,17 @@ struct handle {
 	int fresh;	   /* value known empty (created or O_TRUNC): no KEEP needed */
 	kvfs_upload_t *up; /* pending writes, NULL when none */
 	int dirty;	   /* up holds writes not yet committed */
-	int cached;	   /* uses the page cache (else FOPEN_DIRECT_IO) */
+	int cached;	   /* uses the page cache (else FOPEN_DIRECT_IO); fixed at open */
+	/*
+	 * A writer using the page cache: the version its cached pages came
+	 * from (the pinned one, then each commit's), and whether they may
+	 * also hold another version's bytes (the key changed elsewhere in
+	 * between), so that its commits must not leave them as the cache.
+	 */
+	uint64_t view_version;
+	int mixed;
+	int flushed;  /* itab.lock: closed (FLUSH) with no read or write since */
+	int cautious; /* a reader cached soon after a write (file.c do_may_cache); fixed at open */
 	/*
 	 * The version this handle reads, pinned on its server at open (or at
 	 * the first read after a commit). Readers hold pin_lock shared for
@@ -42,6 +59,7 @@ struct handle {
 	kvfs_pin_t *pin;	   /* pin_lock */
 	struct kvfs_attr pin_attr; /* pin_lock: the pinned (or whole) version's attributes */
 	size_t lease_max;	   /* pin_lock: the pin's server's largest lease (slot_size) */
+	uint64_t pin_commits;	   /* pin_lock: node->commits when the pin was taken */
 	/*
 	 * A reader of a small value holds the whole value instead of a pin
 	 * (see reader_open); immutable once open.
@@ -149,6 +167,14 @@ int resolve(struct fs *fs, char *key, int len, uint32_t *type, struct kvfs_attr 
 
 void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa);
 struct handle *handle_new(struct fs *fs, struct inode *n, int flags);
+/*
+ * The new handle h (its pin taken, or its value new) is open: decide whether
+ * it uses the page cache (fi->direct_io, fi->keep_cache) and count it on its
+ * node. a: the version it reads (NULL when its value starts empty: O_TRUNC).
+ * May wait up to 100 ms for handles that were closed but not yet released.
+ */
+void handle_opened(struct fs *fs, struct handle *h, struct fuse_file_info *fi,
+		   const struct kvfs_attr *a);
 int handle_close(struct fs *fs, struct handle *h);
 int handle_truncate(struct fs *fs, struct handle *h, uint64_t size);
 int reader_attr(struct fs *fs, struct fuse_file_info *fi, struct kvfs_attr *a, double *timeout);

@@ -13,6 +13,11 @@
  * append, pread, fstat, ftruncate, fsync, fchmod through the handle:
  * read-your-writes), closed later, sometimes right after a futimens (as cp -a
  * and tar -x do: the times must survive the close). Writes are sometimes larger than 1 MiB.
+ * Mapped files: a file mapped read-only (shared) or private (written to,
+ * which must not reach the file), a file opened O_RDWR and stored into
+ * through a shared mapping (msync sometimes) then closed, the same through an
+ * open handle (read back through it), and an open handle closed and opened
+ * again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -656,6 +662,181 @@ static void op_hutimens(void)
 	compare_mtime(what, h->path);
 }
 
+/* --- mapped files ---------------------------------------------------------- */
+
+/*
+ * Map len bytes of fd[s] on both sides (MAP_SHARED or MAP_PRIVATE, PROT_READ
+ * or read and write), comparing the results. Returns false (both unmapped)
+ * when the reference could not map.
+ */
+static bool map_both(const char *what, int fd[2], size_t len, int prot, int flags, void *m[2])
+{
+	struct result r[2];
+	for (int s = 0; s < 2; s++) {
+		errno = 0;
+		m[s] = mmap(NULL, len, prot, flags, fd[s], 0);
+		r[s].v = m[s] == MAP_FAILED ? -1 : 0;
+		r[s].e = m[s] == MAP_FAILED ? errno : 0;
+	}
+	same(what, r);
+	return m[REF] != MAP_FAILED;
+}
+
+/* Store random bytes into both shared mappings of len bytes, msync sometimes. */
+static void store_both(const char *path, void *m[2], size_t len)
+{
+	char what[MAX_PATH_C + 64];
+	struct result r[2];
+	size_t off = (size_t)below(len), n = 1 + (size_t)below(chance(70) ? 8192 : len - off);
+	if (n > len - off)
+		n = len - off;
+	if (n > MAX_WRITE) /* wbuf's size */
+		n = MAX_WRITE;
+	fill(wbuf, n);
+	hist("  store %zu bytes at %zu through the mapping", n, off);
+	for (int s = 0; s < 2; s++)
+		memcpy((char *)m[s] + off, wbuf, n);
+	if (chance(50)) {
+		snprintf(what, sizeof(what), "msync %s", path);
+		for (int s = 0; s < 2; s++)
+			RES(r[s], msync(m[s], len, MS_SYNC));
+		same(what, r);
+	}
+}
+
+/* A file mapped read-only (shared) or private (then written to): its bytes. */
+static void op_mmapread(void)
+{
+	char path[MAX_PATH_C], what[MAX_PATH_C + 32];
+	struct result r[2];
+	int fd[2];
+	void *m[2];
+	file_path(path, sizeof(path));
+	if (busy(path))
+		return;
+	size_t len = (size_t)cur_size(path);
+	int priv = chance(40);
+	hist("mmap %s %s, %zu bytes", priv ? "private" : "read-only", path, len);
+	snprintf(what, sizeof(what), "open for mmap %s", path);
+	for (int s = 0; s < 2; s++) {
+		RES(r[s], openat(rootfd[s], path, O_RDONLY));
+		fd[s] = (int)r[s].v;
+	}
+	same_fd(what, r);
+	if (r[REF].v < 0)
+		return;
+	snprintf(what, sizeof(what), "mmap %s", path);
+	if (len && map_both(what, fd, len, PROT_READ | (priv ? PROT_WRITE : 0),
+			    priv ? MAP_PRIVATE : MAP_SHARED, m)) {
+		snprintf(what, sizeof(what), "bytes of the mapping of %s", path);
+		compare_bytes(what, m[SUT], m[REF], len);
+		if (priv) {
+			fill(wbuf, len < 4096 ? len : 4096);
+			for (int s = 0; s < 2; s++)
+				memcpy(m[s], wbuf, len < 4096 ? len : 4096);
+		}
+		for (int s = 0; s < 2; s++)
+			munmap(m[s], len);
+	}
+	snprintf(what, sizeof(what), "close after mmap %s", path);
+	for (int s = 0; s < 2; s++)
+		RES(r[s], close(fd[s]));
+	same(what, r);
+	compare_path(path);
+}
+
+/* open O_RDWR, store through a shared mapping, munmap and close (in either order). */
+static void op_mmapwrite(void)
+{
+	char path[MAX_PATH_C], what[MAX_PATH_C + 32];
+	struct result r[2];
+	int fd[2];
+	void *m[2];
+	file_path(path, sizeof(path));
+	if (busy(path))
+		return;
+	size_t len = (size_t)cur_size(path);
+	int late = chance(30); /* close first, store and munmap after */
+	hist("mmap shared writable %s, %zu bytes%s", path, len,
+	     late ? ", closed before munmap" : "");
+	snprintf(what, sizeof(what), "open O_RDWR for mmap %s", path);
+	for (int s = 0; s < 2; s++) {
+		RES(r[s], openat(rootfd[s], path, O_RDWR));
+		fd[s] = (int)r[s].v;
+	}
+	same_fd(what, r);
+	if (r[REF].v < 0)
+		return;
+	snprintf(what, sizeof(what), "mmap shared %s", path);
+	int mapped = len && map_both(what, fd, len, PROT_READ | PROT_WRITE, MAP_SHARED, m);
+	if (mapped && !late) {
+		store_both(path, m, len);
+		for (int s = 0; s < 2; s++)
+			munmap(m[s], len);
+	}
+	snprintf(what, sizeof(what), "close after mmap %s", path);
+	for (int s = 0; s < 2; s++)
+		RES(r[s], close(fd[s]));
+	same(what, r);
+	if (mapped && late) {
+		store_both(path, m, len);
+		/* committed at RELEASE, which the kernel sends after the munmap */
+		for (int s = 0; s < 2; s++)
+			munmap(m[s], len);
+	}
+	compare_path(path);
+}
+
+/* Store through a shared mapping of an open handle; read back through it. */
+static void op_hmmap(void)
+{
+	struct handle *h = pick_handle(true);
+	char what[MAX_PATH_C + 64];
+	struct stat st;
+	void *m[2];
+	if (!h || fstat(h->fd[REF], &st) || st.st_size == 0)
+		return;
+	size_t len = (size_t)st.st_size;
+	hist("handle %ld: mmap shared %s, %zu bytes", (long)(h - hd), h->path, len);
+	snprintf(what, sizeof(what), "mmap open handle on %s", h->path);
+	if (!map_both(what, h->fd, len, PROT_READ | PROT_WRITE, MAP_SHARED, m))
+		return;
+	snprintf(what, sizeof(what), "bytes of the mapping of open handle on %s", h->path);
+	compare_bytes(what, m[SUT], m[REF], len);
+	store_both(h->path, m, len);
+	for (int s = 0; s < 2; s++)
+		munmap(m[s], len);
+	compare_handle(h);
+}
+
+/* Close an open handle and open its path again (read and write, no O_TRUNC). */
+static void op_hreopen(void)
+{
+	struct handle *h = pick_handle(true);
+	char what[MAX_PATH_C + 32];
+	struct result r[2];
+	if (!h)
+		return;
+	int flags = O_RDWR | (h->append ? O_APPEND : 0);
+	hist("handle %ld: close and reopen %s flags 0%o", (long)(h - hd), h->path, flags);
+	snprintf(what, sizeof(what), "close %s", h->path);
+	for (int s = 0; s < 2; s++)
+		RES(r[s], close(h->fd[s]));
+	same(what, r);
+	snprintf(what, sizeof(what), "reopen %s", h->path);
+	for (int s = 0; s < 2; s++) {
+		RES(r[s], openat(rootfd[s], h->path, flags));
+		h->fd[s] = (int)r[s].v;
+	}
+	same_fd(what, r);
+	if (r[REF].v < 0) {
+		h->open = false;
+		compare_path(h->path);
+		return;
+	}
+	compare_handle(h);
+}
+
 static void op_create(void)
 {
 	op_write("create", O_WRONLY | O_CREAT | O_TRUNC, false);
@@ -670,13 +851,15 @@ static void op_append(void)
 }
 
 const struct op ops[] = {
-    {"create", 12, op_create},	  {"pwrite", 10, op_pwrite},  {"append", 8, op_append},
-    {"truncate", 6, op_truncate}, {"read", 8, op_read},	      {"stat", 5, op_stat},
-    {"rename", 9, op_rename},	  {"unlink", 5, op_unlink},   {"chmod", 3, op_chmod},
-    {"chown", 2, op_chown},	  {"utimens", 2, op_utimens}, {"mkdir", 5, op_mkdir},
-    {"rmdir", 4, op_rmdir},	  {"list", 5, op_list},	      {"symlink", 2, op_symlink},
-    {"excl", 2, op_excl},	  {"hopen", 4, op_hopen},     {"hwrite", 9, op_hwrite},
-    {"hread", 6, op_hread},	  {"htrunc", 2, op_htrunc},   {"hfsync", 1, op_hfsync},
-    {"hclose", 3, op_hclose},	  {"hchmod", 1, op_hchmod},   {"hutimens", 1, op_hutimens},
+    {"create", 12, op_create},	  {"pwrite", 10, op_pwrite},	  {"append", 8, op_append},
+    {"truncate", 6, op_truncate}, {"read", 8, op_read},		  {"stat", 5, op_stat},
+    {"rename", 9, op_rename},	  {"unlink", 5, op_unlink},	  {"chmod", 3, op_chmod},
+    {"chown", 2, op_chown},	  {"utimens", 2, op_utimens},	  {"mkdir", 5, op_mkdir},
+    {"rmdir", 4, op_rmdir},	  {"list", 5, op_list},		  {"symlink", 2, op_symlink},
+    {"excl", 2, op_excl},	  {"hopen", 4, op_hopen},	  {"hwrite", 9, op_hwrite},
+    {"hread", 6, op_hread},	  {"htrunc", 2, op_htrunc},	  {"hfsync", 1, op_hfsync},
+    {"hclose", 3, op_hclose},	  {"hchmod", 1, op_hchmod},	  {"hutimens", 1, op_hutimens},
+    {"mmapread", 4, op_mmapread}, {"mmapwrite", 4, op_mmapwrite}, {"hmmap", 3, op_hmmap},
+    {"hreopen", 2, op_hreopen},
 };
 const size_t nops = sizeof(ops) / sizeof(ops[0]);

@@ -4,7 +4,8 @@
 # rm -r, ls -l, chmod, touch -d, atime/mtime/ctime after each kind of change
 # (directories too), link counts (0 for an unlinked open file), symlinks,
 # refused hard links, fifos, Unix sockets and device nodes (nodev by default,
-# -o dev), df, the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
+# -o dev), mapped files (python mmap shared and private, sqlite3 WAL, LMDB),
+# df, the user.kvfs.* xattrs, a second mount, a read-only mount, mount -t
 # fuse.kvfs, the daemonizing start, O_APPEND, truncate, keys written by
 # kvfsctl (valid and invalid as paths), a directory of 10,000 keys, and
 # reads larger than a receive slot (client.buffer = 4M).
@@ -77,6 +78,31 @@ t_big() {
 		test "$(sz "$M/big")" -eq 50000001 && rm "$M/big"
 }
 check "cp of a 50 MB file in, cmp" t_big
+
+# --- mapped files (issue 12): tests/mount/fs_mmap.py -------------------------
+# The system python3 has python3-lmdb (scripts/deps); a python3 on PATH
+# before it may not.
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+check "mmap: MAP_SHARED read/write of r+b and w+b files; msync commits, an earlier handle keeps the old version" "$PY" "$SRC/tests/mount/fs_mmap.py" shared "$M/mm"
+check "mmap: MAP_PRIVATE of rb and r+b files keeps its writes private" "$PY" "$SRC/tests/mount/fs_mmap.py" private "$M/mm"
+check "mmap: a file written and closed maps read-only (MAP_SHARED) at once" "$PY" "$SRC/tests/mount/fs_mmap.py" readonly "$M/mm"
+check "mmap: a read-only map through an r+b handle sees its write()s" "$PY" "$SRC/tests/mount/fs_mmap.py" fdwrite "$M/mm"
+check "mmap: a second handle of a file open for writing: MAP_PRIVATE works, MAP_SHARED ENODEV" "$PY" "$SRC/tests/mount/fs_mmap.py" second "$M/mm"
+check "mmap: munmap + close commits the mapped writes" "$PY" "$SRC/tests/mount/fs_mmap.py" munmap "$M/mm"
+check "mmap: stores after close are committed at munmap/release" "$PY" "$SRC/tests/mount/fs_mmap.py" lateclose "$M/mm"
+check "sqlite3 WAL (its -shm mapped shared), two connections" "$PY" "$SRC/tests/mount/fs_mmap.py" sqlite "$M/mm"
+t_sqlite_cli() {
+	command -v sqlite3 >/dev/null || { echo "sqlite3 is not installed (scripts/deps)"; return 1; }
+	sqlite3 "$M/mm/cli.db" "pragma journal_mode=wal; create table t(a); insert into t values(1);" &&
+		test "$(sqlite3 "$M/mm/cli.db" 'select a from t')" = 1
+}
+check "sqlite3 db 'pragma journal_mode=wal; create table; insert' (the issue's command)" t_sqlite_cli
+if "$PY" -c 'import lmdb' 2>/dev/null; then
+	check "lmdb: an environment written, reopened read-only, read back" "$PY" "$SRC/tests/mount/fs_mmap.py" lmdb "$M/mm"
+else
+	echo "# python3-lmdb not installed (scripts/deps): the lmdb check is left out"
+fi
 
 # --- trees -----------------------------------------------------------------
 mktree() {
