@@ -57,6 +57,7 @@ struct kvfs_config {
 	int server_prefault;	     /* populate the pool at start (default 1) */
 	char server_metrics[300];    /* "host:port" of kvfs-server's /metrics; "" = off (default) */
 	unsigned server_hs_per_addr; /* handshakes at once from one address (default 8, 1..64) */
+	unsigned server_stall_ms;    /* drop a session whose request made no progress this long */
 
 	uint64_t client_buffer;	  /* default 64M, at least 4M */
 	unsigned timeout_ms;	  /* default 2000, 1..3600000 */

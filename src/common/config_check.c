@@ -116,6 +116,7 @@ void config_defaults(struct kvfs_config *c)
 	c->eviction = KVFS_EVICT_LRU;
 	c->server_prefault = 1;
 	c->server_hs_per_addr = DEF_HS_PER_ADDR;
+	c->server_stall_ms = DEF_STALL;
 	c->client_buffer = DEF_BUFFER;
 	c->timeout_ms = DEF_TIMEOUT;
 	c->local_map = 1;

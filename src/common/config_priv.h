@@ -28,8 +28,9 @@
 #define MAX_BUFFER	(16 * GIB)
 #define DEF_TIMEOUT	2000u
 #define MAX_TIMEOUT	3600000u
-#define DEF_HS_PER_ADDR 8u  /* server.handshakes_per_address */
-#define MAX_HS_PER_ADDR 64u /* all the server's handshake slots */
+#define DEF_STALL	30000u /* server.stall_timeout_ms */
+#define DEF_HS_PER_ADDR 8u     /* server.handshakes_per_address */
+#define MAX_HS_PER_ADDR 64u    /* all the server's handshake slots */
 
 #define VALID_PROVIDERS "\"auto\", \"verbs\", \"efa\", \"tcp\" or \"shm\""
 

@@ -447,6 +447,14 @@ static int set_hs_per_addr(struct kvfs_config *c, const struct val *v, const cha
 			 &c->server_hs_per_addr);
 }
 
+static int set_stall_timeout(struct kvfs_config *c, const struct val *v, const char *setting,
+			     const struct where *w, char *err, size_t errlen)
+{
+	return get_count(v, setting, w, MAX_TIMEOUT,
+			 "a timeout; valid: an integer number of milliseconds", err, errlen,
+			 &c->server_stall_ms);
+}
+
 const struct setting_desc cfg_settings[] = {
     {"cluster", "servers", NULL, ROLE_SERVERS},
     {"cluster", "secret_file", set_secret_file, ROLE_PLAIN},
@@ -457,6 +465,7 @@ const struct setting_desc cfg_settings[] = {
     {"server", "max_value", set_max_value, ROLE_MAX_VALUE},
     {"server", "eviction", set_eviction, ROLE_PLAIN},
     {"server", "prefault", set_prefault, ROLE_PLAIN},
+    {"server", "stall_timeout_ms", set_stall_timeout, ROLE_PLAIN},
     {"server", "metrics", set_server_metrics, ROLE_PLAIN},
     {"server", "handshakes_per_address", set_hs_per_addr, ROLE_PLAIN},
     {"client", "buffer", set_buffer, ROLE_PLAIN},

@@ -136,8 +136,18 @@ void svc_handle_request(struct svc_ep *e, struct op *o, size_t len)
 		svc_post_rx(e, o);
 		return;
 	}
+	if (s->inflight >= SESS_MAX_OPS) {
+		/* More than any client keeps in flight: it is not reading its replies. */
+		atomic_fetch_add_explicit(&e->over_cap, 1, memory_order_relaxed);
+		log_ratelimited(&s->bad_rl, LOG_LVL_WARN,
+				"session %llx: over %d requests in flight: request dropped",
+				(unsigned long long)s->id, SESS_MAX_OPS);
+		svc_post_rx(e, o);
+		return;
+	}
 	o->sess = s;
 	o->t0 = e->srv->metrics ? metrics_now_ns() : 0;
+	o->moved_ms = svc_now_ms();
 	o->busy = 1;
 	e->busy_ops++;
 	s->inflight++;

@@ -34,6 +34,9 @@
 #define SHORT_NAPS_NS (20 * 1000 * 1000) /* for this long, then longer naps */
 #define NAP_MAX_US    1000
 #define STOP_GRACE_MS 3000
+#define BUSY_QUIET_NS (100 * 1000 * 1000)
+#define BUSY_NAP_US   100
+#define STALL_SCAN_MS 250
 
 static int64_t mono_ns(void)
 {
@@ -70,10 +73,12 @@ static void sess_free(struct svc_ep *e, struct session *s)
 			store_release(srv->store, s->pins[i].it);
 	pthread_mutex_unlock(&srv->store_lock);
 	atomic_fetch_sub(&srv->ctr.pins, s->n_pins);
-	fab_av_remove(e->ep, s->addr);
+	if (!s->addr_gone)
+		fab_av_remove(e->ep, s->addr);
 	e->sess[s->id % MAX_SESS] = NULL;
 	e->n_sess--;
-	atomic_fetch_sub(&srv->ctr.sessions, 1);
+	if (!s->addr_gone)
+		atomic_fetch_sub(&srv->ctr.sessions, 1);
 	log_rl_flush(&s->bad_rl);
 	log_rl_destroy(&s->bad_rl);
 	log_info("session %llx closed", (unsigned long long)s->id);
@@ -207,11 +212,22 @@ static void op_over(struct svc_ep *e, struct op *o)
 	e->busy_ops--;
 	if (--s->inflight == 0 && s->dead)
 		sess_free(e, s);
+	if (o->retired) {
+		o->retired = 0;
+		o->busy = 0;
+		o->next_spare = e->spares;
+		e->spares = o;
+		return;
+	}
 	svc_post_rx(e, o);
 }
 
 void svc_post_reply(struct svc_ep *e, struct op *o)
 {
+	if (o->sess->addr_gone) {
+		op_over(e, o); /* stalled and dropped: no address to send to */
+		return;
+	}
 	int ret = fab_post_send(e->ep, o->tx, (size_t)o->tx_len, fab_mr_desc(e->msg_mr),
 				o->sess->addr, &o->tx_ctx.fc);
 	if (ret == -EAGAIN) {
@@ -248,6 +264,7 @@ static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
 		return;
 	case CTX_RMA:
 		x->busy = 0;
+		o->moved_ms = svc_now_ms();
 		o->outstanding--;
 		if (c->err)
 			atomic_fetch_add(&e->fabric_errors, 1);
@@ -275,6 +292,48 @@ static void retry_pending(struct svc_ep *e)
 	}
 }
 
+/*
+ * A peer that stopped making progress (a stopped process, a vanished host)
+ * holds the receive buffers of its requests for as long as their RMA or
+ * reply cannot finish. When one of its ops has not moved for the stall
+ * timeout, the session is dropped and its address taken out of the AV, which
+ * makes the provider fail what is still posted to it; the ops then end and the
+ * session is freed.
+ */
+static void check_stalls(struct svc_ep *e, int64_t now)
+{
+	int64_t stall = e->srv->cfg.server_stall_ms;
+	e->stall_check_ms = now + STALL_SCAN_MS;
+	for (int i = 0; i < NRX + NSPARE; i++) {
+		struct op *o = &e->ops[i];
+		struct session *s = o->sess;
+		if (!o->busy || !s || s->addr_gone || now - o->moved_ms < stall)
+			continue;
+		log_warn("session %llx: a request made no progress for %lld ms: session dropped",
+			 (unsigned long long)s->id, (long long)stall);
+		atomic_fetch_sub(&e->srv->ctr.sessions, 1); /* gone, even if its ops never end */
+		atomic_fetch_add_explicit(&e->stalls, 1, memory_order_relaxed);
+		s->dead = 1;
+		s->addr_gone = 1;
+		fab_av_remove(e->ep, s->addr);
+	}
+	/* Each stalled op's receive is taken over by a spare. */
+	for (int i = 0; i < NRX + NSPARE; i++) {
+		struct op *o = &e->ops[i];
+		if (!o->busy || o->retired || !o->sess || !o->sess->addr_gone)
+			continue;
+		struct op *spare = e->spares;
+		if (!spare) {
+			log_ratelimited(&e->junk_rl, LOG_LVL_WARN,
+					"no spare receive buffer left for a stalled request");
+			break;
+		}
+		e->spares = spare->next_spare;
+		o->retired = 1;
+		svc_post_rx(e, spare);
+	}
+}
+
 static void *svc_thread(void *arg)
 {
 	struct svc_ep *e = arg;
@@ -296,26 +355,37 @@ static void *svc_thread(void *arg)
 		}
 		/*
 		 * With requests in flight, keep polling (their RMA only moves while
-		 * we do). Idle: busy-poll for SPIN_NS, then poll yielding the core
-		 * to anyone who wants it until YIELD_NS (a client's next request
-		 * often comes within that), then nap SHORT_NAP_US at a time, and
-		 * after SHORT_NAPS_NS of quiet with a growing interval up to
-		 * NAP_MAX_US, so an idle server costs almost no CPU. A long busy
-		 * spin would take a core from the clients and the kernel on a small
-		 * shared host (two servers and a FUSE mount on 2 cores: ~5x slower
-		 * file operations).
+		 * we do), unless nothing has completed for BUSY_QUIET_NS: then a
+		 * peer has stopped taking its bytes (a stopped process, a vanished
+		 * host), and polling every BUSY_NAP_US, growing to NAP_MAX_US,
+		 * still feeds a slow link (a socket buffer's worth per poll) while
+		 * leaving the core to others. Idle: busy-poll for SPIN_NS,
+		 * then poll yielding the core to anyone who wants it until
+		 * YIELD_NS (a client's next request often comes within that), then
+		 * nap SHORT_NAP_US at a time, and after SHORT_NAPS_NS of quiet with
+		 * a growing interval up to NAP_MAX_US, so an idle server costs
+		 * almost no CPU. A long busy spin would take a core from the
+		 * clients and the kernel on a small shared host (two servers and a
+		 * FUSE mount on 2 cores: ~5x slower file operations).
 		 */
 		int napping = 0;
+		int64_t t = mono_ns();
+		if (!idle_since)
+			idle_since = t; /* quiet since: the last completion */
 		if (e->busy_ops == 0) {
-			int64_t t = mono_ns();
-			if (!idle_since)
-				idle_since = t;
-			else if (t - idle_since > SHORT_NAPS_NS)
+			if (t - idle_since > SHORT_NAPS_NS)
 				nap = nap < NAP_MAX_US ? nap * 2 : NAP_MAX_US, napping = 1;
 			else if (t - idle_since > YIELD_NS)
 				nap = SHORT_NAP_US, napping = 1;
 			else if (t - idle_since > SPIN_NS)
 				sched_yield();
+		} else if (t - idle_since > BUSY_QUIET_NS) {
+			nap = nap < BUSY_NAP_US	 ? BUSY_NAP_US
+			      : nap < NAP_MAX_US ? nap * 2
+						 : NAP_MAX_US;
+			napping = 1;
+			if (t / 1000000 >= e->stall_check_ms)
+				check_stalls(e, t / 1000000);
 		}
 		int n = fab_poll(e->ep, cqe, 16, napping ? nap : 0);
 		if (n > 0) {
@@ -354,7 +424,7 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 	if (ret)
 		goto err;
 	e->msg_size = s->limits.msg_size;
-	size_t bytes = (size_t)NRX * 2 * e->msg_size;
+	size_t bytes = (size_t)(NRX + NSPARE) * 2 * e->msg_size;
 	e->msgs = aligned_alloc(4096, bytes);
 	if (!e->msgs) {
 		ret = -ENOMEM;
@@ -368,8 +438,12 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 			 FAB_ACC_WRITE | FAB_ACC_READ, &e->pool_mr);
 	if (ret)
 		goto err;
-	for (int i = 0; i < NRX; i++) {
+	for (int i = 0; i < NRX + NSPARE; i++) {
 		struct op *o = &e->ops[i];
+		if (i >= NRX) {
+			o->next_spare = e->spares;
+			e->spares = o;
+		}
 		o->e = e;
 		o->rx = e->msgs + (size_t)(2 * i) * e->msg_size;
 		o->tx = o->rx + e->msg_size;
@@ -432,6 +506,8 @@ void svc_ep_counters(const struct svc_ep *e, struct svc_ep_counters *out)
 	out->bytes_out = atomic_load_explicit(&e->bytes_out, memory_order_relaxed);
 	out->error_replies = atomic_load_explicit(&e->error_replies, memory_order_relaxed);
 	out->fabric_errors = atomic_load_explicit(&e->fabric_errors, memory_order_relaxed);
+	out->over_cap = atomic_load_explicit(&e->over_cap, memory_order_relaxed);
+	out->stalls = atomic_load_explicit(&e->stalls, memory_order_relaxed);
 }
 
 int svc_ep_name(const struct svc_ep *e, uint8_t *buf, uint16_t *len)

@@ -40,6 +40,8 @@ struct svc_ep_counters {
 	uint64_t bytes_in, bytes_out; /* value bytes received (PUT, UP_WRITE), sent (GET, ...) */
 	uint64_t error_replies;	      /* replies with an error other than -ENOENT */
 	uint64_t fabric_errors;	      /* failed completions and posts */
+	uint64_t over_cap; /* requests dropped: their session had SESS_MAX_OPS in flight */
+	uint64_t stalls;   /* sessions dropped: a request made no progress (stall timeout) */
 };
 
 struct srv {

@@ -18,9 +18,23 @@
 #include "common/log.h"
 #include "service.h"
 
-#define NRX	     256
-#define WINDOW	     8
-#define MAX_SESS     4096
+#define NRX 256
+/*
+ * Ops in reserve: a stalled session's ops stay busy until the provider gives
+ * their contexts back (rxm does not when a peer is only removed from the
+ * AV), so each is replaced by a spare to keep NRX receives posted.
+ */
+#define NSPARE	 NRX
+#define WINDOW	 8
+#define MAX_SESS 4096
+/*
+ * Requests of one session that may hold receive buffers at once. A client
+ * keeps at most 64 waiting for their reply (libkvfs's window); a buffer is
+ * held until its reply's send completes, so a few more may be counted. Past
+ * this the session is not reading its replies, and its requests are dropped:
+ * it holds at most this share of NRX.
+ */
+#define SESS_MAX_OPS 96
 #define MAX_PINS     4096 /* per session; the table doubles from 16 up to it */
 #define PIN_IDX_BITS 16
 #define PIN_NONE     UINT32_MAX
@@ -55,6 +69,7 @@ struct session {
 	uint64_t id, token;
 	fab_addr_t addr;
 	int dead, inflight;
+	int addr_gone; /* stalled: its address was taken out of the AV before the free */
 	struct wire_region regions[REGION_MAX];
 	unsigned access[REGION_MAX]; /* FAB_ACC_REMOTE_* granted by the client; 0 = unused */
 	struct upslot *ups;
@@ -74,6 +89,9 @@ struct op {
 	struct wire_rep rep;
 	struct session *sess;
 	int busy;
+	int retired; /* replaced by a spare (its session stalled): back to the spares when it ends
+		      */
+	struct op *next_spare;
 	enum { STAGE_RX, STAGE_RMA, STAGE_REPLY } stage; /* what a retry after -EAGAIN resumes */
 
 	/* RMA transfer in progress */
@@ -88,6 +106,7 @@ struct op {
 	int tx_len;
 	struct op *next_pending;
 	uint64_t t0;	       /* when the request was received (ns), for srv.latency */
+	int64_t moved_ms;      /* last sign of life: received, an RMA piece done (stall check) */
 	struct direct *direct; /* direct.c's op: its reply goes to that socket; NULL: fabric */
 };
 
@@ -98,15 +117,19 @@ struct svc_ep {
 	struct fab_mr *pool_mr, *msg_mr;
 	size_t msg_size;
 	uint8_t *msgs;
-	struct op ops[NRX];
+	struct op ops[NRX + NSPARE]; /* the first NRX posted at start, the rest spares */
+	struct op *spares;
 	int busy_ops;
 	struct op *pending_head, *pending_tail;
 	struct session *sess[MAX_SESS];
 	uint32_t sess_gen;
 	int n_sess;
-	struct log_rl junk_rl; /* messages of no session: anyone can send them */
+	int64_t stall_check_ms; /* next scan of the busy ops for stalled peers */
+	struct log_rl junk_rl;	/* messages of no session: anyone can send them */
 	/* written by the service thread, read by stats and scrapes */
 	atomic_uint_fast64_t bytes_in, bytes_out, error_replies, fabric_errors;
+	atomic_uint_fast64_t over_cap,
+	    stalls; /* requests dropped past SESS_MAX_OPS; stalled sessions */
 
 	pthread_t thread;
 	int started;
@@ -120,6 +143,13 @@ struct svc_ep {
 static inline int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
+}
+
+static inline int64_t svc_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static inline struct upslot *up_find(struct session *s, uint64_t id)

@@ -88,6 +88,18 @@ static void emit_endpoints(struct srv *s, struct metrics_out *o)
 		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "fabric"),
 				 c[i].fabric_errors);
 	}
+	metrics_emit_family(o, "kvfs_server_dropped_requests_total",
+			    "Requests dropped unanswered because their session had "
+			    "96 requests in flight (the per-session cap), by endpoint.",
+			    METRIC_COUNTER);
+	for (int i = 0; i < n; i++)
+		metrics_emit_u64(o, EP(eps[i]), c[i].over_cap);
+	metrics_emit_family(o, "kvfs_server_stalled_sessions_total",
+			    "Sessions dropped because a request of theirs made no progress for "
+			    "server.stall_timeout_ms, by endpoint.",
+			    METRIC_COUNTER);
+	for (int i = 0; i < n; i++)
+		metrics_emit_u64(o, EP(eps[i]), c[i].stalls);
 }
 
 /* A gauge per slab class (not the large pages): its chunks, or those in use. */

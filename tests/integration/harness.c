@@ -74,8 +74,11 @@ static void write_conf(struct h_cluster *c, const char *path, const struct h_opt
 	 */
 	fprintf(f,
 		"server = { memory = \"%s\"; max_value = \"%s\"; eviction = \"%s\"; "
-		"prefault = false; };\n",
+		"prefault = false; ",
 		mem, o->max_value ? o->max_value : mem, o->eviction ? o->eviction : "lru");
+	if (o->stall_ms)
+		fprintf(f, "stall_timeout_ms = %d; ", o->stall_ms);
+	fprintf(f, "};\n");
 	fprintf(f, "client = { buffer = \"%s\"; timeout_ms = %d; local_map = %s; };\n",
 		o->buffer ? o->buffer : "64M", o->timeout_ms ? o->timeout_ms : 10000,
 		o->local_map ? o->local_map : "true");

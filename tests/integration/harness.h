@@ -25,6 +25,7 @@ struct h_opts {
 	int timeout_ms;		   /* default 10000; timeout tests set their own */
 	const char *buffer;	   /* client.buffer, default "64M" */
 	const char *local_map;	   /* client.local_map, default "true" */
+	int stall_ms;		   /* server.stall_timeout_ms; 0 = the default */
 };
 
 struct h_cluster {

@@ -83,6 +83,8 @@ t_server_series() {
 		ge "$S" "kvfs_server_received_bytes_total{provider=\"$PROV\"," 3000000 &&
 		ge "$S" "kvfs_server_sent_bytes_total{provider=\"$PROV\"," 1 &&
 		grep -qE "^kvfs_server_errors_total\{provider=\"$PROV\",domain=\"[^\"]+\",kind=\"fabric\"\} 0\$" "$S" &&
+		grep -qE "^kvfs_server_stalled_sessions_total\{provider=\"$PROV\",domain=\"[^\"]+\"\} 0\$" "$S" &&
+		grep -qE "^kvfs_server_dropped_requests_total\{provider=\"$PROV\",domain=\"[^\"]+\"\} 0\$" "$S" &&
 		ge "$S" 'kvfs_server_keys' $((N + 2)) &&
 		ge "$S" 'kvfs_server_pool_size_bytes' $((256 << 20)) &&
 		ge "$S" 'kvfs_server_pool_used_bytes{class="large"}' $((2 << 20)) &&

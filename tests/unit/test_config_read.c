@@ -92,9 +92,9 @@ Test(config, unknown_settings)
 	expect_error(SRV "\nclustre = { };\n", 3, "clustre");
 	cr_assert_not_null(strstr(err, "cluster, fabric, server or client"), "%s", err);
 	expect_error(SRV "server = {\n  memroy = \"1G\";\n};\n", 3, "server.memroy");
-	cr_assert_not_null(
-	    strstr(err, "memory, max_value, eviction, prefault, metrics or handshakes_per_address"),
-	    "%s", err);
+	cr_assert_not_null(strstr(err, "memory, max_value, eviction, prefault, stall_timeout_ms, "
+				       "metrics or handshakes_per_address"),
+			   "%s", err);
 	expect_error(SRV "client = {\n  buffer = \"64M\";\n  timeout = 5;\n};\n", 4,
 		     "client.timeout");
 	cr_assert_not_null(strstr(err, "timeout_ms"), "%s", err);

@@ -93,6 +93,14 @@ Test(config, provider_domains_eviction_timeout)
 	expect_error(SRV "client = {\n  timeout_ms = 4294967297;\n};\n", 3, "client.timeout_ms");
 
 	expect_ok(SRV "");
+	cr_assert_eq(cfg.server_stall_ms, 30000, "stall timeout by default");
+	expect_ok(SRV "server = { stall_timeout_ms = 1500; };\n");
+	cr_assert_eq(cfg.server_stall_ms, 1500);
+	expect_error(SRV "server = {\n  stall_timeout_ms = 0;\n};\n", 3, "server.stall_timeout_ms");
+	expect_error(SRV "server = {\n  stall_timeout_ms = \"30s\";\n};\n", 3,
+		     "server.stall_timeout_ms");
+
+	expect_ok(SRV "");
 	cr_assert_eq(cfg.local_map, 1, "same-host reads by default");
 	expect_ok(SRV "client = { local_map = false; };\n");
 	cr_assert_eq(cfg.local_map, 0);
