@@ -17,23 +17,32 @@ static void up_remove(struct session *s, struct upslot *u)
 	*u = s->ups[--s->n_ups];
 }
 
-/* Copy inline bytes into an upload at off. Caller holds store_lock. */
-static int do_upload_copy(struct store *st, struct upload *up, uint64_t off, const uint8_t *data,
-			  uint64_t len)
+/*
+ * Copy inline bytes into an upload at off: the pages are reserved under
+ * store_lock, the bytes (and the zeroes of a hole before off) written
+ * without it. *size gets the upload's size.
+ */
+static int do_upload_copy(struct srv *srv, struct upload *up, uint64_t off, const uint8_t *data,
+			  uint64_t len, uint64_t *size)
 {
 	uint64_t done = 0;
-	while (done < len) {
+	int ret = 0;
+	while (done < len && !ret) {
 		struct iovec iov[8];
 		uint64_t cov;
-		long k = store_upload_iov(st, up, off + done, len - done, iov, 8, &cov);
+		pthread_mutex_lock(&srv->store_lock);
+		long k = store_upload_iov(srv->store, up, off + done, len - done, iov, 8, &cov);
+		pthread_mutex_unlock(&srv->store_lock);
+		store_upload_fill(srv->store, up);
 		if (k < 0)
-			return (int)k;
+			ret = (int)k;
 		for (long i = 0; i < k; i++) {
 			memcpy(iov[i].iov_base, data + done, iov[i].iov_len);
 			done += iov[i].iov_len;
 		}
 	}
-	return 0;
+	*size = store_upload_size(up);
+	return ret;
 }
 
 int handle_upload(struct svc_ep *e, struct op *o, const char **why)
@@ -53,6 +62,12 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_unlock(&srv->store_lock);
 		if (ret)
 			return ret;
+		struct item *src = store_upload_fill(srv->store, up); /* KEEP: the old value */
+		if (src) {
+			pthread_mutex_lock(&srv->store_lock);
+			store_release(srv->store, src);
+			pthread_mutex_unlock(&srv->store_lock);
+		}
 		if (s->n_ups % 16 == 0) {
 			struct upslot *n = realloc(s->ups, sizeof(*n) * (size_t)(s->n_ups + 16));
 			if (!n) {
@@ -88,10 +103,8 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 				*why = "inline data length differs from the write length";
 				return -EINVAL;
 			}
-			pthread_mutex_lock(&srv->store_lock);
-			ret = do_upload_copy(srv->store, u->up, q->off, q->data, q->dlen);
-			o->rep.attr.size = store_upload_size(u->up);
-			pthread_mutex_unlock(&srv->store_lock);
+			ret =
+			    do_upload_copy(srv, u->up, q->off, q->data, q->dlen, &o->rep.attr.size);
 			if (!ret)
 				atomic_fetch_add(&e->bytes_in, q->dlen);
 			o->rep.n = ret ? 0 : q->dlen;
@@ -115,8 +128,9 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 			return -EFBIG;
 		pthread_mutex_lock(&srv->store_lock);
 		ret = store_upload_truncate(srv->store, u->up, q->len);
-		o->rep.attr.size = store_upload_size(u->up);
 		pthread_mutex_unlock(&srv->store_lock);
+		store_upload_fill(srv->store, u->up); /* growing: the zeroes */
+		o->rep.attr.size = store_upload_size(u->up);
 		break;
 	case OP_UP_COMMIT:
 		pthread_mutex_lock(&srv->store_lock);

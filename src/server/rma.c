@@ -60,6 +60,7 @@ void rma_pump(struct svc_ep *e, struct op *o)
 			n = store_upload_iov(srv->store, o->up, o->src_off + o->next, want, iov,
 					     iov_max, &covered);
 			pthread_mutex_unlock(&srv->store_lock);
+			store_upload_fill(srv->store, o->up); /* a hole before it: zeroes */
 		}
 		if (n <= 0 || covered == 0) {
 			o->err = n < 0 ? (int)n : -EIO;

@@ -23,6 +23,9 @@
  *  - store_pool_base, store_pool_fd, store_pool_size: fixed by store_open.
  *  - store_upload_size: it reads only the upload's size, which only the calls
  *    on that upload change; the upload's owner must not overlap them.
+ *  - store_upload_fill: it writes only the upload's own pages, which nothing
+ *    else touches (HELD pages are never evicted), and reads a KEEP source it
+ *    holds pinned; the upload's owner must not overlap it with other calls.
  * store_item_attr needs the lock: store_setattr changes a pinned item's
  * attributes.
  *
@@ -206,10 +209,20 @@ long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t
  * *covered as for store_item_iov. Never allocates or changes anything; the
  * ranges stay valid until the upload is next written, truncated or freed.
  */
-size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
-			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered);
+size_t store_upload_read_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
+			     struct iovec *iov, size_t max, uint64_t *covered);
 int store_upload_truncate(struct store *s, struct upload *up, uint64_t size);
 uint64_t store_upload_size(const struct upload *up);
+/*
+ * Without the store lock, by the upload's owner right after the locked call
+ * that asked for it (store_upload_open with keep, store_upload_iov past the
+ * end, store_upload_truncate growing it): write the bytes that call left
+ * owed (the old value's copy, or zeroes), so the store lock is never held
+ * for work proportional to max_value. Returns the KEEP source item, still
+ * pinned, for the caller to store_release under the lock; else NULL. Any
+ * locked call on the upload first writes what is still owed itself.
+ */
+struct item *store_upload_fill(struct store *s, struct upload *up);
 int store_upload_commit(struct store *s, struct upload *up, const struct proto_setattr *a,
 			int64_t now, struct proto_attr *out);
 void store_upload_abort(struct store *s, struct upload *up);

@@ -5,6 +5,11 @@
  * A commit hands its pages to a large item (only a short last page is copied,
  * into the item's chunk; a small value is copied whole) and publishes it in
  * one step; abort frees them.
+ *
+ * The long work on an upload (zeroing a hole up to max_value, copying the old
+ * value into a KEEP open) is not done under the store lock: the locked call
+ * reserves the pages and records the range, and store_upload_fill writes it
+ * afterwards, without the lock, before the upload is used again.
  */
 #include "store_int.h"
 
@@ -15,6 +20,8 @@ struct upload {
 	uint32_t *pages;
 	uint32_t np, cap;
 	uint64_t size;
+	uint64_t fill_from, fill_to; /* bytes store_upload_fill still owes: zeroes, or */
+	struct item *fill_src;	     /* the KEEP source's bytes (pinned; released by the caller) */
 	uint32_t klen;
 	uint8_t key[];
 };
@@ -63,6 +70,28 @@ static void up_zero(struct store *s, struct upload *up, uint64_t from, uint64_t 
 	}
 }
 
+/*
+ * Write what an upload still owes now, under the lock: for a caller that did
+ * not call store_upload_fill before using the upload again, so no stale pool
+ * bytes are ever read from it and no owed range outlives its pages.
+ */
+static void settle(struct store *s, struct upload *up)
+{
+	if (up->fill_to > up->fill_from || up->fill_src) {
+		struct item *src = store_upload_fill(s, up);
+
+		if (src)
+			unpin(s, src);
+	}
+}
+
+/* Record that [from, to) must be zeroed by store_upload_fill. */
+static void owe_zeroes(struct upload *up, uint64_t from, uint64_t to)
+{
+	up->fill_from = from;
+	up->fill_to = to;
+}
+
 static void up_trim(struct store *s, struct upload *up, uint64_t size)
 {
 	uint32_t need = (uint32_t)((size + PAGE - 1) >> PAGE_SHIFT);
@@ -73,6 +102,8 @@ static void up_trim(struct store *s, struct upload *up, uint64_t size)
 
 static void up_free(struct store *s, struct upload *up)
 {
+	if (up->fill_src)
+		unpin(s, up->fill_src);
 	pages_free(s, up->pages, up->np);
 	if (up->prev)
 		up->prev->next = up->next;
@@ -109,25 +140,21 @@ int store_upload_open(struct store *s, const void *key, size_t klen, int keep, i
 		struct item *old = find_live(s, key, klen, now);
 
 		if (old) {
-			struct vsrc v = {.it = old};
-
-			pin(s, old);
 			err = up_reserve(s, up, old->vsize);
-			if (!err) {
-				for (uint32_t i = 0; i < up->np; i++) {
-					uint64_t off = (uint64_t)i << PAGE_SHIFT;
-					uint64_t l =
-					    old->vsize - off < PAGE ? old->vsize - off : PAGE;
-
-					vsrc_read(s, &v, off, pgaddr(s, up->pages[i]), l);
-				}
-				up->size = old->vsize;
-			}
-			unpin(s, old);
 			if (err) {
 				up_free(s, up);
 				return err;
 			}
+			pin(s, old); /* until store_upload_fill has copied it */
+			up->fill_src = old;
+			up->fill_from = 0;
+			up->fill_to = up->size = old->vsize;
+			/*
+			 * An item past STORE_REF_MAX has room for one internal pin
+			 * only, held under the lock: copy it now.
+			 */
+			if (old->refcount > STORE_REF_MAX)
+				settle(s, up);
 		}
 	}
 	*out = up;
@@ -174,6 +201,7 @@ long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t
 	int err;
 
 	*covered = 0;
+	settle(s, up);
 	if (!len || !max)
 		return 0;
 	if (off > s->max_value || len > s->max_value - off)
@@ -183,19 +211,20 @@ long store_upload_iov(struct store *s, struct upload *up, uint64_t off, uint64_t
 	if (err)
 		return err;
 	if (off > up->size)
-		up_zero(s, up, up->size, off);
+		owe_zeroes(up, up->size, off);
 	n = up_ranges(s, up, off, end, iov, max, covered);
 	if (off + *covered > up->size)
 		up->size = off + *covered;
 	return (long)n;
 }
 
-size_t store_upload_read_iov(const struct store *s, const struct upload *up, uint64_t off,
-			     uint64_t len, struct iovec *iov, size_t max, uint64_t *covered)
+size_t store_upload_read_iov(struct store *s, struct upload *up, uint64_t off, uint64_t len,
+			     struct iovec *iov, size_t max, uint64_t *covered)
 {
 	uint64_t end;
 
 	*covered = 0;
+	settle(s, up);
 	if (off >= up->size || !len || !max)
 		return 0;
 	end = len > up->size - off ? up->size : off + len;
@@ -206,6 +235,7 @@ int store_upload_truncate(struct store *s, struct upload *up, uint64_t size)
 {
 	int err;
 
+	settle(s, up);
 	if (size > s->max_value)
 		return -EFBIG;
 	if (size <= up->size) {
@@ -216,9 +246,30 @@ int store_upload_truncate(struct store *s, struct upload *up, uint64_t size)
 	err = up_reserve(s, up, size);
 	if (err)
 		return err;
-	up_zero(s, up, up->size, size);
+	owe_zeroes(up, up->size, size);
 	up->size = size;
 	return 0;
+}
+
+struct item *store_upload_fill(struct store *s, struct upload *up)
+{
+	struct item *src = up->fill_src;
+
+	if (src) {
+		struct vsrc v = {.it = src};
+
+		for (uint64_t off = up->fill_from; off < up->fill_to;) {
+			uint64_t l = up->fill_to - off < PAGE ? up->fill_to - off : PAGE;
+
+			vsrc_read(s, &v, off, pgaddr(s, up->pages[off >> PAGE_SHIFT]), l);
+			off += l;
+		}
+	} else {
+		up_zero(s, up, up->fill_from, up->fill_to);
+	}
+	up->fill_src = NULL;
+	up->fill_from = up->fill_to = 0;
+	return src;
 }
 
 uint64_t store_upload_size(const struct upload *up)
@@ -233,6 +284,7 @@ int store_upload_commit(struct store *s, struct upload *up, const struct proto_s
 	int err = 0;
 
 	note_now(s, now);
+	settle(s, up);
 	if (up->size > s->max_value) {
 		err = -EFBIG;
 		goto done;

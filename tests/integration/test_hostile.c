@@ -9,7 +9,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1088,4 +1091,85 @@ Test(hostile, stalled_clients_leave_others_served, .init = stall_start, .fini = 
 			r[i].fd = -1;
 		raw_close(&r[i]);
 	}
+}
+
+/*
+ * Long work on an upload (a truncate to max_value zeroes it all, a KEEP open
+ * copies the old value) is done outside the store lock: a client on another
+ * endpoint (the bootstrap channel's direct requests run on their own thread)
+ * keeps its latency meanwhile, far under the time one such call takes.
+ */
+struct lat_probe {
+	kvfs_t *kv;
+	atomic_int stop;
+	int64_t worst_us;
+	int n;
+};
+
+static void *probe_gets(void *arg)
+{
+	struct lat_probe *p = arg;
+	char back[32];
+	while (!atomic_load(&p->stop) && p->n < 900) { /* under the upgrade to fabric (1000) */
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		ssize_t n = kvfs_get(p->kv, "probe", back, sizeof(back), 0, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		if (n != 5)
+			break;
+		int64_t us = (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+		if (us > p->worst_us)
+			p->worst_us = us;
+		p->n++;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static void big_start(void)
+{
+	struct h_opts o = {.memory = "640M", .max_value = "256M"};
+	h_start(&cl, &o);
+	kv = h_client(&cl);
+}
+
+Test(hostile, long_upload_work_leaves_the_store_free, .init = big_start, .fini = stop,
+     .timeout = 180)
+{
+	uint64_t max = 256ull << 20;
+	cr_assert_eq(kvfs_put(kv, "probe", "hello", 5, NULL), 0);
+	kvfs_upload_t *up;
+	cr_assert_eq(kvfs_upload_open(kv, "kept", 0, &up), 0);
+	cr_assert_eq(kvfs_upload_truncate(up, max / 2), 0);
+	cr_assert_eq(kvfs_upload_commit(up, NULL, NULL), 0);
+
+	struct lat_probe p = {0};
+	cr_assert_eq(kvfs_open_flags(cl.conf, KVFS_OPEN_LAZY_FABRIC, &p.kv), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, probe_gets, &p), 0);
+	int64_t slowest_call = 0;
+	for (int i = 0; i < 6; i++) {
+		int64_t t0 = h_now_ms();
+		if (i % 2 == 0) {
+			cr_assert_eq(kvfs_upload_open(kv, "grow", 0, &up), 0);
+			cr_assert_eq(kvfs_upload_truncate(up, max), 0); /* zeroes 256 MiB */
+		} else {
+			cr_assert_eq(kvfs_upload_open(kv, "kept", KVFS_UPLOAD_KEEP, &up),
+				     0); /* copies 128 MiB */
+		}
+		int64_t d = h_now_ms() - t0;
+		if (d > slowest_call)
+			slowest_call = d;
+		kvfs_upload_abort(up);
+		usleep(20 * 1000);
+	}
+	atomic_store(&p.stop, 1);
+	pthread_join(t, NULL);
+	kvfs_close(p.kv);
+	cr_log_info("slowest truncate/keep-open: %lld ms; the other client's worst GET: %lld us "
+		    "(%d GETs)",
+		    (long long)slowest_call, (long long)p.worst_us, p.n);
+	cr_assert_gt(p.n, 10, "the probe client stopped early");
+	cr_assert_lt(p.worst_us, slowest_call * 1000 / 2,
+		     "a GET on another endpoint waited for the upload's long work");
 }

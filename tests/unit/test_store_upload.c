@@ -12,7 +12,7 @@
  * entries into out; returns the bytes read. Checks that each call covers what
  * its iovs hold and that a read allocates nothing.
  */
-static uint64_t up_read(struct store *s, const struct upload *up, uint64_t off, uint64_t len,
+static uint64_t up_read(struct store *s, struct upload *up, uint64_t off, uint64_t len,
 			uint8_t *out, size_t max)
 {
 	struct iovec iov[8];
@@ -39,7 +39,7 @@ static uint64_t up_read(struct store *s, const struct upload *up, uint64_t off, 
 }
 
 /* up_read of [off, off+len) equals ref (the model of a pending value of size bytes). */
-static void up_check(struct store *s, const struct upload *up, uint64_t off, uint64_t len,
+static void up_check(struct store *s, struct upload *up, uint64_t off, uint64_t len,
 		     const uint8_t *ref, uint64_t size, size_t max)
 {
 	uint64_t want = off >= size ? 0 : (len < size - off ? len : size - off);
@@ -319,5 +319,63 @@ Test(store, concurrent_uploads_and_close)
 	cr_assert_eq(stats(s).keys, 2);
 	free(src);
 	/* u[3] still open: store_close frees it */
+	store_close(s);
+}
+
+/*
+ * The long work of an upload (zeroing a hole, copying a KEEP source) is owed
+ * by the locked call and written by store_upload_fill outside the store lock;
+ * a caller that skips the fill still never sees stale pool bytes.
+ */
+Test(store, upload_fill_outside_the_lock)
+{
+	struct store *s = open_store(64 * MiB, 32 * MiB, 0);
+	uint8_t *ref = calloc(1, 8 * MiB), *b = malloc(8 * MiB);
+	struct upload *up;
+	struct iovec iov[4];
+	uint64_t cov;
+
+	/* Dirty the pool, free it: new pages then hold stale bytes. */
+	fill(b, 8 * MiB, 9);
+	cr_assert_eq(store_put(s, "dirt", 4, b, 8 * MiB, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_delete(s, "dirt", 4), 0);
+
+	/* A write past the end: the hole is owed, the fill zeroes it. */
+	cr_assert_eq(store_upload_open(s, "h", 1, 0, NOW, &up), 0);
+	cr_assert_gt(store_upload_iov(s, up, 5 * MiB + 3, 1, iov, 4, &cov), 0);
+	memcpy(iov[0].iov_base, "x", 1);
+	cr_assert_null(store_upload_fill(s, up));
+	ref[5 * MiB + 3] = 'x';
+	up_check(s, up, 0, 5 * MiB + 4, ref, 5 * MiB + 4, 4);
+	/* Growing by truncate, with the fill skipped: the next call writes the zeroes. */
+	cr_assert_eq(store_upload_truncate(s, up, 7 * MiB), 0);
+	up_check(s, up, 0, 7 * MiB, ref, 7 * MiB, 4);
+	store_upload_abort(s, up);
+
+	/* KEEP: the source stays pinned until the fill has copied it, and survives a delete. */
+	fill(ref, 3 * MiB + 5, 21);
+	cr_assert_eq(store_put(s, "k", 1, ref, 3 * MiB + 5, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_upload_open(s, "k", 1, 1, NOW, &up), 0);
+	cr_assert_eq(store_delete(s, "k", 1), 0);
+	fill(b, 4 * MiB, 33);
+	cr_assert_eq(store_put(s, "other", 5, b, 4 * MiB, NULL, NOW, NULL), 0);
+	struct item *src = store_upload_fill(s, up);
+	cr_assert_not_null(src, "the KEEP source comes back for the caller to release");
+	store_release(s, src);
+	up_check(s, up, 0, 3 * MiB + 5, ref, 3 * MiB + 5, 4);
+	store_upload_abort(s, up);
+	/* KEEP with the fill skipped: reading it settles the copy first. */
+	cr_assert_eq(store_put(s, "k", 1, ref, 3 * MiB + 5, NULL, NOW, NULL), 0);
+	cr_assert_eq(store_upload_open(s, "k", 1, 1, NOW, &up), 0);
+	up_check(s, up, 0, 3 * MiB + 5, ref, 3 * MiB + 5, 4);
+	store_upload_abort(s, up);
+	/* An abort before the fill releases the source's pin: the key can be freed. */
+	cr_assert_eq(store_upload_open(s, "k", 1, 1, NOW, &up), 0);
+	store_upload_abort(s, up);
+	cr_assert_eq(store_delete(s, "k", 1), 0);
+	cr_assert_eq(stats(s).keys, 1, "only \"other\" is left");
+
+	free(ref);
+	free(b);
 	store_close(s);
 }
