@@ -3,9 +3,10 @@
  * "Fuzzing"), every seed a real message made by wire.c's encoders, so the
  * corpus in tests/fuzz/corpus/TARGET/gen-* says what it holds:
  *   fuzz_seeds DIR          write DIR/TARGET/gen-NAME (the directories exist)
- *   fuzz_seeds --check DIR  exit 1 unless every gen- file is what this writes
+ *   fuzz_seeds --check DIR  exit 1 unless the gen- files are exactly what this writes
  * Inputs found by fuzzing (crashes and all) sit beside them under other names.
  */
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,12 +17,16 @@
 
 static const char *dir;
 static int checking, bad, count;
+#define MAX_SEEDS 256
+static char written[MAX_SEEDS][64]; /* TARGET/gen-NAME of every seed */
 
 /* One seed: written, or compared with the file there. */
 static void seed(const char *target, const char *name, const void *buf, size_t len)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s/gen-%s", dir, target, name);
+	if (count < MAX_SEEDS)
+		snprintf(written[count], sizeof(written[0]), "%s/gen-%s", target, name);
 	count++;
 	if (checking) {
 		static uint8_t have[1 << 16];
@@ -374,6 +379,33 @@ static void streams(void)
 	seed("sock", "client-direct", a.b, a.n);
 }
 
+/* --check: a gen- file this does not write (a seed renamed or dropped) is stale. */
+static void stale(const char *target)
+{
+	char path[4096], name[64];
+	snprintf(path, sizeof(path), "%s/%s", dir, target);
+	DIR *d = opendir(path);
+	if (!d) {
+		fprintf(stderr, "fuzz_seeds: %s: %s\n", path, strerror(errno));
+		bad = 1;
+		return;
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		if (strncmp(e->d_name, "gen-", 4) != 0)
+			continue;
+		snprintf(name, sizeof(name), "%s/%s", target, e->d_name);
+		int known = 0;
+		for (int i = 0; i < count && i < MAX_SEEDS && !known; i++)
+			known = strcmp(written[i], name) == 0;
+		if (!known) {
+			fprintf(stderr, "fuzz_seeds: %s/%s is no seed of fuzz_seeds (stale)\n", dir,
+				name);
+			bad = 1;
+		}
+	}
+	closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--check") == 0) {
@@ -388,6 +420,14 @@ int main(int argc, char **argv)
 	frames();
 	messages();
 	streams();
+	if (count > MAX_SEEDS) {
+		fprintf(stderr, "fuzz_seeds: more than %d seeds\n", MAX_SEEDS);
+		return 1;
+	}
+	static const char *const targets[] = {"frame", "req",	"rep", "list",
+					      "segs",  "stats", "sock"};
+	for (size_t i = 0; checking && i < sizeof(targets) / sizeof(targets[0]); i++)
+		stale(targets[i]);
 	if (!bad)
 		printf("fuzz_seeds: %d seeds %s\n", count,
 		       checking ? "as the encoders write them" : "written");
