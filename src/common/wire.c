@@ -105,7 +105,11 @@ static uint64_t r_u64(struct rd *r)
 	return le64toh(v);
 }
 
-/* Short strings: u8 length + bytes; decoded into a NUL-terminated array. */
+/*
+ * Short strings: u8 length + bytes, none of them NUL (w_str stops at one);
+ * decoded into a NUL-terminated array. A NUL inside is refused: the string
+ * would mean less than its bytes.
+ */
 static void w_str(struct wr *w, const char *s, size_t cap)
 {
 	size_t n = strnlen(s, cap < 255 ? cap : 255);
@@ -116,7 +120,7 @@ static void r_str(struct rd *r, char *dst, size_t cap)
 {
 	size_t n = r_u8(r);
 	const uint8_t *p = r_bytes(r, n);
-	if (!p || n >= cap) {
+	if (!p || n >= cap || memchr(p, 0, n)) {
 		r->bad = 1;
 		dst[0] = 0;
 		return;
@@ -639,7 +643,7 @@ int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st)
 	for (int i = 0; i < N_STATS; i++)
 		*stat_field(st, i) = r_u64(&r);
 	r_str(&r, st->provider, sizeof(st->provider));
-	return r.bad ? -EPROTO : 0;
+	return r.bad || r.pos != len ? -EPROTO : 0;
 }
 
 void wire_mac(uint8_t mac[WIRE_MAC], const uint8_t *secret, size_t slen, const char *label,

@@ -163,7 +163,8 @@ struct wire_error {
 int wire_frame_encode(void *buf, size_t cap, uint16_t type, const void *body);
 /*
  * Decode a frame body of the given type from body[0..len). Returns 0 or
- * -EPROTO (malformed, with a reason in *why).
+ * -EPROTO (malformed, with a reason in *why): short or trailing bytes, a
+ * length over its field, a string (provider, error text) with a NUL inside.
  */
 int wire_frame_decode(uint16_t type, const void *body, size_t len, void *out, const char **why);
 /* Parse the 12-byte header. Returns 0, or -EPROTO for a bad magic/proto/len > max. */
@@ -301,7 +302,7 @@ int wire_segs_encode(void *buf, size_t cap, const struct wire_seg *seg, int n);
 int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_len,
 		     struct wire_seg *seg, int max);
 
-/* Stats payload (OP_STATS reply data). */
+/* Stats payload (OP_STATS reply data); decode: -EPROTO unless len is exactly one payload. */
 int wire_stats_encode(void *buf, size_t cap, const struct proto_stats *st);
 int wire_stats_decode(const void *buf, size_t len, struct proto_stats *st);
 

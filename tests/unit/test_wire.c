@@ -373,6 +373,66 @@ Test(wire, entries_and_stats)
 	cr_assert_eq(wire_stats_decode(buf, (size_t)n - 1, &o), -EPROTO);
 }
 
+/*
+ * Found by tests/fuzz (fuzz_stats, corpus/stats/crash-trailing-bytes): a
+ * stats payload with bytes after the provider's name decoded, where every
+ * other message must be exactly as long as what it holds.
+ */
+Test(wire, stats_trailing_bytes_refused)
+{
+	uint8_t buf[512];
+	struct proto_stats st = {.gets = 1, .provider = "shm"}, o;
+	int n = wire_stats_encode(buf, sizeof(buf), &st);
+	cr_assert_gt(n, 0);
+	memcpy(buf + n, "shm", 3);
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n + 3, &o), -EPROTO);
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n + 1, &o), -EPROTO);
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n, &o), 0);
+}
+
+/*
+ * Found by tests/fuzz (fuzz_frame, corpus/frame/crash-error-text-nul): a
+ * string (u8 length, bytes) with a NUL among its bytes decoded as the C
+ * string before it: an error text, a provider name ("shm\0xyz" as "shm")
+ * meant less than its frame said. No encoder writes one (w_str stops at
+ * the NUL); every decoder of strings refuses it.
+ */
+Test(wire, strings_with_a_nul_inside_refused)
+{
+	uint8_t buf[WIRE_FRAME_MAX + WIRE_FRAME_HDR];
+	const char *why;
+	struct wire_error e = {-EACCES, "authentication failed"}, de;
+	int n = wire_frame_encode(buf, sizeof(buf), WF_ERROR, &e);
+	cr_assert_gt(n, WIRE_FRAME_HDR);
+	uint8_t *body = buf + WIRE_FRAME_HDR;
+	size_t len = (size_t)n - WIRE_FRAME_HDR;
+	cr_assert_eq(wire_frame_decode(WF_ERROR, body, len, &de, &why), 0);
+	body[4 + 1 + 4] = 0; /* "auth\0ntication failed" */
+	cr_assert_eq(wire_frame_decode(WF_ERROR, body, len, &de, &why), -EPROTO);
+	body[4 + 1 + 4] = 'e';
+	body[len - 1] = 0; /* the last byte too */
+	cr_assert_eq(wire_frame_decode(WF_ERROR, body, len, &de, &why), -EPROTO);
+
+	struct wire_welcome w = {.n_provs = 2, .provs = {"shm", "tcp"}}, dw;
+	n = wire_frame_encode(buf, sizeof(buf), WF_WELCOME, &w);
+	cr_assert_gt(n, WIRE_FRAME_HDR);
+	len = (size_t)n - WIRE_FRAME_HDR;
+	cr_assert_eq(wire_frame_decode(WF_WELCOME, body, len, &dw, &why), 0);
+	body[WIRE_MAC + 32 + 1 + 1 + 1] = 0; /* "s\0m" */
+	cr_assert_eq(wire_frame_decode(WF_WELCOME, body, len, &dw, &why), -EPROTO);
+
+	struct wire_setup s = {.provider = "tcp", .addr_len = 1}, ds;
+	n = wire_frame_encode(buf, sizeof(buf), WF_SETUP, &s);
+	len = (size_t)n - WIRE_FRAME_HDR;
+	body[1 + 2] = 0; /* "tc\0" */
+	cr_assert_eq(wire_frame_decode(WF_SETUP, body, len, &ds, &why), -EPROTO);
+
+	struct proto_stats st = {.provider = "shm"}, o;
+	n = wire_stats_encode(buf, sizeof(buf), &st);
+	buf[n - 2] = 0;
+	cr_assert_eq(wire_stats_decode(buf, (size_t)n, &o), -EPROTO);
+}
+
 /* libkvfs's edge (client/convert.h): a listing entry's attributes reach a kvfs_attr. */
 Test(wire, client_conversion)
 {
