@@ -7,6 +7,9 @@
 #    mount works again, no remount;
 #  - the daemon SIGKILLed: fusermount3 -u cleans up, an upload it had open is
 #    not committed, a new mount works and sees the committed data;
+#  - a pool full under eviction none: a write that does not fit fails in
+#    write(2) with ENOSPC, keeping what was written before (as a disk does),
+#    and one past max_value fails with EFBIG;
 #  - two servers, one dead: files on the live one read and write, files on
 #    the dead one fail with EIO within the bound; after its restart they work.
 #   fs_failure.sh BUILD_DIR [SOURCE_DIR]
@@ -156,6 +159,57 @@ ml_umount "$M"
 record "unmount" $?
 ml_server_stop s0
 record "server stops cleanly" $?
+
+# --- a full pool and a value over max_value: the write fails, the old value stays ---
+ml_config 1 64M 40M
+sed -i 's/max_value = "40M"; }/max_value = "40M"; eviction = "none"; }/' "$CONF"
+ml_servers_start || { record "server with eviction none starts" 1; ml_finish; }
+M3=$T/m3
+ml_mount "$M3" || { record "mount of a small pool" 1; ml_finish; }
+check_fail "a write past max_value (40 MiB) fails with EFBIG" "File too large" \
+	dd if=/dev/zero of="$M3/huge" bs=1M seek=39 count=2 status=none
+check "what came before it is kept: 40 MiB" test "$(stat -c %s "$M3/huge")" -eq $((40 << 20))
+rm -f "$M3/huge"
+echo "old content" >"$M3/keep"
+check "a 30 MiB file fills most of the 64 MiB pool" \
+	dd if=/dev/zero of="$M3/fill" bs=1M count=30 status=none
+# A write that does not fit fails in write(2); what came before it is then
+# either committed at close (as on a disk: the file holds exactly the records
+# dd reports written) or, when the commit itself finds no room, refused at
+# close with ENOSPC, and the file keeps its old (here: empty) value.
+t_enospc() {
+	! dd if=/dev/zero of="$M3/part" bs=1M count=36 2>"$T/dd.err" || return 1
+	cat "$T/dd.err"
+	grep -q "error writing.*No space left on device" "$T/dd.err" || return 1
+	local n size
+	n=$(awk -F+ '/records out/ { print $1 }' "$T/dd.err")
+	size=$(stat -c %s "$M3/part")
+	if grep -q "closing output file.*No space left on device" "$T/dd.err"; then
+		[ "$size" -eq 0 ]
+	else
+		[ -n "$n" ] && [ "$size" -eq $((n << 20)) ]
+	fi
+}
+check "a 36 MiB write into the rest fails with ENOSPC, losing nothing silently" t_enospc
+t_fill() { # fill the pool to the brim: 1 MiB files until one does not fit
+	local i
+	for i in $(seq 1 40); do
+		dd if=/dev/zero of="$M3/brim$i" bs=1M count=1 status=none 2>/dev/null || return 0
+	done
+	return 1
+}
+check "the pool fills up" t_fill
+check_fail "with the pool full, rewriting a file in place fails with ENOSPC" "No space left on device" \
+	dd if=/dev/zero of="$M3/keep" bs=1M count=1 conv=notrunc status=none
+check "and the file keeps its old value" sh -c "test \"\$(cat '$M3/keep')\" = 'old content'"
+rm -f "$M3"/brim*
+rm -f "$M3/part"
+check "once those files are removed the pool has room again" \
+	sh -c "dd if=/dev/zero of='$M3/keep' bs=1M count=20 status=none && test \$(stat -c %s '$M3/keep') = 20971520"
+ml_umount "$M3"
+record "unmount of the small pool" $?
+ml_server_stop s0
+record "the small pool's server stops cleanly" $?
 
 # --- two servers, one dies ---------------------------------------------------------
 ml_config 2
