@@ -471,6 +471,8 @@ int kvfs_server_of(kvfs_t *kv, const char *key);
 struct kvfs_stats {
 	uint64_t gets, hits, misses, puts, deletes, evictions, expirations;
 	uint64_t bytes_in, bytes_out, keys, pool_size, pool_used, sessions, uptime_s;
+	uint64_t dropped_requests; /* unanswered: their session had 96 requests in flight */
+	uint64_t stalled_sessions; /* dropped after server.stall_timeout_ms without progress */
 	char provider[32];
 };
 int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out);

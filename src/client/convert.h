@@ -73,7 +73,9 @@ static inline void stats_from_proto(struct kvfs_stats *out, const struct proto_s
 				   .pool_size = st->pool_size,
 				   .pool_used = st->pool_used,
 				   .sessions = st->sessions,
-				   .uptime_s = st->uptime_s};
+				   .uptime_s = st->uptime_s,
+				   .dropped_requests = st->dropped_requests,
+				   .stalled_sessions = st->stalled_sessions};
 	memcpy(out->provider, st->provider, sizeof(out->provider));
 }
 

@@ -70,7 +70,8 @@ struct proto_attr {
 struct proto_stats {
 	uint64_t gets, hits, misses, puts, deletes, evictions, expirations;
 	uint64_t bytes_in, bytes_out, keys, pool_size, pool_used, sessions, uptime_s;
-	char provider[32]; /* the provider the request came in on */
+	uint64_t dropped_requests, stalled_sessions; /* the per-session limits (service_priv.h) */
+	char provider[32];			     /* the provider the request came in on */
 };
 
 #endif

@@ -614,13 +614,14 @@ int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_
 	return sum == total ? n : -EPROTO;
 }
 
-#define N_STATS 14
+#define N_STATS 16
 static uint64_t *stat_field(struct proto_stats *st, int i)
 {
-	uint64_t *f[N_STATS] = {&st->gets,	&st->hits,	&st->misses,	  &st->puts,
-				&st->deletes,	&st->evictions, &st->expirations, &st->bytes_in,
-				&st->bytes_out, &st->keys,	&st->pool_size,	  &st->pool_used,
-				&st->sessions,	&st->uptime_s};
+	uint64_t *f[N_STATS] = {
+	    &st->gets,	    &st->hits,	    &st->misses,	   &st->puts,
+	    &st->deletes,   &st->evictions, &st->expirations,	   &st->bytes_in,
+	    &st->bytes_out, &st->keys,	    &st->pool_size,	   &st->pool_used,
+	    &st->sessions,  &st->uptime_s,  &st->dropped_requests, &st->stalled_sessions};
 	return f[i];
 }
 

@@ -75,6 +75,8 @@ int handle_stats(struct svc_ep *e, struct op *o, const char **why)
 		svc_ep_counters(eps[i], &c);
 		st.bytes_in += c.bytes_in;
 		st.bytes_out += c.bytes_out;
+		st.dropped_requests += c.over_cap;
+		st.stalled_sessions += c.stalls;
 	}
 	st.sessions = atomic_load(&srv->ctr.sessions);
 	st.evictions = ss.evictions;

@@ -12,9 +12,11 @@
 
 #include "fuzz.h"
 
-/* An entry with attributes: u16 nlen, u8 is_prefix, then the attr, whose last 4 bytes are padding.
+/*
+ * An entry with attributes: u16 nlen, u8 is_prefix, then the attr (six u64,
+ * four u32), whose last 4 bytes are padding.
  */
-#define ATTR_PAD_OFF (3 + 44)
+#define ATTR_PAD_OFF (3 + 6 * 8 + 3 * 4)
 #define ATTR_PAD_LEN 4
 
 static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)

@@ -11,7 +11,7 @@
 /* The reserved fields of a reply's fixed part (wire_rep_encode writes zeros). */
 #define RSV1_OFF 2 /* after op, flags */
 #define RSV1_LEN 2
-#define RSV2_OFF 84 /* the attr's padding */
+#define RSV2_OFF (WIRE_REP_FIXED - 4) /* the attr's padding, last in the fixed part */
 #define RSV2_LEN 4
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

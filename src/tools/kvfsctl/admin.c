@@ -103,12 +103,12 @@ int cmd_ping(struct ctl *c, int argc, char **argv)
 	return failed ? EXIT_FAIL : 0;
 }
 
-#define N_STAT_COLS 16
+#define N_STAT_COLS 18
 
 static const char *const stat_cols[N_STAT_COLS] = {
     "name",	 "provider",  "gets",	     "hits",	 "misses",    "puts",
     "deletes",	 "evictions", "expirations", "bytes_in", "bytes_out", "keys",
-    "pool_size", "pool_used", "sessions",    "uptime_s"};
+    "pool_size", "pool_used", "sessions",    "uptime_s", "dropped",   "stalled"};
 
 static void stat_values(const struct kvfs_stats *s, uint64_t v[N_STAT_COLS - 2])
 {
@@ -126,6 +126,8 @@ static void stat_values(const struct kvfs_stats *s, uint64_t v[N_STAT_COLS - 2])
 	v[11] = s->pool_used;
 	v[12] = s->sessions;
 	v[13] = s->uptime_s;
+	v[14] = s->dropped_requests;
+	v[15] = s->stalled_sessions;
 }
 
 int cmd_stats(struct ctl *c, int argc, char **argv)
