@@ -94,7 +94,13 @@ enum wire_frame_type {
 	WF_REP, /* its reply */
 };
 
-#define WIRE_DIRECT_IDLE_MS 3000  /* direct phase: longest silence between requests */
+#define WIRE_DIRECT_IDLE_MS 3000 /* direct phase: longest silence between requests */
+/*
+ * After WELCOME, the longest silence before the first frame: a fabric client
+ * opens its endpoint and registers its buffers before it sends SETUP, which
+ * takes seconds with large buffers on verbs, or under load.
+ */
+#define WIRE_FIRST_FRAME_MS 15000
 #define WIRE_DIRECT_LIFE_MS 60000 /* direct phase: longest life of the connection */
 
 /* Registered region of a client, as announced to a server. */

@@ -15,10 +15,11 @@
  * no RMA, nothing left behind on the server when the connection goes.
  *
  * Limits (the connection holds one of server.c's handshake slots all along):
- * WIRE_DIRECT_IDLE_MS of silence before a frame, the handshake timeout over
- * one frame (a partial frame then a stall), WIRE_DIRECT_LIFE_MS in all, and
- * frames of at most limits.msg_size. Anything malformed or out of place gets
- * an ERROR frame, a rate-limited log line, and the connection is closed.
+ * WIRE_FIRST_FRAME_MS of silence before the first frame (SETUP comes after
+ * the client's endpoint is set up), WIRE_DIRECT_IDLE_MS before the others, the handshake timeout
+ * over one frame (a partial frame then a stall), WIRE_DIRECT_LIFE_MS in all, and frames of at most
+ * limits.msg_size. Anything malformed or out of place gets an ERROR frame, a rate-limited log line,
+ * and the connection is closed.
  */
 #include "service_priv.h"
 
@@ -165,8 +166,8 @@ int direct_serve(struct srv *srv, int fd, int frame_ms, struct wire_setup *setup
 			       WIRE_DIRECT_LIFE_MS);
 			break;
 		}
-		ret = wait_frame(srv, fd,
-				 left < WIRE_DIRECT_IDLE_MS ? (int)left : WIRE_DIRECT_IDLE_MS);
+		int idle = d.rx ? WIRE_DIRECT_IDLE_MS : WIRE_FIRST_FRAME_MS; /* rx: a frame came */
+		ret = wait_frame(srv, fd, left < idle ? (int)left : idle);
 		if (ret == -ESHUTDOWN)
 			refuse(&d, ret, "server is shutting down");
 		if (ret)

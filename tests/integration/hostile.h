@@ -33,7 +33,11 @@ struct raw {
 	struct fab_mr *mr_w, *mr_r, *mr_msg;
 	struct fab_ctx rx_ctx, tx_ctx;
 };
-/* Handshake and SETUP on server 0 (cr_assert on failure); one receive posted. */
+/*
+ * Handshake and SETUP on server 0 (cr_assert on failure); one receive posted.
+ * SETUP goes raw_setup_delay_ms (default 0) after the endpoint is set up.
+ */
+extern int raw_setup_delay_ms;
 void raw_connect(struct raw *r);
 /* Close what raw_connect opened (r->fd < 0: the socket is closed already). */
 void raw_close(struct raw *r);

@@ -39,6 +39,8 @@ void stop(void)
 	h_stop(&cl);
 }
 
+int raw_setup_delay_ms;
+
 void raw_connect(struct raw *r)
 {
 	char port[8];
@@ -76,6 +78,8 @@ void raw_connect(struct raw *r)
 	    (struct wire_region){fab_mr_remote_base(r->mr_w), r->region_len, fab_mr_key(r->mr_w)};
 	s.staging =
 	    (struct wire_region){fab_mr_remote_base(r->mr_r), r->region_len, fab_mr_key(r->mr_r)};
+	if (raw_setup_delay_ms)
+		usleep((useconds_t)raw_setup_delay_ms * 1000);
 	cr_assert_eq(sock_send_frame(r->fd, WF_SETUP, &s, 2000), 0);
 	cr_assert_eq(sock_recv_frame(r->fd, WF_READY, &r->rd, WIRE_FRAME_MAX, 2000, NULL, 0), 0);
 	cr_assert_eq(fab_av_insert(r->ep, r->rd.addr, r->rd.addr_len, &r->srv), 0);

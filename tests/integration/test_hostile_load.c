@@ -127,7 +127,8 @@ Test(hostile, stalled_clients_leave_others_served, .init = stall_start, .fini = 
 	}
 	cr_assert_eq(st.sessions, 1, "stalled sessions still counted after the stall timeout");
 	cr_log_info("dropped requests %llu, stalled sessions %llu",
-		    (unsigned long long)st.dropped_requests, (unsigned long long)st.stalled_sessions);
+		    (unsigned long long)st.dropped_requests,
+		    (unsigned long long)st.stalled_sessions);
 	if (strcmp(h_provider(), "tcp") == 0) {
 		/* shm's RMA is a copy by the server alone: nothing stalls there */
 		cr_assert_geq(st.stalled_sessions, 2, "kvfsctl stats counts the stalled sessions");
@@ -228,4 +229,20 @@ Test(hostile, long_upload_work_leaves_the_store_free, .init = big_start, .fini =
 	cr_assert_gt(p.n, 10, "the probe client stopped early");
 	cr_assert_lt(p.worst_us, slowest_call * 1000 / 2,
 		     "a GET on another endpoint waited for the upload's long work");
+}
+
+/*
+ * A client slow to send SETUP after WELCOME (registering large buffers takes
+ * seconds on verbs, and on a loaded host) is waited for past the direct
+ * phase's idle limit (WIRE_FIRST_FRAME_MS, not WIRE_DIRECT_IDLE_MS): once
+ * such a client found its connection reset by the time it sent SETUP.
+ */
+Test(hostile, slow_setup_is_waited_for, .init = start, .fini = stop, .timeout = 60)
+{
+	struct raw r;
+	raw_setup_delay_ms = WIRE_DIRECT_IDLE_MS + 500;
+	raw_connect(&r); /* asserts that READY came */
+	raw_setup_delay_ms = 0;
+	raw_close(&r);
+	good_client_still_served(3000);
 }
