@@ -13,7 +13,8 @@
 # used, and only inside these namespaces. Each kvfs-server runs inside its
 # host's namespace AND its own pid namespace (ip netns exec ... unshare --pid
 # --fork), so the client can never map its pool (same-host reads need the
-# server's pid): every byte travels by RMA over tcp. The client side
+# server's pid): every byte travels by RMA over tcp. It has its own mount
+# namespace with its own /dev/shm, as another host would. The client side
 # (kvfsctl, the kvfs daemon) runs in C through `nsenter --net`, which keeps
 # the test's mount namespace: the FUSE mount is visible to the test shell and
 # its cleanup. However the test ends (EXIT, INT, TERM), cl_cleanup unmounts,
@@ -29,6 +30,9 @@
 #   cl_blackhole NAME on|off  iptables DROP of everything arriving on its host's links
 #   cn CMD...                 run CMD on the client host
 #   ctl ARGS...               kvfsctl -c $CONF on the client host
+#   server_of KEY             the server holding KEY (kvfsctl stat)
+#   key_on SERVER PREFIX      a key PREFIX.N of SERVER's (a small value put there)
+#   timed_fail LIMIT TEXT CMD...  CMD fails within LIMIT s, printing TEXT (stderr)
 
 CL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../mount/mount_lib.sh
@@ -143,9 +147,12 @@ cl_config() {
 cl_server_start() { # NAME
 	local name=$1 i
 	if [ "$name" = s0 ]; then
-		cn "$BUILD/kvfs-server" -c "$CONF" --name "$name" 2>>"$T/server-$name.log" &
+		nsenter --net=/run/netns/"$CL_PFX"c "$BUILD/kvfs-server" -c "$CONF" --name "$name" 2>>"$T/server-$name.log" &
 	else
-		ip netns exec "${cl_host[$name]}" unshare --pid --fork --kill-child \
+		# Its own /dev/shm too, as on another host: libfabric's shm names
+		# its regions by pid, and every server here is pid 1 of its namespace.
+		ip netns exec "${cl_host[$name]}" unshare --pid --fork --kill-child --mount \
+			sh -c 'mount -t tmpfs -o size=64m kvfs-test /dev/shm && exec "$@"' sh \
 			"$BUILD/kvfs-server" -c "$CONF" --name "$name" 2>>"$T/server-$name.log" &
 	fi
 	ml_spid[$name]=$!
@@ -190,6 +197,31 @@ cl_blackhole() {
 	[ "$2" = off ] && op=-D
 	ip netns exec "$ns" iptables -w 5 "$op" INPUT -i ca -j DROP &&
 		ip netns exec "$ns" iptables -w 5 "$op" INPUT -i cb -j DROP
+}
+
+server_of() { ctl stat "$1" | awk '$1 == "server:" { print $2 }'; }
+
+key_on() {
+	local j
+	for ((j = 0; j < 64; j++)); do
+		echo "x$j" | ctl put "$2.$j" - || return 1
+		[ "$(server_of "$2.$j")" = "$1" ] && { echo "$2.$j"; return 0; }
+		ctl rm "$2.$j" || return 1
+	done
+	return 1
+}
+
+# timed_fail LIMIT TEXT CMD...: CMD fails within LIMIT seconds and its
+# stderr holds TEXT; prints how long it took. For `check`.
+timed_fail() {
+	local lim=$1 text=$2 t0 d
+	shift 2
+	t0=$(ml_now)
+	"$@" >/dev/null 2>"$T/tf.err" && { echo "succeeded"; return 1; }
+	d=$(ml_since "$t0")
+	echo "failed after $d s: $(head -1 "$T/tf.err")"
+	grep -qF -- "$text" "$T/tf.err" || { echo "without \"$text\""; return 1; }
+	ml_le "$d" "$lim"
 }
 
 # Stop the servers by SIGTERM (each must exit 0), then ml_finish.
