@@ -78,10 +78,10 @@ base=$(best ctl get "${key[s2]}")
 # --- s1 blackholed ----------------------------------------------------------
 cl_blackhole s1 on
 record "s1's links drop everything (iptables DROP)" $?
-limit=$(awk -v t="$CL_TIMEOUT_MS" -v f="$ML_SLOW" 'BEGIN { print (t / 1000 + 1) * f }')
-check "get of s1's key fails within timeout_ms + 1 s" timed_fail "$limit" "" ctl get "${key[s1]}"
-check "put to s1 fails within timeout_ms + 1 s" timed_fail "$limit" "" ctl put "${key[s1]}" "$T/vsmall"
-check "ls (needs s1) fails, not a shorter listing, within timeout_ms + 1 s" timed_fail "$limit" "" ctl ls
+cl_lim=$(awk -v t="$CL_TIMEOUT_MS" -v f="$ML_SLOW" 'BEGIN { print (t / 1000 + 1) * f }')
+check "get of s1's key fails within timeout_ms + 1 s" timed_fail "$cl_lim" "" ctl get "${key[s1]}"
+check "put to s1 fails within timeout_ms + 1 s" timed_fail "$cl_lim" "" ctl put "${key[s1]}" "$T/vsmall"
+check "ls (needs s1) fails, not a shorter listing, within timeout_ms + 1 s" timed_fail "$cl_lim" "" ctl ls
 during=$(best ctl get "${key[s2]}")
 echo "# one-shot get of s2's key, best of 3: $during s while s1 is blackholed, $base s before"
 record "s2 answers at its usual latency meanwhile" \
@@ -89,15 +89,17 @@ record "s2 answers at its usual latency meanwhile" \
 	"one-shot get: $during s (before: $base s)"
 # One session: the first call waits the timeout, the next ones fail at once.
 batch_times() {
-	local t0 d out
+	local t0 d out bound
+	bound=$(awk -v l="$cl_lim" 'BEGIN { print l + 0.5 }')
 	t0=$(ml_now)
 	out=$(printf 'get %s\nget %s\nget %s\nget %s\n' "${key[s1]}" "${key[s1]}" "${key[s1]}" "${key[s2]}" |
 		ctl batch 2>/dev/null)
 	d=$(ml_since "$t0")
 	echo "$out"
-	echo "# batch of 3 gets of s1's key and one of s2's: $d s" >&3
-	[ "$(echo "$out" | grep -c '^ERR')" -eq 3 ] && [ "$(echo "$out" | tail -1)" = '"v'"${key[s2]#probe}"'\n"' ] &&
-		ml_le "$d" "$(awk -v l="$limit" 'BEGIN { print l + 0.5 }')"
+	echo "# batch of 3 gets of s1's key and one of s2's: $d s (at most $bound s)" >&3
+	[ "$(echo "$out" | grep -c '^ERR')" -eq 3 ] || { echo "not 3 errors"; return 1; }
+	[ "$(echo "$out" | tail -1)" = '"v'"${key[s2]#probe}"'\n"' ] || { echo "s2's get did not answer"; return 1; }
+	ml_le "$d" "$bound"
 }
 exec 3>&1
 check "in one session only the first call to s1 waits: the next fail at once" batch_times
