@@ -3,7 +3,7 @@
 # (network namespaces, two tcp rails each, servers in their own pid
 # namespaces: cluster_lib.sh), then one server host blackholed.
 #
-# - put/get/ls/stat/rm of small and multi-MiB values (3 MiB, and 12 MiB:
+# - put/stat/get/ls/rm of small and multi-MiB values (3 MiB, and 12 MiB:
 #   more than one receive slot, so a multi-piece GET) on each server, checked
 #   by sha256, and the bytes of each large get seen on the client's link;
 # - s1's links dropping everything (iptables DROP, no RST): a call to its key
@@ -39,6 +39,7 @@ roundtrip() { # SERVER FILE: put under a key of SERVER's, get back, same sha256,
 	local s=$1 f=$2 k rx0 rx1 sz
 	sz=$(stat -c %s "$f")
 	k=$(key_on "$s" "${key[$s]}/$(basename "$f")") || { echo "no key on $s"; return 1; }
+	echo "$k" >>"$T/keys.$s"
 	ctl put "$k" "$f" || return 1
 	[ "$(ctl stat "$k" | awk '$1 == "size:" { print $2 }')" = "$sz" ] || { echo "stat size differs"; return 1; }
 	rx0=$(cn_rx "$s")
@@ -47,17 +48,31 @@ roundtrip() { # SERVER FILE: put under a key of SERVER's, get back, same sha256,
 	[ "$(sha256sum <"$T/got.$s")" = "$(sha256sum <"$f")" ] || { echo "sha256 differs"; return 1; }
 	# The value crossed the client's link to s (by RMA over tcp), not a shortcut.
 	((rx1 - rx0 >= sz)) || { echo "only $((rx1 - rx0)) bytes arrived on link ${s}a for $sz"; return 1; }
-	ctl ls "${key[$s]}/" | grep -qxF "$k" || { echo "ls ${key[$s]}/ misses $k"; return 1; }
-	ctl rm "$k" || return 1
-	if ctl get "$k" "$T/got.$s" 2>"$T/rmerr.$s" || ! grep -q 'no such key' "$T/rmerr.$s"; then
-		echo "get after rm: $(cat "$T/rmerr.$s")"
-		return 1
-	fi
 }
 for s in s1 s2; do
+	: >"$T/keys.$s"
 	for f in vsmall v3M v12M; do
-		check "put/get/stat/ls/rm of $f on $s, sha256 and bytes on its link" roundtrip "$s" "$T/$f"
+		check "put/stat/get of $f on $s, sha256 and bytes on its link" roundtrip "$s" "$T/$f"
 	done
+done
+ls_rm() { # SERVER: its keys listed under their prefix, removed, then misses
+	local s=$1 k
+	ctl ls "${key[$s]}/" >"$T/ls.$s" || return 1
+	for k in $(cat "$T/keys.$s"); do
+		grep -qxF "$k" "$T/ls.$s" || { echo "ls ${key[$s]}/ misses $k"; return 1; }
+	done
+	# shellcheck disable=SC2046
+	ctl rm $(cat "$T/keys.$s") || return 1
+	for k in $(cat "$T/keys.$s"); do
+		if ctl get "$k" "$T/got.$s" 2>"$T/rmerr.$s" || ! grep -q 'no such key' "$T/rmerr.$s"; then
+			echo "get of $k after rm: $(cat "$T/rmerr.$s")"
+			return 1
+		fi
+	done
+	! ctl ls "${key[$s]}/" | grep -q . || { echo "ls ${key[$s]}/ not empty after rm"; return 1; }
+}
+for s in s1 s2; do
+	check "ls and rm of those keys on $s, get after rm: no such key" ls_rm "$s"
 done
 lists_both() { ctl ls >"$T/ls" && grep -qxF "${key[s1]}" "$T/ls" && grep -qxF "${key[s2]}" "$T/ls"; }
 check "ls lists keys of both servers" lists_both
