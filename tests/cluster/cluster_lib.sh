@@ -13,8 +13,8 @@
 # used, and only inside these namespaces. Each kvfs-server runs inside its
 # host's namespace AND its own pid namespace (ip netns exec ... unshare --pid
 # --fork), so the client can never map its pool (same-host reads need the
-# server's pid): every byte travels by RMA over tcp. It has its own mount
-# namespace with its own /dev/shm, as another host would. The client side
+# server's pid): every byte travels by RMA over tcp. /dev/shm is shared,
+# as between containers that share it. The client side
 # (kvfsctl, the kvfs daemon) runs in C through `nsenter --net`, which keeps
 # the test's mount namespace: the FUSE mount is visible to the test shell and
 # its cleanup. However the test ends (EXIT, INT, TERM), cl_cleanup unmounts,
@@ -149,10 +149,10 @@ cl_server_start() { # NAME
 	if [ "$name" = s0 ]; then
 		nsenter --net=/run/netns/"$CL_PFX"c "$BUILD/kvfs-server" -c "$CONF" --name "$name" 2>>"$T/server-$name.log" &
 	else
-		# Its own /dev/shm too, as on another host: libfabric's shm names
-		# its regions by pid, and every server here is pid 1 of its namespace.
-		ip netns exec "${cl_host[$name]}" unshare --pid --fork --kill-child --mount \
-			sh -c 'mount -t tmpfs -o size=64m kvfs-test /dev/shm && exec "$@"' sh \
+		# /dev/shm stays shared, as with containers that share it: each
+		# server here is pid 1 of its namespace, and must leave the shm
+		# regions of other pid namespaces alone (src/fabric: shm_sweep).
+		ip netns exec "${cl_host[$name]}" unshare --pid --fork --kill-child \
 			"$BUILD/kvfs-server" -c "$CONF" --name "$name" 2>>"$T/server-$name.log" &
 	fi
 	ml_spid[$name]=$!
