@@ -17,7 +17,7 @@
 # as between containers that share it. The client side
 # (kvfsctl, the kvfs daemon) runs in C through `nsenter --net`, which keeps
 # the test's mount namespace: the FUSE mount is visible to the test shell and
-# its cleanup. However the test ends (EXIT, INT, TERM), cl_cleanup unmounts,
+# its cleanup. However the test ends (EXIT, INT, TERM, HUP, PIPE), cl_cleanup unmounts,
 # kills every process in the namespaces, deletes them (with their links,
 # iptables rules and qdiscs) and then runs mount_lib's own cleanup.
 #
@@ -53,6 +53,9 @@ cl_init() {
 	export KVFS_TEST_PROVIDER=tcp
 	ml_init "$@"
 	trap cl_cleanup EXIT
+	# A closed pipe (`| head`) or a hang-up must not leave namespaces behind either.
+	trap 'ml_signalled=1; exit 129' HUP
+	trap 'ml_signalled=1; exit 141' PIPE
 	ip netns add "${CL_PFX}probe" 2>/dev/null || ml_skip "ip netns add fails here (no CAP_SYS_ADMIN, or no netns support)"
 	ip netns del "${CL_PFX}probe"
 	ip netns exec "$CL_PFX"c true 2>/dev/null && { echo "FATAL: namespace ${CL_PFX}c exists already"; exit 1; }
@@ -65,7 +68,8 @@ cn() { nsenter --net=/run/netns/"$CL_PFX"c "$@"; }
 cl_cleanup() {
 	local rc=$? m ns p
 	[ "$BASHPID" = "$ml_shell" ] || exit "$rc"
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
+	trap "" PIPE # a closed pipe must not end the cleanup (writes just fail)
 	if [ -n "$T" ]; then
 		for m in $(awk -v t="$T/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
 			fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
