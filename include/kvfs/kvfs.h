@@ -24,13 +24,16 @@
  *
  * Errors. Each call lists its own. Besides them, a call that talks to a
  * server may return:
- *   -EIO        the server cannot be reached (refused, unreachable, no TCP
- *               answer within client.timeout_ms, or it refused the session),
- *               the connection was lost, or an RMA of the value failed
- *               (rarely, the fabric's own errno instead); every request in
- *               flight on a lost connection fails; the next call reconnects
- *   -ETIMEDOUT  no answer within client.timeout_ms; the connection is then
- *               dropped (-EIO for the other requests on it)
+ *   -EIO        the server cannot be reached (refused, unreachable, or it
+ *               refused the session), the connection was lost, the server
+ *               is down (below), or an RMA of the value failed (rarely, the
+ *               fabric's own errno instead); every request in flight on a
+ *               lost connection fails; the next call reconnects
+ *   -ETIMEDOUT  no answer within client.timeout_ms (to a request, or while
+ *               connecting); the connection is then dropped (-EIO for the
+ *               other requests on it) and the server is down for this
+ *               kvfs_t: calls to it fail with -EIO at once, without
+ *               waiting, until a background probe (every second) connects
  *   -EACCES     (connecting) a secret is required and none is configured, or
  *               the secrets differ
  *   -EPROTONOSUPPORT  (connecting) no common protocol version or provider
@@ -481,7 +484,8 @@ int kvfs_server_stats(kvfs_t *kv, int idx, struct kvfs_stats *out);
  * KVFS_SERVER_IDLE (no session: none was needed yet, as connections are
  * made on first use, or a broken one was torn down and none needed since),
  * KVFS_SERVER_UP (a session is established), KVFS_SERVER_DOWN (its session
- * broke, or the last attempt to connect failed; the next call tries again).
+ * broke, or the last attempt to connect failed; the next call tries again,
+ * or, after a timeout, the probe does).
  * -EINVAL when kv is NULL or idx is out of range.
  */
 enum { KVFS_SERVER_IDLE = 0, KVFS_SERVER_UP = 1, KVFS_SERVER_DOWN = 2 };

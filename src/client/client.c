@@ -85,7 +85,11 @@ static int open_common(struct kvfs *kv)
 		kv->name_hash[i] =
 		    hash64(kv->cfg.servers[i].name, strlen(kv->cfg.servers[i].name), 0);
 	}
-	return watchdog_start(kv);
+	probe_init(kv);
+	ret = watchdog_start(kv);
+	if (ret)
+		probe_stop(kv);
+	return ret;
 }
 
 int kvfs_open_config_flags(const struct kvfs_config *cfg, unsigned flags, kvfs_t **out)
@@ -144,6 +148,7 @@ void kvfs_close(kvfs_t *kv)
 {
 	if (!kv)
 		return;
+	probe_stop(kv);
 	watchdog_stop(kv);
 	for (int i = 0; i < kv->cfg.n_servers; i++)
 		conn_destroy(&kv->conns[i]);
@@ -193,9 +198,9 @@ int kvfs_server_state(kvfs_t *kv, int idx)
 		return -EINVAL;
 	struct conn *c = &kv->conns[idx];
 	pthread_mutex_lock(&c->lock);
-	int st = c->up && !c->broken				? KVFS_SERVER_UP
-		 : c->broken || (c->attempts && c->attempt_err) ? KVFS_SERVER_DOWN
-								: KVFS_SERVER_IDLE;
+	int st = c->up && !c->broken					   ? KVFS_SERVER_UP
+		 : c->down || c->broken || (c->attempts && c->attempt_err) ? KVFS_SERVER_DOWN
+									   : KVFS_SERVER_IDLE;
 	pthread_mutex_unlock(&c->lock);
 	return st;
 }

@@ -192,6 +192,13 @@ struct conn {
 	uint64_t req_free;	 /* (L) bitmap */
 	struct rxbuf rxs[NRECV]; /* fields as marked */
 	struct mr_reg *regs;	 /* (L) caller memory registered on this session */
+
+	/*
+	 * Down: a connect or request timed out. Calls fail with -EIO at once,
+	 * without waiting, until the probe thread (probe.c) connects again.
+	 */
+	int down;	  /* (L) */
+	int64_t probe_at; /* (L) while down: when the probe tries next (now_ns) */
 };
 
 struct kvfs {
@@ -205,6 +212,12 @@ struct kvfs {
 	pthread_mutex_t wd_lock;
 	pthread_cond_t wd_cond;
 	int wd_stop; /* wd_lock */
+
+	/* probe.c */
+	pthread_t prober; /* probe(), started by probe_kick at the first server down */
+	pthread_mutex_t probe_lock;
+	pthread_cond_t probe_cond;
+	int probe_started, probe_kicked, probe_quit; /* probe_lock */
 };
 
 static inline int64_t now_ns(void)
@@ -262,6 +275,19 @@ void do_break(struct conn *c, const char *why);
 void conn_break(struct conn *c, const char *why);
 /* Is the server's TCP channel still quiet (0: it closed or spoke)? */
 int liveness_ok(struct conn *c);
+/* How long a down server waits between the end of one probe and the next. */
+#define PROBE_MS 1000
+/*
+ * Mark c down (it did not answer within client.timeout_ms): its calls fail
+ * at once with -EIO until the probe reconnects. Caller holds c->lock.
+ */
+void do_mark_down(struct conn *c);
+/*
+ * The probe's turn on c: when c is down and its probe is due, connect
+ * (blocking up to the timeout, no lock held); success makes c up again.
+ * Returns when c wants the probe next (now_ns time), 0 when it is not down.
+ */
+int64_t conn_probe(struct conn *c);
 
 /* ---- rpc.c: request slots and round trips ---- */
 void req_init(struct conn *c, struct wire_req *q, uint8_t op);
@@ -297,6 +323,16 @@ void slot_put(struct conn *c, uint64_t *mask, int s);
 int direct_call(struct conn *c, struct wire_req *q, struct wire_rep *rep, void *dst, size_t cap);
 /* call_simple, or its direct twin when direct is set. */
 int call_small(struct conn *c, int direct, struct wire_req *q, struct wire_rep *rep_out);
+
+/* ---- probe.c: the thread that reconnects down servers ---- */
+void probe_init(struct kvfs *kv);
+/*
+ * Wake the probe thread (start it, the first time); any lock of a conn may
+ * be held. 0, or -EAGAIN when there is no probe thread (it could not start).
+ */
+int probe_kick(struct kvfs *kv);
+/* Stop and join it (waits for a connect in progress: at most client.timeout_ms). */
+void probe_stop(struct kvfs *kv);
 
 /* ---- watchdog.c: the libfabric 1.17 shm lock watchdog ---- */
 int watchdog_start(struct kvfs *kv);

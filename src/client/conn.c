@@ -139,7 +139,7 @@ static int dial(struct conn *c, struct handshake *h)
 		c->fd = -1;
 		log_warn("server %s (%s:%s): cannot connect: %s", se->name, se->host, se->port,
 			 strerror(-ret));
-		return -EIO;
+		return ret == -ETIMEDOUT ? ret : -EIO; /* a timeout marks it down */
 	}
 	return 0;
 }
@@ -554,6 +554,72 @@ static int do_direct_old(struct conn *c, int64_t now)
 }
 
 /*
+ * The end of a connect (by enter or the probe) with result ret: up, or
+ * down when it timed out. Caller holds c->lock and had set c->connecting.
+ */
+static void do_connected(struct conn *c, int ret, int small, int upgrading)
+{
+	c->connecting = 0;
+	c->attempts++;
+	c->attempt_err = ret;
+	if (!ret) {
+		c->gen++;
+		c->up = 1;
+		c->direct = small;
+		if (small) {
+			c->direct_start = c->direct_last = now_ns();
+			c->direct_count = 0;
+		}
+	} else if (upgrading) {
+		do_teardown(c); /* the socket is in no known state */
+	}
+	if (ret == -ETIMEDOUT) {
+		do_mark_down(c);
+	} else if (c->down) {
+		c->down = 0; /* it answers (or refuses at once): callers connect themselves */
+		log_info("server %s: answers again", c->kv->cfg.servers[c->idx].name);
+	}
+	wake_all(c);
+}
+
+void do_mark_down(struct conn *c)
+{
+	int64_t now = now_ns();
+	if (!c->down && probe_kick(c->kv) == 0) {
+		log_warn("server %s: no answer within client.timeout_ms (%u ms): down; its "
+			 "calls fail at once until it answers a probe (every %d ms)",
+			 c->kv->cfg.servers[c->idx].name, (unsigned)c->kv->cfg.timeout_ms,
+			 PROBE_MS);
+		c->down = 1;
+	}
+	c->probe_at = now + (int64_t)PROBE_MS * 1000000;
+}
+
+int64_t conn_probe(struct conn *c)
+{
+	int lazy = (c->kv->flags & KVFS_OPEN_LAZY_FABRIC) != 0;
+	pthread_mutex_lock(&c->lock);
+	int64_t now = now_ns(), next = 0;
+	if (c->down && (now < c->probe_at || c->connecting || c->users))
+		next =
+		    now < c->probe_at ? c->probe_at : now + 100 * 1000000LL; /* users leave fast */
+	if (!c->down || next) {
+		pthread_mutex_unlock(&c->lock);
+		return next;
+	}
+	if (c->broken || c->up)
+		do_teardown(c);
+	c->connecting = 1;
+	pthread_mutex_unlock(&c->lock);
+	int ret = connect_conn(c, lazy, 0); /* a lazy kvfs_t's probe: a direct connection */
+	pthread_mutex_lock(&c->lock);
+	do_connected(c, ret, lazy, 0);
+	next = c->down ? c->probe_at : 0;
+	pthread_mutex_unlock(&c->lock);
+	return next;
+}
+
+/*
  * Enter c; small: a direct conn will do (a lazy kvfs_t's small request).
  * See conn_enter and conn_enter_small.
  */
@@ -571,6 +637,13 @@ static int enter(struct conn *c, int small, int *direct)
 	 * to upgrade a direct conn, for its users to leave.
 	 */
 	for (;;) {
+		if (c->down) {
+			/* It timed out: fail at once; the probe thread tries it again. */
+			if (wanting)
+				c->upgrade_wanted--;
+			pthread_mutex_unlock(&c->lock);
+			return -EIO;
+		}
 		int healthy = c->up && !c->broken;
 		if (healthy && !c->direct) {
 			c->users++; /* the common case: one lock, no waiting */
@@ -630,22 +703,9 @@ static int enter(struct conn *c, int small, int *direct)
 	pthread_mutex_unlock(&c->lock);
 	int ret = connect_conn(c, small, upgrading);
 	pthread_mutex_lock(&c->lock);
-	c->connecting = 0;
-	c->attempts++;
-	c->attempt_err = ret;
-	if (!ret) {
-		c->gen++;
-		c->up = 1;
-		c->direct = small;
-		if (small) {
-			c->direct_start = c->direct_last = now_ns();
-			c->direct_count = 0;
-		}
+	do_connected(c, ret, small, upgrading);
+	if (!ret)
 		c->users++;
-	} else if (upgrading) {
-		do_teardown(c); /* the socket is in no known state */
-	}
-	wake_all(c);
 	pthread_mutex_unlock(&c->lock);
 	if (!ret && direct)
 		*direct = small;

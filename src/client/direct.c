@@ -81,9 +81,11 @@ int direct_call(struct conn *c, struct wire_req *q, struct wire_rep *rep, void *
 	pthread_mutex_lock(&c->lock);
 	c->sock_busy = 0;
 	c->direct_last = now_ns();
-	if (ret && why)
+	if (ret && why) {
 		do_break(c, why); /* wakes everyone */
-	else
+		if (ret == -ETIMEDOUT)
+			do_mark_down(c);
+	} else
 		wake_all(c);
 	pthread_mutex_unlock(&c->lock);
 	return ret;

@@ -194,6 +194,7 @@ static int roundtrip(struct conn *c, struct creq *r, int n, struct wire_rep *rep
 		int64_t t = now_ns();
 		if (t > deadline) {
 			do_break(c, "request timed out");
+			do_mark_down(c);
 			ret = -ETIMEDOUT;
 			break;
 		}

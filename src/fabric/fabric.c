@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -294,21 +295,45 @@ static int fail(const char *call, int ret)
  * The shm provider backs each endpoint with a file in /dev/shm that only a
  * clean close removes, and names it after the pid by default: a killed
  * process leaves it behind, and a later process with the same pid cannot
- * open an endpoint (EBUSY). kvfs names its regions kvfs_<pid>_<random>, and
- * before opening one removes those whose process is gone.
+ * open an endpoint (EBUSY). kvfs names its regions
+ * kvfs_<pid>_<random>_<pid namespace>, and before opening one removes those
+ * of its pid namespace (or untagged) whose process is gone.
  */
 #define SHM_PREFIX "kvfs_"
+
+/*
+ * The inode of our pid namespace, which kvfs_<pid>_<random>_<ns> names
+ * carry: a pid means something only in its own namespace, and a process of
+ * another one (a container sharing /dev/shm) must not take a live region of
+ * ours for a dead one's. (Seen in tests/cluster: a server that was pid 1 of
+ * its pid namespace removed a same-host server's region, whose shm
+ * sessions then failed.) 0 when unknown.
+ */
+#define PIDNS_INIT_INO                                                                             \
+	0xeffffffcUL /* the initial pid namespace's (the kernel's PROC_PID_INIT_INO) */
+
+static unsigned long pidns_ino(void)
+{
+	struct stat st;
+	return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
 
 static void shm_sweep(void)
 {
 	DIR *d = opendir("/dev/shm");
 	struct dirent *de;
+	unsigned long ns = pidns_ino(), their_ns;
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
 		int pid;
-		if (sscanf(de->d_name, SHM_PREFIX "%d_", &pid) != 1 || pid <= 0)
+		int n = sscanf(de->d_name, SHM_PREFIX "%d_%*x_%lx", &pid, &their_ns);
+		if (n < 1 || pid <= 0)
 			continue;
+		if (n == 2 && their_ns != ns)
+			continue; /* another pid namespace's: its pid is not ours to test */
+		if (n == 1 && ns != PIDNS_INIT_INO)
+			continue; /* untagged (an older kvfs): only the initial namespace judges */
 		if (kill(pid, 0) == 0 || errno != ESRCH)
 			continue;
 		char path[300];
@@ -435,7 +460,8 @@ static int do_open(struct fab_ep **out, const struct fab_open_args *a)
 		uint32_t r;
 		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 			r = (uint32_t)time(NULL);
-		snprintf(shm_name, sizeof(shm_name), "%s%d_%08x", SHM_PREFIX, (int)getpid(), r);
+		snprintf(shm_name, sizeof(shm_name), "%s%d_%08x_%lx", SHM_PREFIX, (int)getpid(), r,
+			 pidns_ino());
 		snprintf(e->shm_name, sizeof(e->shm_name), "%s", shm_name);
 		node = shm_name;
 		service = NULL;

@@ -44,6 +44,7 @@ ml_shell=               # $BASHPID of the test's own shell: the only one that cl
 T=
 CONF=
 ML_SLOW=1
+ML_WRAP=()              # a command prefix for kvfsctl and the daemon (the cluster tests: nsenter --net)
 
 ml_log() { printf '%s\n' "$*" >&2; }
 
@@ -188,7 +189,7 @@ ml_config() {
 	export KVFS_CONF=$CONF
 }
 
-ctl() { "$BUILD/kvfsctl" -c "$CONF" "$@"; }
+ctl() { "${ML_WRAP[@]}" "$BUILD/kvfsctl" -c "$CONF" "$@"; }
 
 ml_server_start() { # NAME: start it, wait (bounded) until it answers a ping
 	local name=$1 i
@@ -255,7 +256,7 @@ ml_mount() {
 	mkdir -p "$mnt"
 	log=$T/kvfs-$(basename "$mnt").log
 	echo "# kvfs -c $CONF $mnt -f $*" >>"$log"
-	"$BUILD/kvfs" -c "$CONF" "$mnt" -f "$@" 2>>"$log" &
+	"${ML_WRAP[@]}" "$BUILD/kvfs" -c "$CONF" "$mnt" -f "$@" 2>>"$log" &
 	pid=$!
 	ml_dpid[$mnt]=$pid
 	ml_mounts+=("$mnt")

@@ -169,21 +169,31 @@ Test(fabric, stale_shm_regions_of_dead_processes_are_swept)
 	if (dead == 0)
 		_exit(0);
 	waitpid(dead, NULL, 0); /* now no process has that pid (until reused) */
-	char stale[128], alive[128];
+	struct stat ns;
+	cr_assert_eq(stat("/proc/self/ns/pid", &ns), 0);
+	char stale[128], stale_ns[128], alive[128], foreign[128];
 	snprintf(stale, sizeof(stale), "/dev/shm/kvfs_%d_deadbeef:0:0", (int)dead);
+	snprintf(stale_ns, sizeof(stale_ns), "/dev/shm/kvfs_%d_deadbee0_%lx:0:0", (int)dead,
+		 (unsigned long)ns.st_ino);
 	snprintf(alive, sizeof(alive), "/dev/shm/kvfs_%d_cafef00d:0:0", (int)getpid());
-	int fd = open(stale, O_CREAT | O_RDWR, 0600);
-	cr_assert_geq(fd, 0);
-	close(fd);
-	fd = open(alive, O_CREAT | O_RDWR, 0600);
-	cr_assert_geq(fd, 0);
-	close(fd);
+	/* That pid in another pid namespace (a container): not ours to judge. */
+	snprintf(foreign, sizeof(foreign), "/dev/shm/kvfs_%d_f00dcafe_%lx:0:0", (int)dead,
+		 (unsigned long)ns.st_ino + 1);
+	const char *made[] = {stale, stale_ns, alive, foreign};
+	for (int i = 0; i < 4; i++) {
+		int fd = open(made[i], O_CREAT | O_RDWR, 0600);
+		cr_assert_geq(fd, 0);
+		close(fd);
+	}
 	struct fab_ep *e;
 	struct fab_open_args a = {.provider = "shm"};
 	cr_assert_eq(fab_open(&e, &a), 0);
 	struct stat st;
 	cr_assert_eq(stat(stale, &st), -1, "the dead process's region is still there");
+	cr_assert_eq(stat(stale_ns, &st), -1, "the dead process's tagged region is still there");
 	cr_assert_eq(stat(alive, &st), 0, "a live process's region was removed");
+	cr_assert_eq(stat(foreign, &st), 0, "another pid namespace's region was removed");
 	unlink(alive);
+	unlink(foreign);
 	fab_close(e);
 }
