@@ -38,6 +38,7 @@ int handle_list(struct svc_ep *e, struct op *o, const char **why)
 	struct wire_req *q = &o->req;
 	struct list_ctx l = {.buf = rep_data(o), .room = rep_room(e), .max = q->len};
 	(void)why;
+	svc_track_read(e, o, q->key, q->klen); /* the prefix: a key added or removed under it */
 	pthread_mutex_lock(&srv->store_lock);
 	long ret = store_list(srv->store, q->key, q->klen, (q->flags & RQ_DELIM) ? '/' : 0, q->key2,
 			      q->k2len, now_s(), list_cb, &l);
