@@ -71,6 +71,7 @@ static int open_common(struct kvfs *kv)
 		return ret;
 	}
 	pthread_mutex_init(&kv->lock, NULL);
+	track_init(kv);
 	size_t region = kv->cfg.client_buffer;
 	size_t slot = region / 8;
 	if (slot > SLOT_MAX)
@@ -144,6 +145,7 @@ void kvfs_close(kvfs_t *kv)
 	if (!kv)
 		return;
 	watchdog_stop(kv);
+	track_stop(kv);
 	for (int i = 0; i < kv->cfg.n_servers; i++)
 		conn_destroy(&kv->conns[i]);
 	mr_free_all(kv);

@@ -76,6 +76,7 @@ static void do_teardown(struct conn *c)
 	c->pool = NULL;
 	ep_close(c);
 	fd_close(c);
+	do_track_lost(c);
 	c->up = 0;
 	c->broken = 0;
 	c->direct = 0;
@@ -603,6 +604,8 @@ static int enter(struct conn *c, int small, int *direct)
 		if (small) {
 			c->direct_start = c->direct_last = now_ns();
 			c->direct_count = 0;
+		} else {
+			do_track_up(c);
 		}
 		c->users++;
 	} else if (upgrading) {
@@ -610,6 +613,8 @@ static int enter(struct conn *c, int small, int *direct)
 	}
 	wake_all(c);
 	pthread_mutex_unlock(&c->lock);
+	if (!ret && !small && c->kv->track_fn)
+		ret = track_session(c); /* before the call that connected goes on */
 	if (!ret && direct)
 		*direct = small;
 	return ret;
@@ -655,6 +660,7 @@ void do_break(struct conn *c, const char *why)
 	if (!c->broken) {
 		log_warn("server %s: connection lost: %s", c->kv->cfg.servers[c->idx].name, why);
 		c->broken = 1;
+		do_track_lost(c);
 	}
 	wake_all(c);
 }

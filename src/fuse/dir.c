@@ -24,6 +24,7 @@ struct dirh {
 	size_t n, cap;
 	size_t plen; /* the listed prefix's length */
 	int err;
+	uint64_t coh; /* tracking state before the listing (coherence.h) */
 };
 
 static int dir_add(struct dirh *d, const char *name, size_t nlen, uint32_t type,
@@ -103,6 +104,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if ((ret = dir_add(d, ".", 1, S_IFDIR, &none)) ||
 	    (ret = dir_add(d, "..", 2, S_IFDIR, &none)))
 		goto fail;
+	d->coh = coh_state(fs);
 	ssize_t n = kvfs_list(fs->kv, key, '/', dir_cb, d);
 	if (n < 0 || d->err) {
 		ret = d->err ? d->err : (int)n;
@@ -173,7 +175,7 @@ static void dir_reply(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				ep.ino = n->ino;
 				fill_stat(fs, n->ino, e->type, &a, &ep.attr);
 				stat_rdev(fs, n, &ep.attr);
-				ep.entry_timeout = fs->o.entry_timeout;
+				ep.entry_timeout = entry_ttl(fs, n);
 				/* a directory's attributes live in its marker: not listed */
 				ep.attr_timeout = e->has_attr ? attr_ttl(fs, n) : 0;
 				if (!known) {
@@ -208,7 +210,9 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	coh_set(((struct dirh *)(uintptr_t)fi->fh)->coh); /* what the listing saw */
 	dir_reply(req, ino, size, off, fi, 1);
+	coh_end();
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # libkvfs exports exactly its API: every dynamic symbol it defines is a
-# function declared in include/kvfs/kvfs.h (besides the version node KVFS_1
-# of src/client/libkvfs.map), and every function declared there is exported.
+# function declared in include/kvfs/kvfs.h (besides the version nodes KVFS_1,
+# KVFS_1.1 of src/client/libkvfs.map), and every function declared there is exported.
 # The common modules it links in (config_*, fab_*, log_*, sock_*, wire_*)
 # must stay hidden.
 set -u
@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 nm -D --defined-only "$lib" >"$tmp/nm" || exit 1
 # "ADDR TYPE NAME[@@VERSION]"; the version node is an absolute symbol.
-awk '!($2 == "A" && $3 == "KVFS_1") { sub(/@.*/, "", $3); print $3 }' "$tmp/nm" | sort -u >"$tmp/exported"
+awk '!($2 == "A" && $3 ~ /^KVFS_1(\.[0-9]+)?$/) { sub(/@.*/, "", $3); print $3 }' "$tmp/nm" | sort -u >"$tmp/exported"
 grep -oE '\bkvfs_[a-z0-9_]+ *\(' "$hdr" | sed 's/ *($//' | sort -u >"$tmp/declared"
 
 rc=0
