@@ -13,6 +13,7 @@
  * libkvfs or the sanitizers).
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -213,6 +214,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+#define TIMEOUT_UNSET (-HUGE_VAL) /* not given: the default depends on inval */
+
 /* Check the options, and fill in the defaults that depend on others (timeouts). */
 static int check_opts(struct fs_opts *o)
 {
@@ -233,9 +236,9 @@ static int check_opts(struct fs_opts *o)
 		return -1;
 	}
 	/* unset: long with invalidations, else the old second */
-	if (o->attr_timeout == -1)
+	if (o->attr_timeout == TIMEOUT_UNSET)
 		o->attr_timeout = o->inval ? 60.0 : 1.0;
-	if (o->entry_timeout == -1)
+	if (o->entry_timeout == TIMEOUT_UNSET)
 		o->entry_timeout = o->inval ? 60.0 : 1.0;
 	o->short_timeout = 1.0;
 	if (o->attr_timeout < 0 || o->entry_timeout < 0 || o->negative_timeout < 0) {
@@ -336,8 +339,8 @@ int main(int argc, char **argv)
 	p.o = (struct fs_opts){.uid = getuid(),
 			       .gid = getgid(),
 			       .umask = 022,
-			       .attr_timeout = -1,
-			       .entry_timeout = -1,
+			       .attr_timeout = TIMEOUT_UNSET,
+			       .entry_timeout = TIMEOUT_UNSET,
 			       .inval = 1,
 			       .max_read = MAX_IO,
 			       .max_write = MAX_IO,

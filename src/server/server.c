@@ -370,7 +370,9 @@ int main(int argc, char **argv)
 	struct store_config sc = {.memory = srv.cfg.server_memory,
 				  .max_value = srv.cfg.server_max_value,
 				  .evict_none = srv.cfg.eviction == KVFS_EVICT_NONE,
-				  .prefault = srv.cfg.server_prefault};
+				  .prefault = srv.cfg.server_prefault,
+				  .evicted = svc_evicted,
+				  .evicted_arg = &srv};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = store_open(&srv.store, &sc);

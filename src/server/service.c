@@ -244,6 +244,13 @@ int svc_track_open(struct srv *s)
 	return track_open(&s->track, SVC_MAX_EPS * MAX_SESS, TRACK_SLOTS_DEFAULT);
 }
 
+void svc_evicted(void *arg, const void *key, size_t klen)
+{
+	struct srv *s = arg;
+	if (s->track)
+		track_changed(s->track, key, klen, WIRE_INVAL_GONE, 1);
+}
+
 void svc_track_close(struct srv *s)
 {
 	track_close(s->track);

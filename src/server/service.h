@@ -84,6 +84,8 @@ struct svc_cmd {
 /* The tracking table (track.h): open before the endpoints, close after them. 0 or -errno. */
 int svc_track_open(struct srv *s);
 void svc_track_close(struct srv *s);
+/* The store evicted key (store_config.evicted; arg is the srv): tell its trackers. */
+void svc_evicted(void *arg, const void *key, size_t klen);
 
 int svc_ep_open(struct srv *s, const char *provider, const char *node, struct svc_ep **out);
 void svc_ep_close(struct svc_ep *e);

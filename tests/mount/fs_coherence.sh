@@ -6,7 +6,8 @@
 # rename, unlink, create, chmod) must show on B within WITHIN seconds, far
 # below its timeouts, while C still shows the old state then (so the
 # servers' invalidation is what did it, not an expired cache); a key's TTL
-# caps how long B caches it; a server restart in the middle makes B forget
+# caps how long B caches it; a key the server evicts goes from B too; a
+# server restart in the middle makes B forget
 # what it cached, and B still sees later changes.
 #   fs_coherence.sh BUILD_DIR [SOURCE_DIR]
 . "$(dirname "$0")/mount_lib.sh"
@@ -14,7 +15,7 @@ ml_init "$@"
 
 WITHIN=${WITHIN:-0.5} # seconds: an invalidation takes milliseconds; 0.5 leaves room on a busy host
 
-ml_config 1 256M 64M
+ml_config 1 32M 8M # a small pool: the eviction check fills it
 ml_servers_start || { record "servers start" 1; ml_finish; }
 A=$T/a B=$T/b C=$T/c
 ml_mount "$A" || { record "mount A" 1; ml_finish; }
@@ -64,6 +65,22 @@ t_names() {
 	within "$WITHIN" sh -c "test \"\$(stat -c %a '$B/d/y')\" = 600"
 }
 check "rename, unlink, create and chmod on A show on B within $WITHIN s" t_names
+
+t_evict() {
+	local i n=0
+	for ((i = 0; i < 3; i++)); do head -c 7M /dev/zero >"$A/big$i" || return 1; done
+	ls -l "$B" >/dev/null || return 1
+	# 3 x 7 MiB more than a 32 MiB pool holds: the server evicts some of big0..2
+	for ((i = 3; i < 6; i++)); do head -c 7M /dev/zero >"$A/big$i" || return 1; done
+	for ((i = 0; i < 3; i++)); do
+		ctl stat "big$i" >/dev/null 2>&1 && continue
+		n=$((n + 1))
+		within "$WITHIN" gone "$B/big$i" || return 1
+	done
+	echo "$n of big0..2 evicted"
+	[ "$n" -gt 0 ]
+}
+check "a key the server evicts goes from B within $WITHIN s" t_evict
 
 t_ttl() {
 	printf 'short-lived\n' >"$A/t" && setfattr -n user.kvfs.ttl -v 2 "$A/t" || return 1
