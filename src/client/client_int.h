@@ -148,6 +148,7 @@ struct conn {
 	int connecting;	   /* (L) a thread sets up the session (connect_session), unlocked */
 	uint64_t attempts; /* (L) connects ended, failed or not */
 	int attempt_err;   /* (L) the last one's result: 0 or -errno */
+	int attempt_bg;	   /* (L) the last one was track.c's reconnect, not a call's */
 	int broken;	   /* (L) */
 	int users;	   /* (L) threads inside calls on this conn */
 	int poller;	   /* (L) a thread is reading the CQ */
@@ -336,6 +337,8 @@ int track_session(struct conn *c);
 void do_track_receive(struct conn *c, const struct wire_rep *rep);
 void do_track_up(struct conn *c);
 void do_track_lost(struct conn *c);
+/* Is this track.c's thread (its reconnects' errors are no call's to share)? */
+int track_is_self(void);
 
 /* ---- watchdog.c: the libfabric 1.17 shm lock watchdog ---- */
 int watchdog_start(struct kvfs *kv);

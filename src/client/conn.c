@@ -574,7 +574,7 @@ static int enter(struct conn *c, int small, int *direct)
 		c->sleepers++;
 		pthread_cond_wait(&c->cond, &c->lock);
 		c->sleepers--;
-		if (waited && c->attempts != attempt && c->attempt_err) {
+		if (waited && c->attempts != attempt && c->attempt_err && !c->attempt_bg) {
 			int ret = c->attempt_err;
 			if (wanting)
 				c->upgrade_wanted--;
@@ -597,6 +597,7 @@ static int enter(struct conn *c, int small, int *direct)
 	c->connecting = 0;
 	c->attempts++;
 	c->attempt_err = ret;
+	c->attempt_bg = track_is_self();
 	if (!ret) {
 		c->gen++;
 		c->up = 1;

@@ -167,9 +167,17 @@ int track_session(struct conn *c)
 	return 0;
 }
 
+static __thread int self;
+
+int track_is_self(void)
+{
+	return self;
+}
+
 static void *track_thread(void *arg)
 {
 	struct kvfs *kv = arg;
+	self = 1;
 	int64_t next_live = 0, retry_at[KVFS_MAX_SERVERS] = {0}, backoff[KVFS_MAX_SERVERS] = {0};
 	pthread_mutex_lock(&kv->track_lock);
 	while (!kv->track_stop) {

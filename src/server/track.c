@@ -281,8 +281,10 @@ size_t track_take(struct track *t, uint32_t sidx, uint8_t *buf, size_t cap, uint
 		used += pos - at;
 		(*n)++;
 	}
-	memmove(s->q, s->q + pos, s->qlen - pos);
-	s->qlen -= pos;
+	if (pos) {
+		memmove(s->q, s->q + pos, s->qlen - pos);
+		s->qlen -= pos;
+	}
 out:
 	pthread_mutex_unlock(&t->lock);
 	return used;
