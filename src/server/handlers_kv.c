@@ -51,7 +51,7 @@ int handle_put(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_unlock(&srv->store_lock);
 		if (ret)
 			return ret;
-		svc_changed(e, q->key, q->klen, WIRE_INVAL_CHANGED, 1);
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_CHANGED, 1);
 		atomic_fetch_add(&e->bytes_in, q->len);
 		svc_reply_status(e, o, 0);
 		return 0;
@@ -88,7 +88,7 @@ int handle_delete(struct svc_ep *e, struct op *o, const char **why)
 	int ret = store_delete(srv->store, q->key, q->klen);
 	pthread_mutex_unlock(&srv->store_lock);
 	if (!ret)
-		svc_changed(e, q->key, q->klen, WIRE_INVAL_GONE, 1);
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_GONE, 1);
 	svc_reply_status(e, o, ret);
 	return 0;
 }
@@ -115,7 +115,7 @@ int handle_setattr(struct svc_ep *e, struct op *o, const char **why)
 	int ret = store_setattr(srv->store, q->key, q->klen, &q->sa, now_s(), &o->rep.attr);
 	pthread_mutex_unlock(&srv->store_lock);
 	if (!ret)
-		svc_changed(e, q->key, q->klen, WIRE_INVAL_CHANGED, 0);
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_CHANGED, 0);
 	svc_reply_status(e, o, ret);
 	return 0;
 }
@@ -130,8 +130,8 @@ int handle_rename(struct svc_ep *e, struct op *o, const char **why)
 			       !!(q->flags & RQ_NOREPLACE));
 	pthread_mutex_unlock(&srv->store_lock);
 	if (!ret) {
-		svc_changed(e, q->key, q->klen, WIRE_INVAL_GONE, 1);
-		svc_changed(e, q->key2, q->k2len, WIRE_INVAL_CHANGED, 1);
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_GONE, 1);
+		svc_changed(e, o, q->key2, q->k2len, WIRE_INVAL_CHANGED, 1);
 	}
 	svc_reply_status(e, o, ret);
 	return 0;

@@ -133,7 +133,7 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 		ret = store_upload_commit(srv->store, u->up, &q->sa, now_s(), &o->rep.attr);
 		pthread_mutex_unlock(&srv->store_lock);
 		if (!ret)
-			svc_changed(e, u->key, u->klen, WIRE_INVAL_CHANGED, 1);
+			svc_changed(e, o, u->key, u->klen, WIRE_INVAL_CHANGED, 1);
 		/* commit frees the upload whether or not it succeeds */
 		up_remove(s, u);
 		atomic_fetch_add(&srv->ctr.puts, 1);

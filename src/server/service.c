@@ -248,7 +248,7 @@ void svc_evicted(void *arg, const void *key, size_t klen)
 {
 	struct srv *s = arg;
 	if (s->track)
-		track_changed(s->track, key, klen, WIRE_INVAL_GONE, 1);
+		track_changed(s->track, key, klen, WIRE_INVAL_GONE, 1, TRACK_NONE);
 }
 
 void svc_track_close(struct srv *s)

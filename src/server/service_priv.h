@@ -174,11 +174,12 @@ static inline void svc_track_read(struct svc_ep *e, struct op *o, const void *ke
 	if (o->sess && o->sess->tracking)
 		track_read(e->srv->track, o->sess->sidx, key, klen);
 }
-static inline void svc_changed(struct svc_ep *e, const void *key, size_t klen, unsigned kind,
-			       int parents)
+static inline void svc_changed(struct svc_ep *e, struct op *o, const void *key, size_t klen,
+			       unsigned kind, int parents)
 {
+	uint32_t self = o->sess && o->sess->tracking ? o->sess->sidx : TRACK_NONE;
 	if (e->srv->track)
-		track_changed(e->srv->track, key, klen, kind, parents);
+		track_changed(e->srv->track, key, klen, kind, parents, self);
 }
 
 /* dispatch.c: a received request, and its reply. */

@@ -209,14 +209,14 @@ out:
 }
 
 /* Take every entry of key's hash out of the table; queue key for their live sessions. */
-static int do_changed(struct track *t, const void *key, size_t klen, unsigned kind)
+static int do_changed(struct track *t, const void *key, size_t klen, unsigned kind, uint32_t self)
 {
 	uint64_t h = khash(key, klen);
 	int queued = 0;
 	uint32_t i = (uint32_t)h & t->mask;
 	while (t->tab[i].used) {
 		struct tentry x = t->tab[i];
-		if (x.hash != h) {
+		if (x.hash != h || x.sidx == self) {
 			i = (i + 1) & t->mask;
 			continue;
 		}
@@ -230,21 +230,22 @@ static int do_changed(struct track *t, const void *key, size_t klen, unsigned ki
 	return queued;
 }
 
-void track_changed(struct track *t, const void *key, size_t klen, unsigned kind, int parents)
+void track_changed(struct track *t, const void *key, size_t klen, unsigned kind, int parents,
+		   uint32_t self)
 {
 	const uint8_t *k = key;
 	int queued = 0;
 	pthread_mutex_lock(&t->lock);
 	if (!t->tab || !t->count)
 		goto out;
-	queued |= do_changed(t, key, klen, kind);
+	queued |= do_changed(t, key, klen, kind, self);
 	if (parents) {
 		/* "a/b/c" and "a/b/c/" (a marker) both have the parents "a/b/", "a/" and "". */
 		size_t end = klen && k[klen - 1] == '/' ? klen - 1 : klen;
 		for (size_t p = end; p > 0; p--)
 			if (k[p - 1] == '/')
-				queued |= do_changed(t, k, p, WIRE_INVAL_CHANGED);
-		queued |= do_changed(t, k, 0, WIRE_INVAL_CHANGED);
+				queued |= do_changed(t, k, p, WIRE_INVAL_CHANGED, self);
+		queued |= do_changed(t, k, 0, WIRE_INVAL_CHANGED, self);
 	}
 out:
 	pthread_mutex_unlock(&t->lock);

@@ -56,9 +56,13 @@ void track_read(struct track *t, uint32_t sidx, const void *key, size_t klen);
 /*
  * Key changed (kind WIRE_INVAL_CHANGED) or went (WIRE_INVAL_GONE); parents:
  * a key was added or removed, so each prefix above key changed too. Call
- * after the store has the change.
+ * after the store has the change. Session self (the writer; TRACK_NONE:
+ * none) is not told, and keeps its entries: its own client knows what it
+ * did (Redis's NOLOOP), and must still hear of the next writer's change.
  */
-void track_changed(struct track *t, const void *key, size_t klen, unsigned kind, int parents);
+#define TRACK_NONE UINT32_MAX
+void track_changed(struct track *t, const void *key, size_t klen, unsigned kind, int parents,
+		   uint32_t self);
 /*
  * Take session sidx's queued invalidations: whole entries, as many as fit
  * buf[0, cap), encoded as an INVAL message's data. Returns the bytes, *n

@@ -53,7 +53,7 @@ Test(track, a_change_reaches_the_sessions_that_read_the_key_once)
 	track_get_stats(t, &st);
 	cr_assert_eq(st.entries, 3);
 	uint64_t seq = track_seq(t);
-	track_changed(t, "a/b", 3, WIRE_INVAL_CHANGED, 0);
+	track_changed(t, "a/b", 3, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 	cr_assert_neq(track_seq(t), seq);
 	cr_assert_eq(take(1, s, sizeof(s), &all), 1);
 	cr_assert_str_eq(s, "1:a/b");
@@ -61,13 +61,13 @@ Test(track, a_change_reaches_the_sessions_that_read_the_key_once)
 	cr_assert_eq(take(2, s, sizeof(s), &all), 1);
 	cr_assert_str_eq(s, "1:a/b");
 	/* reported once, then forgotten until read again */
-	track_changed(t, "a/b", 3, WIRE_INVAL_CHANGED, 0);
+	track_changed(t, "a/b", 3, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 	cr_assert_eq(take(1, s, sizeof(s), &all), 0);
 	track_get_stats(t, &st);
 	cr_assert_eq(st.entries, 1); /* session 2's "x" */
 	/* a key nobody read: nothing queued, seq unchanged */
 	seq = track_seq(t);
-	track_changed(t, "zz", 2, WIRE_INVAL_GONE, 0);
+	track_changed(t, "zz", 2, WIRE_INVAL_GONE, 0, TRACK_NONE);
 	cr_assert_eq(track_seq(t), seq);
 }
 
@@ -80,13 +80,13 @@ Test(track, a_key_added_or_removed_changes_every_listed_prefix_above_it)
 	track_read(t, 3, "a/", 2);
 	track_read(t, 3, "a/b/", 4);
 	track_read(t, 3, "a/b/c", 5);
-	track_changed(t, "a/b/c", 5, WIRE_INVAL_GONE, 1);
+	track_changed(t, "a/b/c", 5, WIRE_INVAL_GONE, 1, TRACK_NONE);
 	cr_assert_eq(take(3, s, sizeof(s), &all), 4);
 	cr_assert_str_eq(s, "2:a/b/c,1:a/b/,1:a/,1:");
 	/* a marker key's parents exclude itself */
 	track_read(t, 3, "a/b/", 4);
 	track_read(t, 3, "a/", 2);
-	track_changed(t, "a/b/", 4, WIRE_INVAL_GONE, 1);
+	track_changed(t, "a/b/", 4, WIRE_INVAL_GONE, 1, TRACK_NONE);
 	cr_assert_eq(take(3, s, sizeof(s), &all), 2);
 	cr_assert_str_eq(s, "2:a/b/,1:a/");
 }
@@ -99,7 +99,7 @@ Test(track, an_ended_session_gets_nothing_and_its_slot_starts_clean)
 	track_read(t, 4, "k", 1);
 	track_off(t, 4);
 	cr_assert_eq(track_on(t, 4), 0); /* the slot's next session */
-	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0);
+	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 	cr_assert_eq(take(4, s, sizeof(s), &all), 0);
 	cr_assert_eq(all, 0);
 	/* not tracking: reads are not recorded */
@@ -132,7 +132,7 @@ Test(track, a_full_table_empties_and_every_session_forgets_all)
 	take(1, s, sizeof(s), &all);
 	cr_assert_eq(all, 0);
 	/* the table still works: entries after the overflow are found */
-	track_changed(t, "k47", 3, WIRE_INVAL_CHANGED, 0);
+	track_changed(t, "k47", 3, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 	cr_assert_eq(take(0, s, sizeof(s), &all), 1);
 	cr_assert_str_eq(s, "1:k47");
 }
@@ -149,7 +149,7 @@ Test(track, removals_keep_the_rest_of_each_probe_run_findable)
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = pass; i < 40; i += 2) {
 			int n = snprintf(k, sizeof(k), "r%d", i);
-			track_changed(t, k, (size_t)n, WIRE_INVAL_CHANGED, 0);
+			track_changed(t, k, (size_t)n, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 			cr_assert_eq(take(6, s, sizeof(s), &all), 1, "%s", k);
 			cr_assert_str_eq(s + 2, k);
 		}
@@ -173,7 +173,7 @@ Test(track, a_session_that_does_not_take_its_queue_loses_tracking_and_is_told)
 	}
 	for (int i = 0; i < 2000; i++) {
 		int n = snprintf(k, sizeof(k), "some/longer/key/name/number/%06d", i);
-		track_changed(t, k, (size_t)n, WIRE_INVAL_CHANGED, 0);
+		track_changed(t, k, (size_t)n, WIRE_INVAL_CHANGED, 0, TRACK_NONE);
 	}
 	struct track_stats st;
 	track_get_stats(t, &st);
@@ -182,9 +182,25 @@ Test(track, a_session_that_does_not_take_its_queue_loses_tracking_and_is_told)
 	cr_assert_eq(all, 1);
 	/* still tracking afresh afterwards */
 	track_read(t, 1, "new", 3);
-	track_changed(t, "new", 3, WIRE_INVAL_GONE, 0);
+	track_changed(t, "new", 3, WIRE_INVAL_GONE, 0, TRACK_NONE);
 	cr_assert_eq(take(1, s, sizeof(s), &all), 1);
 	cr_assert_str_eq(s, "2:new");
 	t = small;
 	track_close(big);
+}
+
+Test(track, the_writer_is_not_told_of_its_own_change_and_keeps_its_entry)
+{
+	char s[512];
+	int all;
+	cr_assert_eq(track_on(t, 1), 0);
+	cr_assert_eq(track_on(t, 2), 0);
+	track_read(t, 1, "k", 1);
+	track_read(t, 2, "k", 1);
+	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0, 1); /* session 1 wrote it */
+	cr_assert_eq(take(1, s, sizeof(s), &all), 0);
+	cr_assert_eq(take(2, s, sizeof(s), &all), 1);
+	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0, 2); /* now session 2 writes */
+	cr_assert_eq(take(1, s, sizeof(s), &all), 1);
+	cr_assert_str_eq(s, "1:k");
 }
