@@ -333,7 +333,7 @@ static void send_notes(struct svc_ep *e)
 	e->track_seen = seq;
 	for (int i = 0; i < MAX_SESS && !retry; i++) {
 		struct session *s = e->sess[i];
-		if (!s || !s->tracking || s->dead)
+		if (!s || !s->tracking || s->dead || !track_has(t, s->sidx))
 			continue;
 		if (s->inflight)
 			retry = 1; /* after its replies */

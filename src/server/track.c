@@ -31,6 +31,7 @@ struct tsess {
 	uint8_t all;	/* must forget everything: RP_INVAL_ALL next */
 	uint8_t *q;	/* queued INVAL entries, encoded */
 	size_t qlen, qcap;
+	atomic_int has; /* qlen or all: read without the lock (track_has) */
 };
 
 struct track {
@@ -86,6 +87,7 @@ static void do_forget_all(struct tsess *s)
 	s->epoch++;
 	s->all = 1;
 	s->qlen = 0;
+	atomic_store(&s->has, 1);
 }
 
 static void do_queue(struct track *t, struct tsess *s, unsigned kind, const void *key, size_t klen)
@@ -113,6 +115,7 @@ static void do_queue(struct track *t, struct tsess *s, unsigned kind, const void
 	}
 	s->qlen += (size_t)wire_inval_encode(s->q + s->qlen, s->qcap - s->qlen, kind, key, klen);
 	t->st.queued++;
+	atomic_store(&s->has, 1);
 }
 
 /* Remove the entry at slot i, shifting back the rest of its run. */
@@ -152,6 +155,7 @@ int track_on(struct track *t, uint32_t sidx)
 			s->on = 1;
 			s->all = 0;
 			s->qlen = 0;
+			atomic_store(&s->has, 0);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -166,6 +170,7 @@ void track_off(struct track *t, uint32_t sidx)
 	struct tsess *s = &t->sess[sidx];
 	s->on = 0;
 	s->all = 0;
+	atomic_store(&s->has, 0);
 	s->epoch++;
 	free(s->q);
 	s->q = NULL;
@@ -287,8 +292,14 @@ size_t track_take(struct track *t, uint32_t sidx, uint8_t *buf, size_t cap, uint
 		s->qlen -= pos;
 	}
 out:
+	atomic_store(&s->has, s->qlen > 0 || s->all);
 	pthread_mutex_unlock(&t->lock);
 	return used;
+}
+
+int track_has(struct track *t, uint32_t sidx)
+{
+	return sidx < t->n_sess && atomic_load_explicit(&t->sess[sidx].has, memory_order_acquire);
 }
 
 uint64_t track_seq(struct track *t)

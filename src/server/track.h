@@ -70,6 +70,8 @@ void track_changed(struct track *t, const void *key, size_t klen, unsigned kind,
  * nothing else is returned). 0 with *all 0: nothing queued.
  */
 size_t track_take(struct track *t, uint32_t sidx, uint8_t *buf, size_t cap, uint64_t *n, int *all);
+/* Has session sidx anything queued (no lock taken: a hint for the sender)? */
+int track_has(struct track *t, uint32_t sidx);
 /* Something was queued since the value last returned (an endpoint's cheap "any work?" check). */
 uint64_t track_seq(struct track *t);
 void track_get_stats(struct track *t, struct track_stats *out);

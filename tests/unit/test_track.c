@@ -198,8 +198,11 @@ Test(track, the_writer_is_not_told_of_its_own_change_and_keeps_its_entry)
 	track_read(t, 1, "k", 1);
 	track_read(t, 2, "k", 1);
 	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0, 1); /* session 1 wrote it */
+	cr_assert_eq(track_has(t, 1), 0);
+	cr_assert_eq(track_has(t, 2), 1);
 	cr_assert_eq(take(1, s, sizeof(s), &all), 0);
 	cr_assert_eq(take(2, s, sizeof(s), &all), 1);
+	cr_assert_eq(track_has(t, 2), 0);
 	track_changed(t, "k", 1, WIRE_INVAL_CHANGED, 0, 2); /* now session 2 writes */
 	cr_assert_eq(take(1, s, sizeof(s), &all), 1);
 	cr_assert_str_eq(s, "1:k");
