@@ -433,8 +433,13 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
-	if (fs.o.inval && (ret = coh_start(&fs)) != 0)
+	if (fs.o.inval && (ret = coh_start(&fs)) != 0) {
 		log_warn("cannot track keys (%s): caching briefly", kvfs_strerror(ret));
+		if (fs.o.attr_timeout > fs.o.short_timeout)
+			fs.o.attr_timeout = fs.o.short_timeout;
+		if (fs.o.entry_timeout > fs.o.short_timeout)
+			fs.o.entry_timeout = fs.o.short_timeout;
+	}
 	ret = serve(&fs) ? 1 : 0;
 	fsm_stop();
 	kvfs_close(fs.kv);
