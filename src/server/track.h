@@ -5,9 +5,9 @@
  * A session that sent OP_TRACK has each key it STATs, GETs or PINs and each
  * prefix it LISTs recorded as one 16-byte entry {key hash, session slot,
  * slot epoch} in one open-addressing table for the whole server (all
- * endpoints). A change of key K (PUT, commit, DELETE, RENAME, SETATTR)
- * takes every entry of K's hash out of the table and queues {kind, K} for
- * each live session it names; a change that adds or removes a key does the
+ * endpoints). A change of key K (PUT, commit, DELETE, RENAME, SETATTR,
+ * eviction) takes every entry of K's hash out of the table, but the
+ * writer's, and queues {kind, K} for each live session it names; a change that adds or removes a key does the
  * same for each prefix above K ("a/b/", "a/", ""), so listings cached by
  * tracking sessions are invalidated too. Hash collisions only cost a
  * needless invalidation. The service thread of each session's endpoint
