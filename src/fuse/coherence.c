@@ -120,6 +120,7 @@ static void forget_attr(void *arg, struct inode *n)
 {
 	(void)arg;
 	n->attr_ns = 0;
+	n->dir_cached = 0;
 }
 
 /* libkvfs's tracking thread: one event (see kvfs_track). */
@@ -150,6 +151,7 @@ static void inval_cb(void *arg, const struct kvfs_inval *ev)
 	struct inode *n = do_itab_walk(t, ev->key, klen, &p);
 	if (n) {
 		n->attr_ns = 0;
+		n->dir_cached = 0;
 		ino = n->ino;
 	}
 	/*

@@ -53,6 +53,7 @@ struct inode {
 	uint64_t rdev;
 	uint64_t rdev_version;
 	int rdev_known; /* rdev is set (by mknod: rdev_version 0, the version not known yet) */
+	int dir_cached; /* a directory the kernel may serve from its cache (dir.c, coherence.c) */
 
 	struct inode *next_ino, *next_name; /* hash chains */
 };
