@@ -492,6 +492,50 @@ enum { KVFS_SERVER_IDLE = 0, KVFS_SERVER_UP = 1, KVFS_SERVER_DOWN = 2 };
 int kvfs_server_state(kvfs_t *kv, int idx);
 int kvfs_ping(kvfs_t *kv, int idx, uint64_t *rtt_ns);
 
+/*
+ * Invalidations (since 1.1, symbol version KVFS_1.1; README "Consistency
+ * and listings"). kvfs_track asks every server this kvfs_t connects to
+ * (from now on, and at every reconnect) to track the keys it reads (stat,
+ * get, pins, listings' prefixes) and to tell it when one changes; fn is then
+ * called with each event, one at a time, on a thread of libkvfs's, outside
+ * every lock of libkvfs. fn must return soon and must not call libkvfs
+ * (queue the work: it holds up the reading of every server's messages).
+ * Call it once, before any other call on kv; -EINVAL when fn is NULL, -EBUSY
+ * on a second call, -EAGAIN/-ENOMEM when the thread cannot start. Fabric
+ * sessions only: a KVFS_OPEN_LAZY_FABRIC kvfs_t gets -EINVAL.
+ *
+ * Event kinds: KVFS_INVAL_CHANGED (key has a new value or attributes; a key
+ * ending in '/' or the empty key: a listing of that prefix changed),
+ * KVFS_INVAL_GONE (key was deleted or renamed away), KVFS_INVAL_ALL (forget
+ * everything read from server: it lost track, e.g. its table was full),
+ * KVFS_INVAL_LOST (the session with server broke: nothing will be told
+ * until KVFS_INVAL_BACK, when a new session tracks again; anything cached
+ * from server in between may be stale). key is NUL-terminated, valid during
+ * the call only, and "" for ALL, LOST and BACK.
+ *
+ * kvfs_track_state: a value that changes whenever an invalidation arrives or
+ * a server's tracking is lost or back, with bit 0 set when every server
+ * connected so far is tracked now. Read it before a request and again
+ * before caching its result: when the two differ, or bit 0 is clear, the
+ * result may already be stale (cache it briefly). 0 without kvfs_track.
+ */
+enum {
+	KVFS_INVAL_CHANGED = 1,
+	KVFS_INVAL_GONE = 2,
+	KVFS_INVAL_ALL = 3,
+	KVFS_INVAL_LOST = 4,
+	KVFS_INVAL_BACK = 5
+};
+struct kvfs_inval {
+	int kind;	 /* KVFS_INVAL_* */
+	int server;	 /* index as for kvfs_server_name */
+	const char *key; /* NUL-terminated */
+	size_t klen;
+};
+typedef void (*kvfs_inval_cb)(void *arg, const struct kvfs_inval *ev);
+int kvfs_track(kvfs_t *kv, kvfs_inval_cb fn, void *arg);
+uint64_t kvfs_track_state(kvfs_t *kv);
+
 #ifdef __cplusplus
 }
 #endif

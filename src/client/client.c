@@ -72,6 +72,7 @@ static int open_common(struct kvfs *kv)
 		return ret;
 	}
 	pthread_mutex_init(&kv->lock, NULL);
+	track_init(kv);
 	size_t region = kv->cfg.client_buffer;
 	size_t slot = region / 8;
 	if (slot > SLOT_MAX)
@@ -150,6 +151,7 @@ void kvfs_close(kvfs_t *kv)
 		return;
 	probe_stop(kv);
 	watchdog_stop(kv);
+	track_stop(kv);
 	for (int i = 0; i < kv->cfg.n_servers; i++)
 		conn_destroy(&kv->conns[i]);
 	mr_free_all(kv);

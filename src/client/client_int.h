@@ -49,8 +49,12 @@
  *   kv->lock        kv->mrs, the regions kvfs_close frees; nothing else.
  *   pin->map_lock   map_ready, segs and nsegs of one pin.
  *   kv->wd_lock     wd_stop (wd_cond wakes the watchdog to stop).
+ *   kv->track_lock  the invalidation events queued for the callback
+ *                   (track.c), track_stop.
  *
- * Lock order: none nest; each is dropped before another is taken. No lock
+ * Lock order: none nest, but for kv->track_lock, a leaf that may be taken
+ * with a conn->lock held (track.c); each other is dropped before another
+ * is taken. No lock
  * is held across a network round trip, the TCP handshake included: a thread
  * that waits for a server first marks what it owns (conn->connecting,
  * mr_reg.busy, a request or buffer slot) and waits on a condition variable
@@ -144,12 +148,15 @@ struct conn {
 	int connecting;	   /* (L) a thread sets up the session (connect_session), unlocked */
 	uint64_t attempts; /* (L) connects ended, failed or not */
 	int attempt_err;   /* (L) the last one's result: 0 or -errno */
+	int attempt_bg;	   /* (L) the last one was track.c's reconnect, not a call's */
 	int broken;	   /* (L) */
 	int users;	   /* (L) threads inside calls on this conn */
 	int poller;	   /* (L) a thread is reading the CQ */
 	int sleepers;	   /* (L) threads waiting on cond */
 	int res_waiters;   /* (L) of them, those waiting for a free request or buffer slot */
 	uint64_t gen;	   /* (L) session generation, bumped on every connect */
+	int ever_up;	   /* (L) tracking kvfs_t: a fabric session was up once (track.c) */
+	int track_ok;	   /* (L) tracking kvfs_t: this session tracks (OP_TRACK answered) */
 	/*
 	 * Direct mode (KVFS_OPEN_LAZY_FABRIC; direct.c): the conn is up with the
 	 * bootstrap socket authenticated and no fabric session yet; small
@@ -218,6 +225,20 @@ struct kvfs {
 	pthread_mutex_t probe_lock;
 	pthread_cond_t probe_cond;
 	int probe_started, probe_kicked, probe_quit; /* probe_lock */
+	/* Tracking (track.c): set by kvfs_track before any other call, then (I). */
+	kvfs_inval_cb track_fn;
+	void *track_arg;
+	pthread_t track_thr;
+	int track_started;
+	pthread_mutex_t track_lock;
+	pthread_cond_t track_cond;
+	struct tev *tq_head, *tq_tail; /* track_lock: events for track_fn */
+	int tq_len;		       /* track_lock */
+	uint64_t tq_all;	       /* track_lock: servers with an ALL pending (queue full) */
+	int track_stop;		       /* track_lock */
+	_Atomic uint64_t track_epoch;  /* see kvfs_track_state */
+	_Atomic int track_bad;	       /* conns up once and not tracked now */
+	_Atomic int track_undelivered; /* events queued, not yet through track_fn */
 };
 
 static inline int64_t now_ns(void)
@@ -333,6 +354,28 @@ void probe_init(struct kvfs *kv);
 int probe_kick(struct kvfs *kv);
 /* Stop and join it (waits for a connect in progress: at most client.timeout_ms). */
 void probe_stop(struct kvfs *kv);
+/*
+ * Poll c's CQ once as its poller, when it is up, tracked, and nobody else
+ * polls it (track.c's thread, between calls); live: check the TCP channel
+ * too. Returns 1 when something completed.
+ */
+int conn_poll_idle(struct conn *c, int live);
+
+/* ---- track.c: invalidations ---- */
+struct tev;
+void track_init(struct kvfs *kv);
+void track_stop(struct kvfs *kv);
+/*
+ * OP_TRACK on c's new session; caller entered c. 0 (also when the server
+ * does not track: then c stays untracked), or -EIO with c left and broken.
+ */
+int track_session(struct conn *c);
+/* Caller holds c->lock: an INVAL message; a fabric session came up; c's tracking is over. */
+void do_track_receive(struct conn *c, const struct wire_rep *rep);
+void do_track_up(struct conn *c);
+void do_track_lost(struct conn *c);
+/* Is this track.c's thread (its reconnects' errors are no call's to share)? */
+int track_is_self(void);
 
 /* ---- watchdog.c: the libfabric 1.17 shm lock watchdog ---- */
 int watchdog_start(struct kvfs *kv);

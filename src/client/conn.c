@@ -76,6 +76,7 @@ static void do_teardown(struct conn *c)
 	c->pool = NULL;
 	ep_close(c);
 	fd_close(c);
+	do_track_lost(c);
 	c->up = 0;
 	c->broken = 0;
 	c->direct = 0;
@@ -557,11 +558,12 @@ static int do_direct_old(struct conn *c, int64_t now)
  * The end of a connect (by enter or the probe) with result ret: up, or
  * down when it timed out. Caller holds c->lock and had set c->connecting.
  */
-static void do_connected(struct conn *c, int ret, int small, int upgrading)
+static void do_connected(struct conn *c, int ret, int small, int upgrading, int bg)
 {
 	c->connecting = 0;
 	c->attempts++;
 	c->attempt_err = ret;
+	c->attempt_bg = bg;
 	if (!ret) {
 		c->gen++;
 		c->up = 1;
@@ -569,6 +571,8 @@ static void do_connected(struct conn *c, int ret, int small, int upgrading)
 		if (small) {
 			c->direct_start = c->direct_last = now_ns();
 			c->direct_count = 0;
+		} else {
+			do_track_up(c);
 		}
 	} else if (upgrading) {
 		do_teardown(c); /* the socket is in no known state */
@@ -613,9 +617,14 @@ int64_t conn_probe(struct conn *c)
 	pthread_mutex_unlock(&c->lock);
 	int ret = connect_conn(c, lazy, 0); /* a lazy kvfs_t's probe: a direct connection */
 	pthread_mutex_lock(&c->lock);
-	do_connected(c, ret, lazy, 0);
+	do_connected(c, ret, lazy, 0, 1);
 	next = c->down ? c->probe_at : 0;
+	int track = !ret && !lazy && c->kv->track_fn;
+	if (track)
+		c->users++;
 	pthread_mutex_unlock(&c->lock);
+	if (track && track_session(c) == 0) /* a fabric session: tracked like any other */
+		conn_leave(c);
 	return next;
 }
 
@@ -683,7 +692,7 @@ static int enter(struct conn *c, int small, int *direct)
 		c->sleepers++;
 		pthread_cond_wait(&c->cond, &c->lock);
 		c->sleepers--;
-		if (waited && c->attempts != attempt && c->attempt_err) {
+		if (waited && c->attempts != attempt && c->attempt_err && !c->attempt_bg) {
 			int ret = c->attempt_err;
 			if (wanting)
 				c->upgrade_wanted--;
@@ -703,10 +712,12 @@ static int enter(struct conn *c, int small, int *direct)
 	pthread_mutex_unlock(&c->lock);
 	int ret = connect_conn(c, small, upgrading);
 	pthread_mutex_lock(&c->lock);
-	do_connected(c, ret, small, upgrading);
+	do_connected(c, ret, small, upgrading, track_is_self());
 	if (!ret)
 		c->users++;
 	pthread_mutex_unlock(&c->lock);
+	if (!ret && !small && c->kv->track_fn)
+		ret = track_session(c); /* before the call that connected goes on */
 	if (!ret && direct)
 		*direct = small;
 	return ret;
@@ -752,6 +763,7 @@ void do_break(struct conn *c, const char *why)
 	if (!c->broken) {
 		log_warn("server %s: connection lost: %s", c->kv->cfg.servers[c->idx].name, why);
 		c->broken = 1;
+		do_track_lost(c);
 	}
 	wake_all(c);
 }

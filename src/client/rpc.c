@@ -5,6 +5,9 @@
  *
  * Every wait sleeps on the conn's condition variable with c->lock released
  * by pthread_cond_wait; no lock is held while a request is on the wire.
+ *
+ * A received message with req_id 0 is no reply but an invalidation
+ * (OP_INVAL): it goes to track.c and its buffer is reposted at once.
  */
 #include <errno.h>
 #include <sched.h>
@@ -106,7 +109,10 @@ static int do_complete(struct conn *c, const struct fab_cqe *e)
 		uint8_t *msg = c->msgs + (size_t)(NREQ + b->idx) * c->msg_size;
 		struct wire_rep rep;
 		const char *why;
-		if (wire_rep_decode(msg, e->len, &rep, &why) == 0) {
+		int bad = wire_rep_decode(msg, e->len, &rep, &why);
+		if (!bad && rep.req_id == 0 && rep.op == OP_INVAL) {
+			do_track_receive(c, &rep); /* unsolicited: no request has id 0 */
+		} else if (!bad) {
 			uint64_t i = rep.req_id & 0xff;
 			struct creq *r = i < NREQ ? &c->reqs[i] : NULL;
 			if (r && r->active && r->id == rep.req_id && !r->replied) {
@@ -322,4 +328,31 @@ void slot_put(struct conn *c, uint64_t *mask, int s)
 	if (c->res_waiters)
 		wake_all(c);
 	pthread_mutex_unlock(&c->lock);
+}
+
+int conn_poll_idle(struct conn *c, int live)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->up || c->broken || c->direct || c->connecting || c->poller || !c->track_ok) {
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
+	c->poller = 1;
+	c->users++;
+	pthread_mutex_unlock(&c->lock);
+	struct fab_cqe e[16];
+	int k = fab_poll(c->ep, e, 16, 0);
+	int ok = live ? liveness_ok(c) : 1;
+	pthread_mutex_lock(&c->lock);
+	c->poller = 0;
+	if (k < 0)
+		do_break(c, "completion queue failed");
+	if (!ok)
+		do_break(c, "server closed the session");
+	if (k > 0)
+		do_complete_batch(c, e, k);
+	wake_all(c); /* hand over to a waiter that came meanwhile */
+	c->users--;  /* as conn_leave: wake_all above covered its wake-up */
+	pthread_mutex_unlock(&c->lock);
+	return k > 0;
 }

@@ -614,6 +614,53 @@ int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_
 	return sum == total ? n : -EPROTO;
 }
 
+int wire_inval_encode(void *buf, size_t cap, unsigned kind, const void *key, size_t klen)
+{
+	struct wr w = {buf, cap, 0, 0};
+	if (klen > PROTO_MAX_KEY)
+		return -EMSGSIZE;
+	w_u8(&w, (uint8_t)kind);
+	w_u16(&w, (uint16_t)klen);
+	w_bytes(&w, key, klen);
+	return w.over ? -EMSGSIZE : (int)w.pos;
+}
+
+int wire_inval_next(const uint8_t *data, size_t dlen, size_t *pos, unsigned *kind,
+		    const uint8_t **key, size_t *klen)
+{
+	if (*pos >= dlen)
+		return 0;
+	struct rd r = {data, dlen, *pos, 0};
+	*kind = r_u8(&r);
+	*klen = r_u16(&r);
+	*key = r_bytes(&r, *klen);
+	if (r.bad || *klen > PROTO_MAX_KEY ||
+	    (*kind != WIRE_INVAL_CHANGED && *kind != WIRE_INVAL_GONE))
+		return -EPROTO;
+	*pos = r.pos;
+	return 1;
+}
+
+int wire_inval_check(const uint8_t *data, size_t dlen, uint64_t n, const char **why)
+{
+	size_t pos = 0, klen;
+	unsigned kind;
+	const uint8_t *key;
+	uint64_t seen = 0;
+	int ret;
+	while ((ret = wire_inval_next(data, dlen, &pos, &kind, &key, &klen)) == 1)
+		seen++;
+	if (ret < 0) {
+		*why = "malformed invalidation entry";
+		return -EPROTO;
+	}
+	if (seen != n) {
+		*why = "invalidation count differs from its entries";
+		return -EPROTO;
+	}
+	return 0;
+}
+
 #define N_STATS 16
 static uint64_t *stat_field(struct proto_stats *st, int i)
 {

@@ -62,6 +62,18 @@
  *     wire_pool); the bytes stay put until the pin is released.
  *   UNPIN {handle}. An unknown handle (never given, unpinned, another
  *     session's) gets -EBADF.
+ *
+ * Tracking (README "Consistency and listings"):
+ *   TRACK {} -> {}: from now on the server remembers the keys this session
+ *     STATs, GETs or PINs and the prefixes it LISTs, and tells it when one
+ *     changes. Fabric sessions only (not a DIRECT op).
+ *   INVAL, server -> client, unsolicited: a reply-shaped message with
+ *     req_id 0 (no request has id 0), status 0, n entries in data, each
+ *     {u8 kind (WIRE_INVAL_*), u16 klen, key}: the key changed or went, or
+ *     a prefix ("a/", or "" for the top) gained or lost a key. Each tracked
+ *     key is reported once, then forgotten until read again. RP_INVAL_ALL:
+ *     the server lost track of what this session read (its table or this
+ *     session's queue overflowed): drop everything cached from it.
  */
 #ifndef KVFS_WIRE_H
 #define KVFS_WIRE_H
@@ -203,6 +215,8 @@ enum wire_op {
 	OP_PIN,	    /* pin key's current value: handle + attr */
 	OP_PIN_GET, /* read [off, off+len) of a pinned value, like GET */
 	OP_UNPIN,   /* release a pin */
+	OP_INVAL,   /* s->c only, unsolicited (req_id 0): keys that changed (see below) */
+	OP_TRACK,   /* c->s: track the keys this session reads from now on */
 	OP_MAX_
 };
 
@@ -230,7 +244,13 @@ struct wire_req {
 };
 
 /* Reply flags. */
-#define RP_MORE 1u /* LIST: more entries after the last one */
+#define RP_MORE	     1u /* LIST: more entries after the last one */
+#define RP_INVAL_ALL 2u /* INVAL: forget everything read from this server */
+
+/* Kinds of INVAL entries. */
+#define WIRE_INVAL_CHANGED 1u /* new value or attributes; a prefix: its listing changed */
+#define WIRE_INVAL_GONE	   2u /* deleted or renamed away */
+#define WIRE_INVAL_HDR	   3u /* bytes before each entry's key */
 
 struct wire_rep {
 	uint8_t op, flags;
@@ -307,6 +327,18 @@ int wire_segs_encode(void *buf, size_t cap, const struct wire_seg *seg, int n);
  */
 int wire_segs_decode(const void *buf, size_t len, uint64_t total, uint64_t pool_len,
 		     struct wire_seg *seg, int max);
+
+/* One INVAL entry at buf. Returns bytes written or -EMSGSIZE. */
+int wire_inval_encode(void *buf, size_t cap, unsigned kind, const void *key, size_t klen);
+/*
+ * The entry of an INVAL message's data at *pos (advanced past it): 1 with
+ * *kind, *key (into data, not NUL-terminated) and *klen set; 0 at the end;
+ * -EPROTO for a bad kind, a key over PROTO_MAX_KEY or a cut entry.
+ * wire_inval_check: the whole of data holds exactly n well-formed entries.
+ */
+int wire_inval_next(const uint8_t *data, size_t dlen, size_t *pos, unsigned *kind,
+		    const uint8_t **key, size_t *klen);
+int wire_inval_check(const uint8_t *data, size_t dlen, uint64_t n, const char **why);
 
 /* Stats payload (OP_STATS reply data); decode: -EPROTO unless len is exactly one payload. */
 int wire_stats_encode(void *buf, size_t cap, const struct proto_stats *st);

@@ -4,12 +4,20 @@
  * per server) and served with attributes (readdirplus), so `ls -l` needs no
  * request per file (but for device nodes seen for the first time, or
  * changed: one small GET each for the device number, see node_rdev).
+ *
+ * With invalidations (coherence.h) the kernel keeps each listing in its
+ * directory cache (cache_readdir): a directory listed while coherent is
+ * marked dir_cached, and its next opendir keeps the kernel's cache and
+ * lists nothing unless the kernel asks for entries after all (then the
+ * listing is fetched at that first readdir). An invalidation of the
+ * directory's prefix clears the mark and drops the kernel's cache.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/log.h"
 #include "fuse/ops_int.h"
 
 struct dent {
@@ -24,6 +32,9 @@ struct dirh {
 	size_t n, cap;
 	size_t plen; /* the listed prefix's length */
 	int err;
+	uint64_t coh; /* tracking state before the listing (coherence.h) */
+	int listed;   /* e[] holds the listing (else fetched at the first readdir) */
+	char *key;    /* the listed prefix, for a listing fetched late */
 };
 
 static int dir_add(struct dirh *d, const char *name, size_t nlen, uint32_t type,
@@ -84,7 +95,35 @@ static void dir_free(struct dirh *d)
 	for (size_t i = 0; i < d->n; i++)
 		free(d->e[i].name);
 	free(d->e);
+	free(d->key);
 	free(d);
+}
+
+/* Fetch d's listing (d->key). Returns 0 or -errno. */
+static int dir_list(struct fs *fs, struct dirh *d)
+{
+	static const struct kvfs_attr none;
+	int ret;
+	if ((ret = dir_add(d, ".", 1, S_IFDIR, &none)) ||
+	    (ret = dir_add(d, "..", 2, S_IFDIR, &none)))
+		return ret;
+	d->coh = coh_state(fs);
+	log_debug("listing \"%s\"", d->key);
+	ssize_t n = kvfs_list(fs->kv, d->key, '/', dir_cb, d);
+	if (n < 0 || d->err)
+		return d->err ? d->err : (int)n;
+	qsort(d->e + 2, d->n - 2, sizeof(*d->e), dent_cmp);
+	size_t w = 2;
+	for (size_t i = 2; i < d->n; i++) {
+		if (w > 2 && strcmp(d->e[w - 1].name, d->e[i].name) == 0) {
+			free(d->e[i].name); /* a directory shadowed by a file */
+			continue;
+		}
+		d->e[w++] = d->e[i];
+	}
+	d->n = w;
+	d->listed = 1;
+	return 0;
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -99,27 +138,33 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto fail;
 	}
 	d->plen = (size_t)len;
-	static const struct kvfs_attr none;
-	if ((ret = dir_add(d, ".", 1, S_IFDIR, &none)) ||
-	    (ret = dir_add(d, "..", 2, S_IFDIR, &none)))
-		goto fail;
-	ssize_t n = kvfs_list(fs->kv, key, '/', dir_cb, d);
-	if (n < 0 || d->err) {
-		ret = d->err ? d->err : (int)n;
+	d->key = strdup(key);
+	if (!d->key) {
+		ret = -ENOMEM;
 		goto fail;
 	}
-	qsort(d->e + 2, d->n - 2, sizeof(*d->e), dent_cmp);
-	size_t w = 2;
-	for (size_t i = 2; i < d->n; i++) {
-		if (w > 2 && strcmp(d->e[w - 1].name, d->e[i].name) == 0) {
-			free(d->e[i].name); /* a directory shadowed by a file */
-			continue;
+	struct inode *dn = itab_get(&fs->it, ino);
+	int keep = 0;
+	if (fs->coh && dn) {
+		uint64_t st = coh_state(fs);
+		pthread_mutex_lock(&fs->it.lock);
+		keep = dn->dir_cached && (st & 1);
+		pthread_mutex_unlock(&fs->it.lock);
+	}
+	if (!keep) {
+		if ((ret = dir_list(fs, d)) != 0)
+			goto fail;
+		if (fs->coh && dn) {
+			/* listed while coherent: the kernel may keep it */
+			uint64_t st = coh_state(fs);
+			pthread_mutex_lock(&fs->it.lock);
+			dn->dir_cached = (st & 1) && st == d->coh;
+			pthread_mutex_unlock(&fs->it.lock);
 		}
-		d->e[w++] = d->e[i];
 	}
-	d->n = w;
 	fi->fh = (uintptr_t)d;
-	fi->cache_readdir = 0;
+	fi->cache_readdir = fs->coh != NULL;
+	fi->keep_cache = keep;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dir_free(d);
 	return;
@@ -134,6 +179,11 @@ static void dir_reply(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = FS(req);
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	int ret;
+	if (!d->listed && (ret = dir_list(fs, d)) != 0) {
+		reply_err(req, ret); /* the kernel's cache did not cover it after all */
+		return;
+	}
 	char *buf = malloc(size);
 	size_t used = 0;
 	if (!buf) {
@@ -173,7 +223,7 @@ static void dir_reply(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				ep.ino = n->ino;
 				fill_stat(fs, n->ino, e->type, &a, &ep.attr);
 				stat_rdev(fs, n, &ep.attr);
-				ep.entry_timeout = fs->o.entry_timeout;
+				ep.entry_timeout = entry_ttl(fs, n);
 				/* a directory's attributes live in its marker: not listed */
 				ep.attr_timeout = e->has_attr ? attr_ttl(fs, n) : 0;
 				if (!known) {
@@ -208,7 +258,10 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	coh_set(d->listed ? d->coh : coh_state(FS(req))); /* what the listing saw */
 	dir_reply(req, ino, size, off, fi, 1);
+	coh_end();
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

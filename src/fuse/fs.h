@@ -20,6 +20,8 @@ struct fs_opts {
 	gid_t gid;	 /* group of keys that stored none */
 	mode_t umask;	 /* applied to keys that stored no mode */
 	double attr_timeout, entry_timeout, negative_timeout;
+	int inval;	      /* -o inval (default) / noinval: track, and long timeouts */
+	double short_timeout; /* the fallback while not coherent (coherence.h) */
 	unsigned max_read, max_write;
 	unsigned threads;
 };
@@ -31,6 +33,7 @@ struct fs {
 	struct fuse_session *se;
 	const char *mnt;	 /* the mount point (absolute) */
 	struct timespec mounted; /* time shown for directories without a marker key */
+	struct coh *coh;	 /* invalidations (coherence.h), NULL: -o noinval */
 };
 
 /* The worker's registered receive buffer, where FUSE_WRITE data lands. */

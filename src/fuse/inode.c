@@ -345,3 +345,35 @@ int name_ok(const char *name, size_t len)
 		return 0;
 	return 1;
 }
+
+struct inode *do_itab_walk(struct itab *t, const char *key, size_t klen, struct inode **parent)
+{
+	struct inode *n = t->root, *p = NULL;
+	char name[NAME_MAX_BYTES + 1];
+	size_t i = 0;
+	if (klen && key[klen - 1] == '/')
+		klen--;
+	while (i < klen) {
+		size_t j = i;
+		while (j < klen && key[j] != '/')
+			j++;
+		if (!n || j == i || j - i > NAME_MAX_BYTES) {
+			*parent = NULL;
+			return NULL; /* a directory above is not known, or no path */
+		}
+		memcpy(name, key + i, j - i);
+		name[j - i] = 0;
+		p = n;
+		n = do_find(t, p->ino, name);
+		i = j + 1;
+	}
+	*parent = p;
+	return n;
+}
+
+void do_itab_each(struct itab *t, void (*fn)(void *arg, struct inode *n), void *arg)
+{
+	for (size_t b = 0; b < t->nbuckets; b++)
+		for (struct inode *n = t->by_ino[b]; n; n = n->next_ino)
+			fn(arg, n);
+}

@@ -61,6 +61,7 @@ struct inode {
 	uint64_t rdev;
 	uint64_t rdev_version;
 	int rdev_known; /* rdev is set (by mknod: rdev_version 0, the version not known yet) */
+	int dir_cached; /* a directory the kernel may serve from its cache (dir.c, coherence.c) */
 
 	struct inode *next_ino, *next_name; /* hash chains */
 };
@@ -113,6 +114,16 @@ void itab_unlink(struct itab *t, uint64_t parent, const char *name);
  */
 int itab_rename(struct itab *t, uint64_t parent, const char *name, uint64_t newparent,
 		const char *newname);
+
+/*
+ * For invalidations (coherence.c), caller holds t->lock: the attached node
+ * named by key (components from the root; a trailing '/' is ignored; ""
+ * is the root), or NULL; *parent gets the node of its last component's
+ * directory when that is known (else NULL). No reference is taken.
+ */
+struct inode *do_itab_walk(struct itab *t, const char *key, size_t klen, struct inode **parent);
+/* Call fn on every node, caller holds t->lock; fn must not change the table. */
+void do_itab_each(struct itab *t, void (*fn)(void *arg, struct inode *n), void *arg);
 
 /*
  * Can a stored key component be a file name? Not empty, not "." or "..",

@@ -13,6 +13,7 @@
  * libkvfs or the sanitizers).
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/log.h" /* our own copy (log_lib); libkvfs keeps its own */
+#include "fuse/coherence.h"
 #include "fuse/fs.h"
 #include "fuse/fsmetrics.h"
 
@@ -56,6 +58,8 @@ static const struct fuse_opt kvfs_opts[] = {
     OPT("negative_timeout=%lf", negative_timeout),
     OPT("max_write=%u", max_write),
     OPT("threads=%u", threads),
+    {"inval", offsetof(struct fs_opts, inval), 1},
+    {"noinval", offsetof(struct fs_opts, inval), 0},
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
@@ -101,8 +105,12 @@ static void usage(const char *prog)
 	       "    -o allow_other          let other users in (adds default_permissions)\n"
 	       "    -o uid=N,gid=N          owner of keys that stored none (default: you)\n"
 	       "    -o umask=OOO            mode of keys that stored none (default 022)\n"
-	       "    -o attr_timeout=S       cache attributes for S seconds (default 1)\n"
-	       "    -o entry_timeout=S      cache names for S seconds (default 1)\n"
+	       "    -o inval, -o noinval    servers tell this mount of changes, so it caches\n"
+	       "                            long (default), or not (short timeouts)\n"
+	       "    -o attr_timeout=S       cache attributes for S seconds (default 60 with\n"
+	       "                            inval, at most 1 while a server is not tracking;\n"
+	       "                            1 with noinval)\n"
+	       "    -o entry_timeout=S      cache names for S seconds (defaults as attr_timeout)\n"
 	       "    -o negative_timeout=S   cache missing names for S seconds (default 0)\n"
 	       "    -o max_read=B           largest read request, up to 1M (default 1M)\n"
 	       "    -o max_write=B          largest write request, up to 1M (default 1M)\n"
@@ -206,7 +214,10 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int check_opts(const struct fs_opts *o)
+#define TIMEOUT_UNSET (-HUGE_VAL) /* not given: the default depends on inval */
+
+/* Check the options, and fill in the defaults that depend on others (timeouts). */
+static int check_opts(struct fs_opts *o)
 {
 	if (o->max_read < 4096 || o->max_read > MAX_IO) {
 		fprintf(stderr, "kvfs: max_read=%u: must be 4096 to %u\n", o->max_read, MAX_IO);
@@ -224,6 +235,12 @@ static int check_opts(const struct fs_opts *o)
 		fprintf(stderr, "kvfs: umask=%o: must be 000 to 777\n", (unsigned)o->umask);
 		return -1;
 	}
+	/* unset: long with invalidations, else the old second */
+	if (o->attr_timeout == TIMEOUT_UNSET)
+		o->attr_timeout = o->inval ? 60.0 : 1.0;
+	if (o->entry_timeout == TIMEOUT_UNSET)
+		o->entry_timeout = o->inval ? 60.0 : 1.0;
+	o->short_timeout = 1.0;
 	if (o->attr_timeout < 0 || o->entry_timeout < 0 || o->negative_timeout < 0) {
 		fprintf(stderr, "kvfs: timeouts must not be negative\n");
 		return -1;
@@ -322,8 +339,9 @@ int main(int argc, char **argv)
 	p.o = (struct fs_opts){.uid = getuid(),
 			       .gid = getgid(),
 			       .umask = 022,
-			       .attr_timeout = 1.0,
-			       .entry_timeout = 1.0,
+			       .attr_timeout = TIMEOUT_UNSET,
+			       .entry_timeout = TIMEOUT_UNSET,
+			       .inval = 1,
 			       .max_read = MAX_IO,
 			       .max_write = MAX_IO,
 			       .threads = 8};
@@ -416,9 +434,17 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
+	if (fs.o.inval && (ret = coh_start(&fs)) != 0) {
+		log_warn("cannot track keys (%s): caching briefly", kvfs_strerror(ret));
+		if (fs.o.attr_timeout > fs.o.short_timeout)
+			fs.o.attr_timeout = fs.o.short_timeout;
+		if (fs.o.entry_timeout > fs.o.short_timeout)
+			fs.o.entry_timeout = fs.o.short_timeout;
+	}
 	ret = serve(&fs) ? 1 : 0;
 	fsm_stop();
 	kvfs_close(fs.kv);
+	coh_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_session:

@@ -129,7 +129,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	e.ino = n->ino;
 	fill_stat(fs, n->ino, n->type, &a, &e.attr);
 	e.attr_timeout = attr_ttl(fs, n);
-	e.entry_timeout = fs->o.entry_timeout;
+	e.entry_timeout = entry_ttl(fs, n);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		handle_close(fs, h);
 		itab_forget(&fs->it, n->ino, 1);

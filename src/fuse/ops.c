@@ -149,9 +149,18 @@ void node_seen(struct fs *fs, struct inode *n, struct kvfs_attr *a)
 double attr_ttl(struct fs *fs, struct inode *n)
 {
 	pthread_mutex_lock(&fs->it.lock);
-	double t = n->nwopen || mono_ns() - n->write_ns < WRITE_QUIET_NS ? 0 : fs->o.attr_timeout;
+	int64_t expiry = n->attr.expiry;
+	int open_w = n->nwopen > 0 || mono_ns() - n->write_ns < WRITE_QUIET_NS;
 	pthread_mutex_unlock(&fs->it.lock);
-	return t;
+	return open_w ? 0 : coh_ttl(fs, fs->o.attr_timeout, expiry);
+}
+
+double entry_ttl(struct fs *fs, struct inode *n)
+{
+	pthread_mutex_lock(&fs->it.lock);
+	int64_t expiry = n->attr.expiry;
+	pthread_mutex_unlock(&fs->it.lock);
+	return coh_ttl(fs, fs->o.entry_timeout, expiry);
 }
 
 int node_rdev(struct fs *fs, struct inode *n, const char *key, struct kvfs_attr *a)
@@ -199,7 +208,7 @@ void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const struct kv
 	fill_stat(fs, n->ino, n->type, a, &e.attr);
 	stat_rdev(fs, n, &e.attr);
 	e.attr_timeout = attr_ttl(fs, n);
-	e.entry_timeout = fs->o.entry_timeout;
+	e.entry_timeout = entry_ttl(fs, n);
 	if (fuse_reply_entry(req, &e) == -ENOENT)
 		itab_forget(&fs->it, n->ino, 1); /* the request was interrupted */
 }
@@ -287,7 +296,7 @@ static int fetch(struct fs *fs, fuse_ino_t ino, struct inode **np, struct kvfs_a
 	 * are as good as the kernel's own cache would have been.
 	 */
 	pthread_mutex_lock(&fs->it.lock);
-	int fresh = n->attr_ns && mono_ns() - n->attr_ns < (int64_t)(fs->o.attr_timeout * 1e9) &&
+	int fresh = n->attr_ns && coh_fresh(fs, mono_ns() - n->attr_ns) &&
 		    (!is_dev(n->type) || (n->rdev_known && n->rdev_version == n->attr.version));
 	if (fresh) {
 		*a = n->attr;
@@ -308,7 +317,7 @@ static int fetch(struct fs *fs, fuse_ino_t ino, struct inode **np, struct kvfs_a
 	return 0;
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = FS(req);
 	char key[KEYCAP];
@@ -366,7 +375,7 @@ static void reply_attr(fuse_req_t req, struct fs *fs, struct inode *n, const str
 	fuse_reply_attr(req, &st, attr_ttl(fs, n));
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = FS(req);
 	struct inode *n;
@@ -385,6 +394,21 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		reply_err(req, ret);
 	else
 		reply_attr(req, fs, n, &a);
+}
+
+/* The state of tracking before the request, for its reply's timeouts (coherence.h). */
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	coh_begin(FS(req));
+	lookup(req, parent, name);
+	coh_end();
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	coh_begin(FS(req));
+	getattr(req, ino, fi);
+	coh_end();
 }
 
 /* ---- attributes ----------------------------------------------------------- */

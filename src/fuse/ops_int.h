@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fuse/coherence.h"
 #include "fuse/fs.h"
 #include "fuse/fsmetrics.h"
 
@@ -143,7 +144,13 @@ void do_set_attr(struct inode *n, const struct kvfs_attr *a);
  * upload's size wins over the committed one.
  */
 void node_seen(struct fs *fs, struct inode *n, struct kvfs_attr *a);
+/*
+ * How long the kernel may keep n's attributes (attr_ttl) and its name
+ * (entry_ttl) from this thread's reply: the configured timeouts while
+ * invalidations make that safe (coherence.h), capped by the key's expiry.
+ */
 double attr_ttl(struct fs *fs, struct inode *n);
+double entry_ttl(struct fs *fs, struct inode *n);
 void reply_entry(fuse_req_t req, struct fs *fs, struct inode *n, const struct kvfs_attr *a);
 /*
  * Device nodes (is_dev): make sure n's device number is known for the

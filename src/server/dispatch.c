@@ -51,6 +51,8 @@ static const struct op_desc op_table[] = {
     [OP_PIN] = {.run = handle_pin, .key = 1},
     [OP_PIN_GET] = {.run = handle_pin},
     [OP_UNPIN] = {.run = handle_pin},
+    [OP_INVAL] = {0}, /* server -> client only */
+    [OP_TRACK] = {.run = handle_track},
 };
 
 _Static_assert(sizeof(op_table) / sizeof(op_table[0]) == OP_MAX_,

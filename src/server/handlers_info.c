@@ -13,6 +13,8 @@ struct list_ctx {
 	size_t room, used;
 	uint64_t max, count;
 	int more;
+	struct svc_ep *e;
+	struct op *o;
 };
 
 static int list_cb(void *arg, const char *name, size_t nlen, const struct proto_attr *a)
@@ -28,6 +30,12 @@ static int list_cb(void *arg, const char *name, size_t nlen, const struct proto_
 		return 1;
 	}
 	l->used += (size_t)n;
+	/*
+	 * Each listed key (or folded prefix) too: its attributes are cached
+	 * with the listing (readdirplus). Under store_lock, so a change of it
+	 * is reported after this.
+	 */
+	svc_track_read(l->e, l->o, name, nlen);
 	l->count++;
 	return 0;
 }
@@ -36,8 +44,10 @@ int handle_list(struct svc_ep *e, struct op *o, const char **why)
 {
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
-	struct list_ctx l = {.buf = rep_data(o), .room = rep_room(e), .max = q->len};
+	struct list_ctx l = {
+	    .buf = rep_data(o), .room = rep_room(e), .max = q->len, .e = e, .o = o};
 	(void)why;
+	svc_track_read(e, o, q->key, q->klen); /* the prefix: a key added or removed under it */
 	pthread_mutex_lock(&srv->store_lock);
 	long ret = store_list(srv->store, q->key, q->klen, (q->flags & RQ_DELIM) ? '/' : 0, q->key2,
 			      q->k2len, now_s(), list_cb, &l);

@@ -2,6 +2,9 @@
  * handlers_kv: the requests on one key's value: GET, PUT (inline, or RMA-read
  * through an internal upload that rma_finish() commits), DELETE, STAT,
  * SETATTR and RENAME. Each takes srv.store_lock only around its store call.
+ * Reads of a tracking session are recorded before the store is read, and
+ * changes reported after it has them (track.h), so no change between the
+ * two goes untold.
  */
 #include "service_priv.h"
 
@@ -13,6 +16,7 @@ int handle_get(struct svc_ep *e, struct op *o, const char **why)
 	struct wire_req *q = &o->req;
 	struct item *it;
 	atomic_fetch_add(&srv->ctr.gets, 1);
+	svc_track_read(e, o, q->key, q->klen);
 	pthread_mutex_lock(&srv->store_lock);
 	int ret = store_get(srv->store, q->key, q->klen, now_s(), &it);
 	if (!ret)
@@ -47,6 +51,7 @@ int handle_put(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_unlock(&srv->store_lock);
 		if (ret)
 			return ret;
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_CHANGED, 1);
 		atomic_fetch_add(&e->bytes_in, q->len);
 		svc_reply_status(e, o, 0);
 		return 0;
@@ -82,6 +87,8 @@ int handle_delete(struct svc_ep *e, struct op *o, const char **why)
 	pthread_mutex_lock(&srv->store_lock);
 	int ret = store_delete(srv->store, q->key, q->klen);
 	pthread_mutex_unlock(&srv->store_lock);
+	if (!ret)
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_GONE, 1);
 	svc_reply_status(e, o, ret);
 	return 0;
 }
@@ -91,6 +98,7 @@ int handle_stat(struct svc_ep *e, struct op *o, const char **why)
 	struct srv *srv = e->srv;
 	struct wire_req *q = &o->req;
 	(void)why;
+	svc_track_read(e, o, q->key, q->klen);
 	pthread_mutex_lock(&srv->store_lock);
 	int ret = store_stat(srv->store, q->key, q->klen, now_s(), &o->rep.attr);
 	pthread_mutex_unlock(&srv->store_lock);
@@ -106,6 +114,8 @@ int handle_setattr(struct svc_ep *e, struct op *o, const char **why)
 	pthread_mutex_lock(&srv->store_lock);
 	int ret = store_setattr(srv->store, q->key, q->klen, &q->sa, now_s(), &o->rep.attr);
 	pthread_mutex_unlock(&srv->store_lock);
+	if (!ret)
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_CHANGED, 0);
 	svc_reply_status(e, o, ret);
 	return 0;
 }
@@ -119,6 +129,10 @@ int handle_rename(struct svc_ep *e, struct op *o, const char **why)
 	int ret = store_rename(srv->store, q->key, q->klen, q->key2, q->k2len,
 			       !!(q->flags & RQ_NOREPLACE));
 	pthread_mutex_unlock(&srv->store_lock);
+	if (!ret) {
+		svc_changed(e, o, q->key, q->klen, WIRE_INVAL_GONE, 1);
+		svc_changed(e, o, q->key2, q->k2len, WIRE_INVAL_CHANGED, 1);
+	}
 	svc_reply_status(e, o, ret);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * handlers_session: the requests on what a session holds besides uploads:
- * pins and registered regions.
+ * pins, registered regions and tracking (TRACK).
  *
  * Pins (PIN, PIN_GET, UNPIN): a session may hold up to MAX_PINS items pinned
  * in the store for long (a reader's open file), each named by a handle that
@@ -98,6 +98,7 @@ int handle_pin(struct svc_ep *e, struct op *o, const char **why)
 		ret = pin_reserve(s);
 		if (ret)
 			return ret;
+		svc_track_read(e, o, q->key, q->klen);
 		pthread_mutex_lock(&srv->store_lock);
 		ret = store_pin(srv->store, q->key, q->klen, now_s(), &it);
 		if (!ret)
@@ -175,4 +176,21 @@ int handle_reg(struct svc_ep *e, struct op *o, const char **why)
 		}
 	}
 	return -ENOSPC;
+}
+
+/*
+ * TRACK: from now on the session's reads are tracked and it gets OP_INVAL
+ * messages (track.h). Idempotent.
+ */
+int handle_track(struct svc_ep *e, struct op *o, const char **why)
+{
+	struct session *s = o->sess;
+	(void)why;
+	if (!s)
+		return -EOPNOTSUPP; /* not reached: not a direct op */
+	int ret = track_on(e->srv->track, s->sidx);
+	if (!ret)
+		s->tracking = 1;
+	svc_reply_status(e, o, ret);
+	return 0;
 }

@@ -14,6 +14,7 @@
 
 static void up_remove(struct session *s, struct upslot *u)
 {
+	free(u->key);
 	*u = s->ups[--s->n_ups];
 }
 
@@ -78,7 +79,16 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 			}
 			s->ups = n;
 		}
-		s->ups[s->n_ups++] = (struct upslot){.id = s->next_up, .up = up};
+		uint8_t *key = malloc(q->klen);
+		if (!key) {
+			pthread_mutex_lock(&srv->store_lock);
+			store_upload_abort(srv->store, up);
+			pthread_mutex_unlock(&srv->store_lock);
+			return -ENOMEM;
+		}
+		memcpy(key, q->key, q->klen);
+		s->ups[s->n_ups++] =
+		    (struct upslot){.id = s->next_up, .up = up, .key = key, .klen = q->klen};
 		o->rep.handle = s->next_up++;
 		o->rep.attr.size = store_upload_size(up);
 		svc_reply_status(e, o, 0);
@@ -136,6 +146,8 @@ int handle_upload(struct svc_ep *e, struct op *o, const char **why)
 		pthread_mutex_lock(&srv->store_lock);
 		ret = store_upload_commit(srv->store, u->up, &q->sa, now_s(), &o->rep.attr);
 		pthread_mutex_unlock(&srv->store_lock);
+		if (!ret)
+			svc_changed(e, o, u->key, u->klen, WIRE_INVAL_CHANGED, 1);
 		/* commit frees the upload whether or not it succeeds */
 		up_remove(s, u);
 		atomic_fetch_add(&srv->ctr.puts, 1);

@@ -155,6 +155,8 @@ void rma_finish(struct svc_ep *e, struct op *o)
 		pthread_mutex_unlock(&srv->store_lock);
 		o->up = NULL;
 		if (!err)
+			svc_changed(e, o, o->req.key, o->req.klen, WIRE_INVAL_CHANGED, 1);
+		if (!err)
 			atomic_fetch_add(&e->bytes_in, o->total);
 	} else {
 		up_done(o);

@@ -564,7 +564,9 @@ int main(int argc, char **argv)
 	struct store_config sc = {.memory = srv.cfg.server_memory,
 				  .max_value = srv.cfg.server_max_value,
 				  .evict_none = srv.cfg.eviction == KVFS_EVICT_NONE,
-				  .prefault = srv.cfg.server_prefault};
+				  .prefault = srv.cfg.server_prefault,
+				  .evicted = svc_evicted,
+				  .evicted_arg = &srv};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = store_open(&srv.store, &sc);
@@ -581,6 +583,11 @@ int main(int argc, char **argv)
 		 (unsigned long long)(store_pool_size(srv.store) >> 20),
 		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
 		 sc.prefault ? "prefaulted" : "not prefaulted");
+	if (svc_track_open(&srv)) {
+		log_error("cannot set up the table of tracked keys: out of memory");
+		store_close(srv.store);
+		return 1;
+	}
 	struct stat pst;
 	if (store_pool_fd(srv.store) >= 0 && fstat(store_pool_fd(srv.store), &pst) == 0)
 		srv.pool = (struct wire_pool){(uint32_t)getpid(), store_pool_fd(srv.store),
@@ -683,6 +690,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < srv.n_eps; i++)
 		svc_ep_close(srv.eps[i]);
 	direct_close();
+	svc_track_close(&srv);
 	store_close(srv.store);
 	close(sfd);
 	close(wake_fd);

@@ -13,6 +13,14 @@
  * it, and it is freed (uploads aborted, pins released, address removed) once
  * nothing of it is in flight any more.
  *
+ * Invalidations (track.h) go out from each endpoint's own thread in NNOTE
+ * send buffers of their own: when track_seq() moved (any thread queued
+ * some), it takes each tracking session's queue into them and posts them,
+ * but only for a session with no request in flight, so that an
+ * invalidation never overtakes the reply to a read it is about (sends to a
+ * peer keep their order, FI_ORDER_SAS). A provider that says -EAGAIN gets
+ * the message again later; nothing blocks the thread.
+ *
  * This file: the endpoints, their service threads and poll loop, sessions
  * and posting. A received request goes to dispatch.c, which runs it by one of
  * the handlers_*.c; rma.c moves the bytes (service_priv.h).
@@ -72,6 +80,10 @@ static void sess_free(struct svc_ep *e, struct session *s)
 		if (s->pins[i].handle)
 			store_release(srv->store, s->pins[i].it);
 	pthread_mutex_unlock(&srv->store_lock);
+	for (int i = 0; i < s->n_ups; i++)
+		free(s->ups[i].key);
+	if (s->tracking)
+		track_off(srv->track, s->sidx);
 	atomic_fetch_sub(&srv->ctr.pins, s->n_pins);
 	if (!s->addr_gone)
 		fab_av_remove(e->ep, s->addr);
@@ -115,6 +127,7 @@ static void cmd_add(struct svc_ep *e, struct svc_cmd *c)
 	e->sess_gen++;
 	s->id = ((uint64_t)e->sess_gen << 16) * MAX_SESS + (uint64_t)idx;
 	wire_random(&s->token, sizeof(s->token));
+	s->sidx = (uint32_t)e->index * MAX_SESS + (uint32_t)idx;
 	s->regions[REGION_RECV] = c->setup.recv;
 	s->access[REGION_RECV] = FAB_ACC_REMOTE_WRITE;
 	s->regions[REGION_STAGING] = c->setup.staging;
@@ -240,6 +253,112 @@ void svc_post_reply(struct svc_ep *e, struct op *o)
 	}
 }
 
+/* ---- invalidations ------------------------------------------------------- */
+
+int svc_track_open(struct srv *s)
+{
+	return track_open(&s->track, SVC_MAX_EPS * MAX_SESS, TRACK_SLOTS_DEFAULT);
+}
+
+void svc_evicted(void *arg, const void *key, size_t klen)
+{
+	struct srv *s = arg;
+	if (s->track)
+		track_changed(s->track, key, klen, WIRE_INVAL_GONE, 1, TRACK_NONE);
+}
+
+void svc_track_close(struct srv *s)
+{
+	track_close(s->track);
+	s->track = NULL;
+}
+
+static struct session *sess_by_id(struct svc_ep *e, uint64_t id)
+{
+	struct session *s = e->sess[id % MAX_SESS];
+	return s && s->id == id && !s->dead ? s : NULL;
+}
+
+/* Post note m; 0, or -EAGAIN (m stays pending for retry). A dead peer frees it. */
+static int note_post(struct svc_ep *e, struct note *m)
+{
+	struct session *s = sess_by_id(e, m->sess_id);
+	if (!s) {
+		m->busy = m->pending = 0;
+		return 0;
+	}
+	int ret = fab_post_send(e->ep, m->buf, (size_t)m->len, fab_mr_desc(e->msg_mr), s->addr,
+				&m->ctx.fc);
+	if (ret == -EAGAIN) {
+		m->pending = 1;
+		return -EAGAIN;
+	}
+	m->pending = 0;
+	if (ret) {
+		atomic_fetch_add(&e->fabric_errors, 1);
+		m->busy = 0;
+	}
+	return 0;
+}
+
+static struct note *note_free(struct svc_ep *e)
+{
+	for (int i = 0; i < NNOTE; i++)
+		if (!e->notes[i].busy)
+			return &e->notes[i];
+	return NULL;
+}
+
+/* Send what s has queued, while buffers last. Returns 0 when its queue is empty. */
+static int notes_for(struct svc_ep *e, struct session *s)
+{
+	for (;;) {
+		struct note *m = note_free(e);
+		if (!m)
+			return 1;
+		struct wire_rep rep = {.op = OP_INVAL};
+		int all;
+		size_t len = track_take(e->srv->track, s->sidx, m->buf + WIRE_REP_FIXED,
+					e->msg_size - WIRE_REP_FIXED, &rep.n, &all);
+		if (!len && !all)
+			return 0;
+		rep.flags = all ? RP_INVAL_ALL : 0;
+		rep.data = m->buf + WIRE_REP_FIXED;
+		rep.dlen = (uint32_t)len;
+		m->len = wire_rep_encode(m->buf, e->msg_size, &rep);
+		m->busy = 1;
+		m->sess_id = s->id;
+		if (note_post(e, m))
+			return 1;
+	}
+}
+
+/* Send the invalidations queued for this endpoint's sessions (see the top). */
+static void send_notes(struct svc_ep *e)
+{
+	struct track *t = e->srv->track;
+	if (!t)
+		return;
+	uint64_t seq = track_seq(t);
+	if (seq == e->track_seen && !e->note_retry)
+		return;
+	int retry = 0;
+	for (int i = 0; i < NNOTE; i++)
+		if (e->notes[i].pending && note_post(e, &e->notes[i]))
+			retry = 1;
+	e->track_seen = seq;
+	for (int i = 0; i < MAX_SESS && !retry; i++) {
+		struct session *s = e->sess[i];
+		if (!s || !s->tracking || s->dead || !track_has(t, s->sidx))
+			continue;
+		if (s->inflight)
+			retry = 1; /* after its replies */
+		else
+			retry |= notes_for(e, s);
+	}
+	e->note_retry = retry;
+}
+
 /* ---- completions and the poll loop ---------------------------------------- */
 
 static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
@@ -262,6 +381,14 @@ static void on_completion(struct svc_ep *e, const struct fab_cqe *c)
 			atomic_fetch_add(&e->fabric_errors, 1);
 		op_over(e, o);
 		return;
+	case CTX_NOTE: {
+		struct note *m = (struct note *)x;
+		if (c->err)
+			atomic_fetch_add(&e->fabric_errors, 1);
+		m->busy = 0;
+		e->note_retry = 1;
+		return;
+	}
 	case CTX_RMA:
 		x->busy = 0;
 		o->moved_ms = svc_now_ms();
@@ -396,6 +523,7 @@ static void *svc_thread(void *arg)
 		}
 		if (e->pending_head)
 			retry_pending(e);
+		send_notes(e);
 	}
 	if (e->busy_ops)
 		log_warn("%s: %d requests still in flight at exit", e->provider, e->busy_ops);
@@ -424,7 +552,8 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 	if (ret)
 		goto err;
 	e->msg_size = s->limits.msg_size;
-	size_t bytes = (size_t)(NRX + NSPARE) * 2 * e->msg_size;
+	e->index = s->n_eps;
+	size_t bytes = ((size_t)(NRX + NSPARE) * 2 + NNOTE) * e->msg_size;
 	e->msgs = aligned_alloc(4096, bytes);
 	if (!e->msgs) {
 		ret = -ENOMEM;
@@ -451,6 +580,10 @@ int svc_ep_open(struct srv *s, const char *provider, const char *node, struct sv
 		o->tx_ctx = (struct opctx){.kind = CTX_SEND, .op = o};
 		for (int w = 0; w < WINDOW; w++)
 			o->rma[w] = (struct opctx){.kind = CTX_RMA, .op = o};
+	}
+	for (int i = 0; i < NNOTE; i++) {
+		e->notes[i].ctx = (struct opctx){.kind = CTX_NOTE};
+		e->notes[i].buf = e->msgs + ((size_t)(NRX + NSPARE) * 2 + (size_t)i) * e->msg_size;
 	}
 	log_info("serving on %s (iov_limit %zu)", fab_provider(e->ep), fab_iov_limit(e->ep));
 	*out = e;

@@ -59,6 +59,7 @@ struct srv {
 	struct svc_ep *direct_ep; /* direct.c's (no fabric), from direct_open to direct_close */
 	struct srv_counters ctr;
 	atomic_int stopping;
+	struct track *track; /* tracked keys of every endpoint's sessions (track.h) */
 
 	/* /metrics (srv_metrics.c); NULL when server.metrics is off */
 	struct metrics *metrics;
@@ -81,6 +82,12 @@ struct svc_cmd {
 	int done;
 	struct svc_cmd *next;
 };
+
+/* The tracking table (track.h): open before the endpoints, close after them. 0 or -errno. */
+int svc_track_open(struct srv *s);
+void svc_track_close(struct srv *s);
+/* The store evicted key (store_config.evicted; arg is the srv): tell its trackers. */
+void svc_evicted(void *arg, const void *key, size_t klen);
 
 int svc_ep_open(struct srv *s, const char *provider, const char *node, struct svc_ep **out);
 void svc_ep_close(struct svc_ep *e);

@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "service.h"
+#include "track.h"
 
 #define NRX 256
 /*
@@ -38,8 +39,9 @@
 #define MAX_PINS     4096 /* per session; the table doubles from 16 up to it */
 #define PIN_IDX_BITS 16
 #define PIN_NONE     UINT32_MAX
+#define NNOTE	     16 /* send buffers per endpoint for invalidations (OP_INVAL) */
 
-enum ctx_kind { CTX_RECV, CTX_SEND, CTX_RMA };
+enum ctx_kind { CTX_RECV, CTX_SEND, CTX_RMA, CTX_NOTE };
 
 struct op;
 struct opctx {
@@ -54,6 +56,8 @@ struct upslot {
 	uint64_t id;
 	struct upload *up;
 	int busy;
+	uint8_t *key; /* the upload's key, for the invalidation at commit */
+	uint32_t klen;
 };
 
 _Static_assert(MAX_PINS <= 1 << PIN_IDX_BITS, "pin table index must fit a handle's low bits");
@@ -79,6 +83,18 @@ struct session {
 	uint32_t pin_cap, n_pins, pin_free; /* pin_free: first free slot or PIN_NONE */
 	uint64_t pin_seq;		    /* sequence of the last handle given out */
 	struct log_rl bad_rl;		    /* its refused requests' log lines */
+	int tracking;			    /* sent OP_TRACK: reads are tracked (track.h) */
+	uint32_t sidx; /* slot in srv.track: endpoint index * MAX_SESS + slot */
+};
+
+/* An invalidation message being sent (CTX_NOTE); the endpoint's thread owns it. */
+struct note {
+	struct opctx ctx; /* first: the completion's context is this */
+	uint8_t *buf;	  /* msg_size bytes in the endpoint's registered messages */
+	int busy;	  /* posted, or waiting to be (pending) */
+	int pending;	  /* the provider said -EAGAIN: post again */
+	int len;
+	uint64_t sess_id; /* the session it goes to */
 };
 
 struct op {
@@ -125,7 +141,11 @@ struct svc_ep {
 	uint32_t sess_gen;
 	int n_sess;
 	int64_t stall_check_ms; /* next scan of the busy ops for stalled peers */
-	struct log_rl junk_rl;	/* messages of no session: anyone can send them */
+	struct log_rl junk_rl; /* messages of no session: anyone can send them */
+	int index;	       /* in srv.eps */
+	struct note notes[NNOTE];
+	uint64_t track_seen; /* track_seq() when the sessions' queues were last emptied */
+	int note_retry;	     /* some queue may still hold invalidations: look again */
 	/* written by the service thread, read by stats and scrapes */
 	atomic_uint_fast64_t bytes_in, bytes_out, error_replies, fabric_errors;
 	atomic_uint_fast64_t over_cap,
@@ -178,6 +198,20 @@ void svc_pending_push(struct svc_ep *e, struct op *o);
 void svc_post_rx(struct svc_ep *e, struct op *o);
 void svc_post_reply(struct svc_ep *e, struct op *o);
 
+/* Tracking (track.h): o's session reads key, when it tracks; a key changed. */
+static inline void svc_track_read(struct svc_ep *e, struct op *o, const void *key, size_t klen)
+{
+	if (o->sess && o->sess->tracking)
+		track_read(e->srv->track, o->sess->sidx, key, klen);
+}
+static inline void svc_changed(struct svc_ep *e, struct op *o, const void *key, size_t klen,
+			       unsigned kind, int parents)
+{
+	uint32_t self = o->sess && o->sess->tracking ? o->sess->sidx : TRACK_NONE;
+	if (e->srv->track)
+		track_changed(e->srv->track, key, klen, kind, parents, self);
+}
+
 /* dispatch.c: a received request, and its reply. */
 void svc_handle_request(struct svc_ep *e, struct op *o, size_t len);
 /*
@@ -218,6 +252,6 @@ svc_handler handle_list, handle_stats, handle_ping;
 /* handlers_upload.c */
 svc_handler handle_upload;
 /* handlers_session.c */
-svc_handler handle_pin, handle_reg;
+svc_handler handle_pin, handle_reg, handle_track;
 
 #endif

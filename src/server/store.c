@@ -47,6 +47,8 @@ static void item_unlink(struct store *s, struct item *it)
 void item_evict(struct store *s, struct item *it)
 {
 	s->evictions++;
+	if (s->evicted)
+		s->evicted(s->evicted_arg, ikey(it), ikl(it));
 	item_unlink(s, it);
 }
 
@@ -338,6 +340,8 @@ int store_open(struct store **out, const struct store_config *cfg)
 		return -ENOMEM;
 	s->max_value = cfg->max_value ? cfg->max_value : npages * PAGE;
 	s->evict_none = cfg->evict_none;
+	s->evicted = cfg->evicted;
+	s->evicted_arg = cfg->evicted_arg;
 	if (slab_open(s, (uint32_t)npages, cfg->prefault) || index_open(s) || dir_open(s)) {
 		store_close(s);
 		return -ENOMEM;

@@ -67,6 +67,9 @@ struct store_config {
 	uint64_t max_value; /* largest value; -EFBIG beyond */
 	int evict_none;	    /* 1 = eviction "none" */
 	int prefault;	    /* 1 = populate every pool page in store_open */
+	/* Called (store lock held) with the key of each item evicted; may be NULL. */
+	void (*evicted)(void *arg, const void *key, size_t klen);
+	void *evicted_arg;
 };
 
 struct store_stats {

@@ -113,6 +113,8 @@ struct store {
 	uint32_t npages;    /* fixed */
 	uint64_t max_value; /* fixed */
 	int evict_none;	    /* fixed */
+	void (*evicted)(void *arg, const void *key, size_t klen); /* fixed: store_config's */
+	void *evicted_arg;					  /* fixed */
 
 	struct page *pg;
 	uint64_t *freemap;

@@ -4,14 +4,19 @@
  * allowed with -EINVAL (void calls ignore it), out-parameters are written
  * only as the header says, the limits are each server's own, and the
  * zero-copy calls check their buffer against the region whatever the length,
- * and kvfs_server_state follows a session from idle to up, and to down.
+ * kvfs_server_state follows a session from idle to up, and to down, and
+ * kvfs_track tells changes, deletes, listings, the loss of a server and its
+ * return.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -339,4 +344,89 @@ Test(api, server_state, .init = setup3, .fini = teardown_all)
 	kvfs_ping(k2, 2, NULL); /* the reconnect fails too */
 	cr_assert_eq(kvfs_server_state(k2, 2), KVFS_SERVER_DOWN);
 	kvfs_close(k2);
+}
+
+/* kvfs_track: what the callback was told, for the test to wait on. */
+struct seen {
+	pthread_mutex_t lock;
+	char log[4096]; /* "kind:key " per event */
+};
+
+static void seen_cb(void *arg, const struct kvfs_inval *ev)
+{
+	struct seen *s = arg;
+	pthread_mutex_lock(&s->lock);
+	size_t l = strlen(s->log);
+	snprintf(s->log + l, sizeof(s->log) - l, "%d:%s ", ev->kind, ev->key);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Wait up to ms for "kind:key " in the log; then clear the log. */
+static int seen_wait(struct seen *s, const char *what, int ms)
+{
+	int64_t end = h_now_ms() + ms;
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		int found = strstr(s->log, what) != NULL;
+		if (found || h_now_ms() > end)
+			s->log[0] = 0;
+		pthread_mutex_unlock(&s->lock);
+		if (found)
+			return 1;
+		if (h_now_ms() > end)
+			return 0;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int count_cb(void *arg, const struct kvfs_entry *e)
+{
+	(void)e;
+	(*(int *)arg)++;
+	return 0;
+}
+
+Test(api, track_tells_changes_losses_and_returns, .init = setup1, .fini = teardown_all)
+{
+	static struct seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct kvfs_attr a;
+	int n = 0;
+	cr_assert_eq(kvfs_track(NULL, seen_cb, &s), -EINVAL);
+	cr_assert_eq(kvfs_track(kv, NULL, &s), -EINVAL);
+	cr_assert_eq(kvfs_track_state(kv), 0, "0 without kvfs_track");
+	cr_assert_eq(kvfs_track(kv, seen_cb, &s), 0);
+	cr_assert_eq(kvfs_track(kv, seen_cb, &s), -EBUSY);
+	kvfs_t *w = h_client(&cl); /* the other writer: not tracking */
+	cr_assert_eq(kvfs_put(w, "t/a", "1", 1, NULL), 0);
+	cr_assert_eq(kvfs_stat(kv, "t/a", &a), 0); /* connects: tracked from the first call */
+	cr_assert(seen_wait(&s, "5: ", 1000), "BACK when the session tracks");
+	uint64_t st = kvfs_track_state(kv);
+	cr_assert_eq(st & 1, 1, "coherent: every server tracks");
+	cr_assert_eq(kvfs_put(w, "t/a", "22", 2, NULL), 0);
+	cr_assert(seen_wait(&s, "1:t/a ", 1000), "a change of a key read: CHANGED");
+	cr_assert_neq(kvfs_track_state(kv), st, "the state moved");
+	/* told once: a second change without a read in between says nothing */
+	cr_assert_eq(kvfs_put(w, "t/a", "333", 3, NULL), 0);
+	cr_assert_not(seen_wait(&s, "1:t/a ", 200));
+	cr_assert_eq(kvfs_stat(kv, "t/a", &a), 0);
+	cr_assert_eq(kvfs_delete(w, "t/a"), 0);
+	cr_assert(seen_wait(&s, "2:t/a ", 1000), "a delete: GONE");
+	/* its own writes: not told */
+	cr_assert_eq(kvfs_put(kv, "t/own", "x", 1, NULL), 0);
+	cr_assert_eq(kvfs_stat(kv, "t/own", &a), 0);
+	cr_assert_eq(kvfs_put(kv, "t/own", "yy", 2, NULL), 0);
+	cr_assert_not(seen_wait(&s, "t/own", 200));
+	/* a listed prefix: a key added under it */
+	cr_assert_geq(kvfs_list(kv, "t/", '/', count_cb, &n), 0);
+	cr_assert_eq(kvfs_put(w, "t/new", "n", 1, NULL), 0);
+	cr_assert(seen_wait(&s, "1:t/ ", 1000), "a key added under a listed prefix");
+	/* the server dies: LOST at once (no call needed), then BACK by itself */
+	h_kill(&cl, 0, SIGKILL);
+	cr_assert(seen_wait(&s, "4: ", 1000), "LOST without a call");
+	cr_assert_eq(kvfs_track_state(kv) & 1, 0, "not coherent while lost");
+	h_restart(&cl, 0);
+	cr_assert(seen_wait(&s, "5: ", 6000), "BACK by the background reconnect");
+	cr_assert_eq(kvfs_track_state(kv) & 1, 1);
+	kvfs_close(w);
 }
