@@ -1,8 +1,10 @@
 /*
- * fuzz_rep: libFuzzer target of wire_rep_decode. A reply that decodes must
- * keep its promises (status 0 or -errno, data inside the message, lengths
- * adding up) and encode back to the same bytes, save the reserved fields
- * the decoder ignores. Input: one reply message (corpus/rep, fuzz_seeds.c).
+ * fuzz_rep: libFuzzer target of wire_rep_decode, and of the invalidation
+ * entries an OP_INVAL message carries (wire_inval_check, wire_inval_next).
+ * A reply that decodes must keep its promises (status 0 or -errno, data
+ * inside the message, lengths adding up) and encode back to the same bytes,
+ * save the reserved fields the decoder ignores. Input: one reply message (corpus/rep,
+ * fuzz_seeds.c).
  */
 #include <string.h>
 
@@ -26,6 +28,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(p.status <= 0 && p.status >= -4095);
 	FUZZ_CHECK((size_t)WIRE_REP_FIXED + p.dlen == size);
 	FUZZ_CHECK(p.dlen == 0 || p.data == data + WIRE_REP_FIXED);
+
+	if (p.op == OP_INVAL && wire_inval_check(p.data, p.dlen, p.n, &why) == 0) {
+		/* an invalidation the client would act on: n entries, keys inside data */
+		size_t pos = 0, klen;
+		unsigned kind;
+		const uint8_t *key;
+		uint64_t seen = 0;
+		while (wire_inval_next(p.data, p.dlen, &pos, &kind, &key, &klen) == 1) {
+			FUZZ_CHECK(kind == WIRE_INVAL_CHANGED || kind == WIRE_INVAL_GONE);
+			FUZZ_CHECK(klen <= PROTO_MAX_KEY && key >= p.data &&
+				   key + klen <= p.data + p.dlen);
+			seen++;
+		}
+		FUZZ_CHECK(seen == p.n && pos == p.dlen);
+	}
 
 	uint8_t *again = malloc(size);
 	uint8_t *want = malloc(size);

@@ -297,8 +297,9 @@ static void messages(void)
 	    {.op = OP_PIN, .req_id = 20, .handle = 3, .attr = attr},
 	    {.op = OP_PIN_GET, .req_id = 22, .n = 10000, .attr = attr},
 	    {.op = OP_STATS, .req_id = 18},
+	    {.op = OP_INVAL, .n = 2},
 	};
-	const char *names[] = {"get", "put", "enoent", "list", "pin", "pin-map", "stats"};
+	const char *names[] = {"get", "put", "enoent", "list", "pin", "pin-map", "stats", "inval"};
 	n = listing(data, sizeof(data), batch, 3);
 	reps[3].data = data, reps[3].dlen = (uint32_t)n;
 	struct wire_seg segs[] = {{0, 4096}, {8192, 4096}, {65536, 1808}};
@@ -308,6 +309,10 @@ static void messages(void)
 	uint8_t st[256];
 	n = wire_stats_encode(st, sizeof(st), &stats);
 	reps[6].data = st, reps[6].dlen = (uint32_t)n;
+	uint8_t inv[64];
+	n = wire_inval_encode(inv, sizeof(inv), WIRE_INVAL_CHANGED, "dir/file", 8);
+	n += wire_inval_encode(inv + n, sizeof(inv) - (size_t)n, WIRE_INVAL_GONE, "dir/", 4);
+	reps[7].data = inv, reps[7].dlen = (uint32_t)n;
 	for (size_t i = 0; i < sizeof(reps) / sizeof(reps[0]); i++) {
 		a.n = 0;
 		add(&a, b, wire_rep_encode(b, sizeof(b), &reps[i]));
