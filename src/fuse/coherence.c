@@ -36,13 +36,19 @@ struct coh {
 	int len;		   /* lock */
 	int all;		   /* lock: tell the kernel to forget every node */
 	int stop;		   /* lock */
+	int tracking;		   /* kvfs_track took our callback (fixed after coh_start) */
 };
+
+int coh_tracking(struct fs *fs)
+{
+	return fs->coh && fs->coh->tracking;
+}
 
 static __thread uint64_t tls_state; /* 0: no coh_begin, never coherent */
 
 uint64_t coh_state(struct fs *fs)
 {
-	return fs->coh ? kvfs_track_state(fs->kv) : 0;
+	return coh_tracking(fs) ? kvfs_track_state(fs->kv) : 0;
 }
 
 void coh_begin(struct fs *fs)
@@ -69,7 +75,7 @@ static int coherent(struct fs *fs)
 double coh_ttl(struct fs *fs, double base, int64_t expiry)
 {
 	double t = base;
-	if (fs->coh && !coherent(fs))
+	if (coh_tracking(fs) && !coherent(fs))
 		t = base < fs->o.short_timeout ? base : fs->o.short_timeout;
 	if (expiry > 0) {
 		double left = (double)(expiry - (int64_t)time(NULL));
@@ -81,7 +87,7 @@ double coh_ttl(struct fs *fs, double base, int64_t expiry)
 
 int coh_fresh(struct fs *fs, int64_t age_ns)
 {
-	if (fs->coh && !coherent(fs))
+	if (coh_tracking(fs) && !coherent(fs))
 		return 0;
 	return age_ns < (int64_t)(fs->o.attr_timeout * 1e9);
 }
@@ -245,7 +251,7 @@ static void *coh_thread(void *arg)
 	return NULL;
 }
 
-int coh_start(struct fs *fs)
+int coh_start(struct fs *fs, int track)
 {
 	struct coh *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -258,18 +264,20 @@ int coh_start(struct fs *fs)
 		free(c);
 		return -ret;
 	}
-	ret = kvfs_track(fs->kv, inval_cb, c);
-	if (ret) {
-		pthread_mutex_lock(&c->lock);
-		c->stop = 1;
-		pthread_cond_signal(&c->cond);
-		pthread_mutex_unlock(&c->lock);
-		pthread_join(c->thr, NULL);
-		free(c);
-		return ret;
-	}
 	fs->coh = c;
-	return 0;
+	if (track) {
+		ret = kvfs_track(fs->kv, inval_cb, c);
+		c->tracking = !ret;
+	}
+	return ret > 0 ? -ret : ret;
+}
+
+void coh_inval_inode(struct fs *fs, uint64_t ino)
+{
+	struct coh *c = fs->coh;
+	pthread_mutex_lock(&c->lock);
+	do_push(c, ino, 0, "", 0);
+	pthread_mutex_unlock(&c->lock);
 }
 
 void coh_stop(struct fs *fs)

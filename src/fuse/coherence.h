@@ -22,8 +22,20 @@
 
 struct fs;
 
-/* Start tracking (after kvfs_open, before the workers). 0 or -errno. */
-int coh_start(struct fs *fs);
+/*
+ * Start the notifier thread and, with track, tracking (after kvfs_open,
+ * before the workers). 0, or -errno: the thread did not start (fs->coh
+ * NULL), or tracking did not (the thread runs; coh_tracking is 0).
+ */
+int coh_start(struct fs *fs, int track);
+/* Are the servers tracking for this mount (-o inval, and kvfs_track worked)? */
+int coh_tracking(struct fs *fs);
+/*
+ * Have the kernel drop ino's pages and attributes, from the notifier thread:
+ * never from a request handler, whose request may hold what the
+ * invalidation waits for. Needs the thread (coh_start).
+ */
+void coh_inval_inode(struct fs *fs, uint64_t ino);
 /* After kvfs_close (no more callbacks): stop the thread, free the queue. */
 void coh_stop(struct fs *fs);
 

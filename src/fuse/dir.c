@@ -145,7 +145,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	struct inode *dn = itab_get(&fs->it, ino);
 	int keep = 0;
-	if (fs->coh && dn) {
+	if (coh_tracking(fs) && dn) {
 		uint64_t st = coh_state(fs);
 		pthread_mutex_lock(&fs->it.lock);
 		keep = dn->dir_cached && (st & 1);
@@ -154,7 +154,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!keep) {
 		if ((ret = dir_list(fs, d)) != 0)
 			goto fail;
-		if (fs->coh && dn) {
+		if (coh_tracking(fs) && dn) {
 			/* listed while coherent: the kernel may keep it */
 			uint64_t st = coh_state(fs);
 			pthread_mutex_lock(&fs->it.lock);

@@ -78,40 +78,6 @@ void commit_attrs(struct fs *fs, struct inode *n, struct kvfs_setattr *sa)
 	pthread_mutex_unlock(&fs->it.lock);
 }
 
-/*
- * Drop the kernel's pages and attributes of inode ino, from a thread of its
- * own: never from a request handler, whose request may hold what the
- * invalidation waits for. After a direct writer's commit, the page-cache
- * writer of that file (open meanwhile) must not keep pages it cached before.
- */
-struct inval {
-	struct fuse_session *se;
-	fuse_ino_t ino;
-};
-
-static void *inval_main(void *arg)
-{
-	struct inval *v = arg;
-	fuse_lowlevel_notify_inval_inode(v->se, v->ino, 0, 0);
-	free(v);
-	return NULL;
-}
-
-static void inval_later(struct fs *fs, uint64_t ino)
-{
-	pthread_t t;
-	pthread_attr_t at;
-	struct inval *v = malloc(sizeof(*v));
-	if (!v)
-		return;
-	*v = (struct inval){fs->se, (fuse_ino_t)ino};
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &at, inval_main, v))
-		free(v);
-	pthread_attr_destroy(&at);
-}
-
 /* Open h's upload if it has none. Caller holds h->lock. */
 static int h_upload(struct fs *fs, struct handle *h)
 {
@@ -194,7 +160,7 @@ static int h_commit(struct fs *fs, struct handle *h)
 	int inval = h->dirty && !ret && n->pcw && !h->cached;
 	pthread_mutex_unlock(&fs->it.lock);
 	if (inval)
-		inval_later(fs, n->ino);
+		coh_inval_inode(fs, n->ino); /* from the notifier thread */
 	h->up = NULL;
 	h->dirty = 0;
 	h->fresh = 0;

@@ -434,7 +434,14 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
-	if (fs.o.inval && (ret = coh_start(&fs)) != 0) {
+	if ((ret = coh_start(&fs, fs.o.inval)) != 0 && !fs.coh) {
+		log_error("cannot start the notifier thread: %s", kvfs_strerror(ret));
+		fsm_stop();
+		kvfs_close(fs.kv);
+		ret = 1;
+		goto out_unmount;
+	}
+	if (ret) {
 		log_warn("cannot track keys (%s): caching briefly", kvfs_strerror(ret));
 		if (fs.o.attr_timeout > fs.o.short_timeout)
 			fs.o.attr_timeout = fs.o.short_timeout;
