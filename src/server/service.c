@@ -423,9 +423,11 @@ static void retry_pending(struct svc_ep *e)
  * A peer that stopped making progress (a stopped process, a vanished host)
  * holds the receive buffers of its requests for as long as their RMA or
  * reply cannot finish. When one of its ops has not moved for the stall
- * timeout, the session is dropped and its address taken out of the AV, which
- * makes the provider fail what is still posted to it; the ops then end and the
- * session is freed.
+ * timeout, the session is dropped and its address taken out of the AV, so
+ * nothing new is posted to it. A provider may still never hand back what is
+ * posted (rxm does not), so each stuck op is retired: a spare takes over its
+ * receive, and the op joins the spares if its completions ever come. The
+ * session is freed with its last op.
  */
 static void check_stalls(struct svc_ep *e, int64_t now)
 {
