@@ -114,6 +114,13 @@ int64_t change_ns(struct store *s, int64_t now)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (ts.tv_sec == now)
 		t = lo + ts.tv_nsec;
+	else if (ts.tv_sec == now + 1)
+		/*
+		 * The clock has left the request's second: its own time, or the
+		 * rule below would reuse the last change's time and ctime would
+		 * not move (seen in fs_shell: a touch -a across a second).
+		 */
+		t = lo + 1000000000LL + ts.tv_nsec;
 	if (t < s->last_change_ns && s->last_change_ns < lo + 1000000000LL)
 		t = s->last_change_ns;
 	s->last_change_ns = t;
