@@ -7,6 +7,7 @@
  * count is kept twice and `kvfsctl stats` shows the same numbers.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -60,6 +61,16 @@ static void emit_requests(struct srv *s, struct metrics_out *o)
 	counter(o, "kvfs_server_deletes_total", "DELETE requests.", atomic_load(&s->ctr.deletes));
 }
 
+/* One counter family with a sample per endpoint: the field at off of each's counters. */
+static void per_ep(struct metrics_out *o, const char *name, const char *help,
+		   const struct svc_ep *const *eps, const struct svc_ep_counters *c, int n,
+		   size_t off)
+{
+	metrics_emit_family(o, name, help, METRIC_COUNTER);
+	for (int i = 0; i < n; i++)
+		metrics_emit_u64(o, EP(eps[i]), *(const uint64_t *)((const char *)&c[i] + off));
+}
+
 static void emit_endpoints(struct srv *s, struct metrics_out *o)
 {
 	struct svc_ep_counters c[SVC_MAX_EPS + 1];
@@ -67,16 +78,12 @@ static void emit_endpoints(struct srv *s, struct metrics_out *o)
 	int n = svc_counted_eps(s, eps);
 	for (int i = 0; i < n; i++)
 		svc_ep_counters(eps[i], &c[i]);
-	metrics_emit_family(o, "kvfs_server_received_bytes_total",
-			    "Value bytes received from clients (PUT, upload writes), by endpoint.",
-			    METRIC_COUNTER);
-	for (int i = 0; i < n; i++)
-		metrics_emit_u64(o, EP(eps[i]), c[i].bytes_in);
-	metrics_emit_family(o, "kvfs_server_sent_bytes_total",
-			    "Value bytes sent to clients (GET, PIN_GET, UP_READ), by endpoint.",
-			    METRIC_COUNTER);
-	for (int i = 0; i < n; i++)
-		metrics_emit_u64(o, EP(eps[i]), c[i].bytes_out);
+	per_ep(o, "kvfs_server_received_bytes_total",
+	       "Value bytes received from clients (PUT, upload writes), by endpoint.", eps, c, n,
+	       offsetof(struct svc_ep_counters, bytes_in));
+	per_ep(o, "kvfs_server_sent_bytes_total",
+	       "Value bytes sent to clients (GET, PIN_GET, UP_READ), by endpoint.", eps, c, n,
+	       offsetof(struct svc_ep_counters, bytes_out));
 	metrics_emit_family(o, "kvfs_server_errors_total",
 			    "Errors by endpoint: kind=\"reply\" are replies with an error other "
 			    "than no such key, kind=\"fabric\" failed completions and posts.",
@@ -88,18 +95,14 @@ static void emit_endpoints(struct srv *s, struct metrics_out *o)
 		metrics_emit_u64(o, L("provider", p, "domain", d, "kind", "fabric"),
 				 c[i].fabric_errors);
 	}
-	metrics_emit_family(o, "kvfs_server_dropped_requests_total",
-			    "Requests dropped unanswered because their session had "
-			    "96 requests in flight (the per-session cap), by endpoint.",
-			    METRIC_COUNTER);
-	for (int i = 0; i < n; i++)
-		metrics_emit_u64(o, EP(eps[i]), c[i].over_cap);
-	metrics_emit_family(o, "kvfs_server_stalled_sessions_total",
-			    "Sessions dropped because a request of theirs made no progress for "
-			    "server.stall_timeout_ms, by endpoint.",
-			    METRIC_COUNTER);
-	for (int i = 0; i < n; i++)
-		metrics_emit_u64(o, EP(eps[i]), c[i].stalls);
+	per_ep(o, "kvfs_server_dropped_requests_total",
+	       "Requests dropped unanswered because their session had "
+	       "96 requests in flight (the per-session cap), by endpoint.",
+	       eps, c, n, offsetof(struct svc_ep_counters, over_cap));
+	per_ep(o, "kvfs_server_stalled_sessions_total",
+	       "Sessions dropped because a request of theirs made no progress for "
+	       "server.stall_timeout_ms, by endpoint.",
+	       eps, c, n, offsetof(struct svc_ep_counters, stalls));
 }
 
 /* A gauge per slab class (not the large pages): its chunks, or those in use. */
